@@ -1,0 +1,192 @@
+/* memcoord: the public client API (libmemcoord).
+ *
+ * A client talks to one or more memcoord nodes over nng req/rep with
+ * protobuf messages. Every call is synchronous and thread-safe: many threads
+ * may share one mc_client. The library never logs; every call returns an
+ * mc_err and, when the caller passes an mc_result, the message and the
+ * version the server saw.
+ *
+ * Ownership: strings and buffers passed in are borrowed for the duration of
+ * the call. Records and pages returned through out-parameters belong to the
+ * caller, who frees them with mc_record_free / mc_page_free / mc_status_free.
+ */
+#ifndef MEMCOORD_H
+#define MEMCOORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The one table of error codes (DESIGN.md §6): the same names on the wire,
+ * in the library and in memcoordctl. The numeric values are wire values:
+ * append only. */
+#define MC_ERR_MAP(X)                                                      \
+    X(OK, "success")                                                       \
+    X(NOT_FOUND, "no such key")                                            \
+    X(CONFLICT, "version does not match the expected version")             \
+    X(INVALID_ARGUMENT, "invalid argument")                                \
+    X(TOO_LARGE, "message or value exceeds its limit")                     \
+    X(UNAUTHENTICATED, "no valid credentials")                             \
+    X(PERMISSION_DENIED, "not allowed")                                    \
+    X(QUOTA_EXCEEDED, "quota exceeded")                                    \
+    X(NOT_LEADER, "this node does not lead the shard")                     \
+    X(UNAVAILABLE, "service unavailable, try again")                       \
+    X(TIMEOUT, "timed out; the outcome of a write is unknown")             \
+    X(COMPACTED, "revision is older than the retained history")            \
+    X(INTERNAL, "internal error")
+
+typedef enum {
+#define X(name, text) MC_##name,
+    MC_ERR_MAP(X)
+#undef X
+        MC_ERR_COUNT
+} mc_err;
+
+/* "CONFLICT", or "UNKNOWN" for a value outside the table. */
+const char *mc_errname(mc_err code);
+/* A short sentence for the code. */
+const char *mc_strerror(mc_err code);
+/* Parse a name such as "CONFLICT"; returns false when it is not one. */
+bool mc_errparse(const char *name, mc_err *out);
+
+/* Public limits (DESIGN.md §7). Servers check them; the library checks them
+ * before sending so a caller gets the error without a round trip. */
+#define MC_NS_BYTES_MAX 64u        /* namespace: [a-z0-9][a-z0-9._-]{0,63} */
+#define MC_KEY_BYTES_MAX 1024u     /* key: valid UTF-8, no NUL */
+#define MC_VALUE_BYTES_MAX (1u << 20) /* default value limit, 1 MiB */
+#define MC_LIST_PAGE_MAX 10000u    /* keys in one list page */
+
+/* Memory tiers (DESIGN.md §1). MC_TIER_DEFAULT lets the server choose:
+ * short when a TTL is given, else the existing record's tier, else long. */
+typedef enum {
+    MC_TIER_DEFAULT = 0,
+    MC_TIER_SHORT = 1, /* working memory: default TTL 1 h */
+    MC_TIER_MID = 2,   /* episodic memory: default TTL 7 d */
+    MC_TIER_LONG = 3,  /* permanent knowledge: no TTL */
+} mc_tier;
+
+const char *mc_tier_name(mc_tier t); /* "short", "mid", "long", "default" */
+bool mc_tier_parse(const char *name, mc_tier *out);
+
+/* Expected version for put/delete: any version (unconditional). 0 means the
+ * key must not exist; n > 0 means it must be at exactly version n. */
+#define MC_VERSION_ANY (-1)
+
+typedef struct mc_client mc_client;
+
+/* What the server said about one call. */
+typedef struct mc_result {
+    mc_err code;
+    uint64_t version;    /* the version seen (after a write, the new one) */
+    uint64_t create_rev; /* for writes that succeed */
+    uint64_t mod_rev;
+    char message[256];   /* NUL-terminated; empty on success */
+} mc_result;
+
+typedef struct mc_record {
+    char *key; /* NUL-terminated */
+    size_t key_len;
+    uint8_t *value; /* NUL-terminated for convenience; value_len excludes it */
+    size_t value_len;
+    uint64_t version;
+    uint64_t create_rev;
+    uint64_t mod_rev;
+    mc_tier tier;
+    int64_t expires_at_ms; /* ms since the epoch; 0 = never */
+    int64_t updated_at_ms;
+} mc_record;
+
+typedef struct mc_page {
+    mc_record *records;
+    size_t n;
+    bool more;         /* more keys follow: pass next_cursor as start_after */
+    char *next_cursor; /* the last key of this page; NULL when !more */
+} mc_page;
+
+typedef struct mc_options {
+    int timeout_ms; /* whole call, retries included; 0 = 5000 */
+} mc_options;
+
+/* Open a client on a comma-separated list of endpoints
+ * ("tcp://127.0.0.1:7400,tcp://127.0.0.1:7401"). Connects lazily: a node
+ * that is down now is tried again on each call. opts may be NULL.
+ * Errors: INVALID_ARGUMENT (no or bad endpoint), INTERNAL (out of memory,
+ * nng failure); res->message says which. */
+mc_err mc_client_open(const char *endpoints, const mc_options *opts,
+                      mc_client **out, mc_result *res);
+void mc_client_close(mc_client *c);
+
+typedef struct mc_put_opts {
+    int64_t expect_version; /* MC_VERSION_ANY, 0, or n */
+    mc_tier tier;
+    uint64_t ttl_ms; /* 0 = the tier's default */
+} mc_put_opts;
+#define MC_PUT_OPTS_INIT {MC_VERSION_ANY, MC_TIER_DEFAULT, 0}
+
+/* Store a value. A retried put (after UNAVAILABLE or a lost connection) is
+ * sent with the same request id, so it is applied at most once.
+ * Errors: CONFLICT (res->version is the current version, 0 if missing),
+ * INVALID_ARGUMENT, TOO_LARGE, UNAVAILABLE, TIMEOUT (outcome unknown). */
+mc_err mc_put(mc_client *c, const char *ns, const char *key,
+              const void *value, size_t value_len, const mc_put_opts *opts,
+              mc_result *res);
+
+/* Delete a key; expect_version as for put. NOT_FOUND when missing. */
+mc_err mc_delete(mc_client *c, const char *ns, const char *key,
+                 int64_t expect_version, mc_result *res);
+
+typedef struct mc_read_opts {
+    bool serializable; /* read a replica's state without a raft barrier */
+} mc_read_opts;
+
+/* Read a key. On MC_OK *out is a record the caller frees. */
+mc_err mc_get(mc_client *c, const char *ns, const char *key,
+              const mc_read_opts *opts, mc_record **out, mc_result *res);
+void mc_record_free(mc_record *r);
+
+typedef struct mc_list_opts {
+    const char *start_after; /* cursor: list keys greater than this */
+    uint32_t limit;          /* 0 = 1000; at most MC_LIST_PAGE_MAX */
+    bool keys_only;
+    bool serializable;
+} mc_list_opts;
+
+/* List keys of ns starting with prefix ("" = all), sorted, across all
+ * shards, one page at a time. */
+mc_err mc_list(mc_client *c, const char *ns, const char *prefix,
+               const mc_list_opts *opts, mc_page **out, mc_result *res);
+void mc_page_free(mc_page *p);
+
+typedef struct mc_shard_status {
+    uint32_t id;
+    uint32_t slot_lo, slot_hi; /* inclusive slot range */
+    uint64_t leader_id;
+    uint64_t term;
+    uint64_t applied_index;
+    uint64_t last_index;
+    uint64_t records[4]; /* by tier, [MC_TIER_SHORT..MC_TIER_LONG] */
+    uint64_t applied_entries; /* entries applied since start */
+    uint64_t skipped_entries; /* entries skipped at start: already in LMDB */
+    bool is_leader;
+} mc_shard_status;
+
+typedef struct mc_status {
+    uint64_t node_id;
+    char *version;
+    char *listen;
+    uint64_t uptime_ms;
+    mc_shard_status *shards;
+    size_t n_shards;
+} mc_status;
+
+mc_err mc_status_get(mc_client *c, mc_status **out, mc_result *res);
+void mc_status_free(mc_status *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MEMCOORD_H */
