@@ -1,0 +1,180 @@
+/* shard: the state machine of one shard group and its LMDB store, plus slot
+ * hashing. It knows nothing of raft: consensus/ feeds it committed entries
+ * with their index, asks for snapshots and restores them.
+ *
+ * Storage: one LMDB environment per shard (its own folder), with these
+ * sub-databases:
+ *   short, mid, long  records of each tier, key = ns '\0' key (see below)
+ *   expiry            [u64 BE expires_at][u8 tier][record key] -> ""
+ *   dedupe            [u64 BE client_id] -> last seq, stamp and answer
+ *   meta              "applied_index" -> u64
+ * A key lives in exactly one tier at a time.
+ *
+ * LMDB keys are at most 511 bytes. A record key (ns '\0' key) longer than
+ * SHARD_DBKEY_INLINE_MAX is stored under its first SHARD_DBKEY_PREFIX bytes
+ * followed by an 8-byte hash of the whole key; the full key is kept in the
+ * value and compared on every lookup. Listing sorts each run of such keys
+ * that share the prefix, so callers always see byte-wise key order.
+ *
+ *   CLOSED  -> OPEN     [shard_open]
+ *   OPEN    -> BROKEN   [an LMDB write fails: every later call says
+ *                        UNAVAILABLE until the node restarts]
+ *   *       -> CLOSED   [shard_close]
+ *
+ * Invariants:
+ *   (1) applied_index is written in the same LMDB txn as the writes of the
+ *       entries it covers.
+ *   (2) Only shard_apply and shard_restore write records.
+ *   (3) Apply is deterministic: it reads no clock, only the command's stamp.
+ *
+ * Thread: a shard is used by one thread at a time (its loop thread). */
+#ifndef MC_SHARD_H
+#define MC_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "proto/proto.h"
+
+/* ---- slots (DESIGN.md §4) ---- */
+
+/* The slot of a key: CRC16 (XMODEM, as Redis Cluster) of ns '\0' key, or of
+ * ns '\0' tag when the key holds a non-empty {tag}, modulo MC_SLOTS. */
+uint32_t shard_slot(const uint8_t *ns, size_t ns_len, const uint8_t *key,
+                    size_t key_len);
+/* Slots map to shards in contiguous ranges of (nearly) equal size; shard
+ * owns the slots lo..hi, both inclusive. */
+uint32_t shard_of_slot(uint32_t slot, uint32_t n_shards);
+void shard_slot_range(uint32_t shard, uint32_t n_shards, uint32_t *lo,
+                      uint32_t *hi);
+
+/* ---- the store ---- */
+
+#define SHARD_DBKEY_INLINE_MAX 500u
+#define SHARD_DBKEY_PREFIX 492u
+
+struct shard;
+
+struct shard_config {
+    uint32_t id;
+    uint64_t value_bytes_max; /* apply re-checks it: one bad entry must not
+                                 wedge a group */
+    uint64_t map_bytes;       /* 0 = MC_SHARD_MAP_BYTES */
+};
+
+/* Open (creating if needed) the store in folder dir.
+ * On MC_OK the caller owns *out and releases it with shard_close.
+ * Errors: INTERNAL with the LMDB text in err. */
+mc_err shard_open(const char *dir, const struct shard_config *cfg,
+                  struct shard **out, char *err, size_t err_len);
+
+/* Commit what is pending and close. Safe on NULL. */
+void shard_close(struct shard *s);
+
+/* Commit the write txn of this loop turn, if one is open, with the applied
+ * index. Unsynced: the raft log is the durability (DEPS-NOTES.md, LMDB).
+ * Errors: UNAVAILABLE (the shard is now BROKEN), with the text in err. */
+mc_err shard_commit(struct shard *s, char *err, size_t err_len);
+
+/* Ask the OS to write the store to disk (background durability). The one
+ * call that may run on another thread while the loop thread uses s; not
+ * concurrently with shard_open or shard_close. A failure breaks the shard
+ * (written pages may be lost). Errors: UNAVAILABLE. */
+mc_err shard_sync(struct shard *s);
+
+/* The outcome of one applied command. */
+struct shard_result {
+    mc_err code;
+    uint64_t version; /* seen: current version on CONFLICT, 0 when missing */
+    uint64_t create_rev;
+    uint64_t mod_rev;
+    bool skipped;     /* index was already in LMDB: nothing was done */
+    char message[200];
+};
+
+/* Apply the framed command entry buf[0..len) committed at raft index. An
+ * index at or below the stored applied index is skipped (restart replay).
+ * Business outcomes (CONFLICT, NOT_FOUND, TOO_LARGE, INVALID_ARGUMENT for a
+ * command that does not decode, ...) go to *out, never to the return value.
+ * *out points into s and is valid until the next shard call.
+ * Returns MC_OK, or UNAVAILABLE when the entry is not applied: storage
+ * failed (the shard is BROKEN), or memory ran out while decoding it (the
+ * shard is fine; apply the same entry again later). Running out of memory
+ * is never answered as INVALID_ARGUMENT: other replicas would apply the
+ * entry and this one would not. */
+mc_err shard_apply(struct shard *s, uint64_t index, const void *buf,
+                   size_t len, const struct shard_result **out);
+
+/* A record as read. Every pointer is borrowed from LMDB and valid until the
+ * next shard call on s. */
+struct shard_record {
+    const uint8_t *key; /* without the namespace */
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+    uint64_t version;
+    uint64_t create_rev;
+    uint64_t mod_rev;
+    int64_t expires_at; /* ms since the epoch; 0 = never */
+    int64_t updated_at;
+    uint8_t tier;       /* MC_TIER_SHORT..MC_TIER_LONG */
+};
+
+/* Read a key as of the last applied entry (the open write txn included). A
+ * record with expires_at <= now_ms is reported as NOT_FOUND.
+ * Errors: NOT_FOUND, UNAVAILABLE (BROKEN or LMDB read failure). */
+mc_err shard_get(struct shard *s, int64_t now_ms, const uint8_t *ns,
+                 size_t ns_len, const uint8_t *key, size_t key_len,
+                 struct shard_record *out);
+
+typedef void (*shard_list_cb)(void *arg, const struct shard_record *r);
+
+/* Call cb, in byte-wise key order, for each live record of ns whose key
+ * starts with prefix and is greater than start_after (when start_after_len
+ * > 0), at most limit times; *more tells whether any further record
+ * matches. With keys_only the record's value is empty. cb must not call
+ * into s. Errors: UNAVAILABLE (BROKEN), INTERNAL (out of memory sorting a
+ * run of long keys). */
+mc_err shard_list(struct shard *s, int64_t now_ms, const uint8_t *ns,
+                  size_t ns_len, const uint8_t *prefix, size_t prefix_len,
+                  const uint8_t *start_after, size_t start_after_len,
+                  uint32_t limit, bool keys_only, shard_list_cb cb, void *arg,
+                  bool *more);
+
+typedef void (*shard_expired_cb)(void *arg, uint8_t tier, const uint8_t *ns,
+                                 size_t ns_len, const uint8_t *key,
+                                 size_t key_len);
+
+/* Leader's sweep: call cb for up to max records whose expires_at <= now_ms,
+ * oldest first. Read only: the caller proposes an OP_EXPIRE command. */
+mc_err shard_expired_scan(struct shard *s, int64_t now_ms, uint32_t max,
+                          shard_expired_cb cb, void *arg);
+
+/* Serialize the whole state (records of all tiers, expiry index, dedupe
+ * table) and the applied index into one buffer from alloc (raft_malloc for
+ * raft). Commits the open txn first. On MC_OK the caller owns *buf. */
+mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
+                      size_t *len);
+
+/* Replace the state with a snapshot, unless the snapshot's applied index is
+ * not newer than the store's (then nothing changes). The buffer is checked
+ * (magic, lengths, checksum) before anything is touched: a bad one gives
+ * INVALID_ARGUMENT and leaves the store as it was. Borrowed. */
+mc_err shard_restore(struct shard *s, const void *buf, size_t len);
+
+uint64_t shard_applied_index(const struct shard *s);
+/* Entries applied, and entries skipped as already stored, since open. */
+uint64_t shard_applied_entries(const struct shard *s);
+uint64_t shard_skipped_entries(const struct shard *s);
+/* Records per tier, counts[MC_TIER_SHORT..MC_TIER_LONG]; counts[0] = 0. */
+void shard_counts(struct shard *s, uint64_t counts[4]);
+/* FNV-1a 64 over every record, expiry and dedupe entry in key order: equal
+ * on replicas that applied the same entries. */
+uint64_t shard_state_hash(struct shard *s);
+/* True when the store is above 90% of its map: the leader refuses new
+ * writes with QUOTA_EXCEEDED before LMDB would fail with MDB_MAP_FULL. */
+bool shard_is_nearly_full(struct shard *s);
+
+#endif

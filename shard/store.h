@@ -1,0 +1,126 @@
+/* The LMDB side of a shard, private to shard/: the struct shard itself, its
+ * sub-databases, the one write txn of a loop turn, the read view, and the
+ * BROKEN state. Every other file of shard/ reaches LMDB through the helpers
+ * here, so that each LMDB failure is logged once and breaks the shard the
+ * same way. Record layout, apply rules and snapshots live elsewhere.
+ *
+ * Transactions:
+ *   - s->txn is the write txn of this loop turn: opened by
+ *     store_write_begin (apply, restore), ended by store_commit with the
+ *     applied index in meta (invariant 1 of shard.h).
+ *   - Reads use s->txn when it is open, so they see every applied entry;
+ *     otherwise a read-only txn that stays open until the next shard call
+ *     (store_enter resets it), which keeps borrowed pointers valid.
+ *   - A failed LMDB call sets s->broken (store_fail). The write txn is left
+ *     as it is and aborted by shard_close: callers may still hold cursors
+ *     on it, and nothing of it will ever be committed. */
+#ifndef MC_SHARD_STORE_H
+#define MC_SHARD_STORE_H
+
+#include <lmdb.h>
+#include <stdatomic.h>
+
+#include "shard/shard.h"
+
+/* The sub-databases of a shard environment (shard.h). The three tier DBs
+ * come first, in the order of mc_tier, so that store_tier_db is a
+ * subtraction. */
+enum store_db {
+    STORE_DB_SHORT,
+    STORE_DB_MID,
+    STORE_DB_LONG,
+    STORE_DB_EXPIRY,
+    STORE_DB_DEDUPE,
+    STORE_DB_META,
+    STORE_DB_COUNT
+};
+
+/* The DBs that hold state: everything but meta, in snapshot and state
+ * hash order. */
+#define STORE_DATA_DBS STORE_DB_META
+
+_Static_assert(STORE_DB_SHORT == MC_TIER_SHORT - 1, "tier DBs follow mc_tier");
+_Static_assert(STORE_DB_LONG == MC_TIER_LONG - 1, "tier DBs follow mc_tier");
+
+struct shard {
+    struct shard_config cfg;
+    MDB_env *env;
+    MDB_dbi dbi[STORE_DB_COUNT];
+    MDB_txn *txn;      /* write txn of this loop turn, or NULL */
+    MDB_txn *read_txn; /* reused read-only txn, or NULL before first use */
+    bool read_live;    /* read_txn is renewed and holds a snapshot */
+    atomic_bool broken; /* shard_sync may set it from another thread */
+    uint64_t applied_index; /* of the last applied entry, committed or not */
+    uint64_t applied_entries;
+    uint64_t skipped_entries;
+    struct shard_result result; /* what shard_apply answers */
+};
+
+static inline enum store_db store_tier_db(uint8_t tier)
+{
+    ASSERT(tier >= MC_TIER_SHORT);
+    ASSERT(tier <= MC_TIER_LONG);
+    return (enum store_db)(STORE_DB_SHORT + (tier - MC_TIER_SHORT));
+}
+
+/* Start of every shard call: UNAVAILABLE when BROKEN; else ends the read
+ * view of the previous call (its borrowed pointers die here). */
+mc_err store_enter(struct shard *s);
+
+/* Log an LMDB failure rc of what, and mark the shard BROKEN.
+ * Returns UNAVAILABLE, for the caller to pass up. */
+mc_err store_fail(struct shard *s, const char *what, int rc);
+
+/* The txn to read through: the open write txn, else the read view.
+ * Valid until the next shard call. Errors: UNAVAILABLE (BROKEN). */
+mc_err store_view(struct shard *s, MDB_txn **out);
+
+/* Open the write txn of this loop turn unless it is open.
+ * Errors: UNAVAILABLE (BROKEN). */
+mc_err store_write_begin(struct shard *s);
+
+/* Write s->applied_index to meta and commit the write txn, if open.
+ * Errors: UNAVAILABLE (BROKEN), with the LMDB text in err. */
+mc_err store_commit(struct shard *s, char *err, size_t err_len);
+
+/* Read db[key] through txn. *found = false when missing. v borrows LMDB
+ * memory until the next write or the end of txn. Errors: UNAVAILABLE. */
+mc_err store_get(struct shard *s, MDB_txn *txn, enum store_db db,
+                 const void *key, size_t key_len, MDB_val *v, bool *found);
+
+/* Write db[key] = val in the write txn. Errors: UNAVAILABLE. */
+mc_err store_put(struct shard *s, enum store_db db, const void *key,
+                 size_t key_len, const void *val, size_t val_len);
+
+/* Write db[key] = val at the end of db, in the write txn: key must sort
+ * after every key of db (restore loads sorted snapshots this way).
+ * Errors: UNAVAILABLE. */
+mc_err store_append(struct shard *s, enum store_db db, const void *key,
+                    size_t key_len, const void *val, size_t val_len);
+
+/* Empty every data DB (all but meta) in the write txn.
+ * Errors: UNAVAILABLE. */
+mc_err store_drop_data(struct shard *s);
+
+/* Reserve val_len bytes for db[key] in the write txn and return where to
+ * write them (valid until the next write). Errors: UNAVAILABLE. */
+mc_err store_reserve(struct shard *s, enum store_db db, const void *key,
+                     size_t key_len, size_t val_len, uint8_t **space);
+
+/* Delete db[key] from the write txn. The key must exist: a missing one
+ * means the store is out of step with itself, so it breaks the shard.
+ * Errors: UNAVAILABLE. */
+mc_err store_del(struct shard *s, enum store_db db, const void *key,
+                 size_t key_len);
+
+/* Move cursor c by op. *found = false at the end (or no match). Borrowed
+ * k and v as for store_get. Errors: UNAVAILABLE. */
+mc_err store_cursor_get(struct shard *s, MDB_cursor *c, MDB_val *k,
+                        MDB_val *v, MDB_cursor_op op, bool *found);
+
+/* Open a cursor on db through txn; the caller closes it with
+ * mdb_cursor_close before the next shard call. Errors: UNAVAILABLE. */
+mc_err store_cursor_open(struct shard *s, MDB_txn *txn, enum store_db db,
+                         MDB_cursor **out);
+
+#endif
