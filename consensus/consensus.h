@@ -1,0 +1,108 @@
+/* consensus: raft groups over the shard state machine. It owns everything
+ * of canonical/raft 0.15: the raft_fsm adapter over shard/, raft_uv setup,
+ * proposals, barriers, and the translation of RAFT_* codes to mc_err. The
+ * FSM adapter is separate from the group so that tests drive the real state
+ * machine under raft/fixture.h.
+ *
+ *   INIT     -> STARTED  [cons_group_start: bootstrap on first start, then
+ *                          raft_start, which restores snapshot + log]
+ *   STARTED  -> CLOSING  [cons_group_close]
+ *   CLOSING  -> CLOSED   [close_cb: raft, raft_uv and its transport closed]
+ *
+ * Thread: every call on a group runs on the thread of the uv loop it was
+ * initialized with (raft is not thread-safe). */
+#ifndef MC_CONSENSUS_H
+#define MC_CONSENSUS_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "base/base.h"
+#include "shard/shard.h"
+
+/* ---- the FSM adapter ---- */
+struct cons_fsm {
+    struct raft_fsm fsm;  /* handed to raft; fsm.data points back here */
+    struct raft *raft;    /* set once raft is initialized */
+    struct shard *shard;  /* borrowed */
+};
+
+/* Make f->fsm apply to shard s. Set f->raft before raft applies anything. */
+void cons_fsm_init(struct cons_fsm *f, struct shard *s);
+
+/* ---- errors ---- */
+/* NOTLEADER -> NOT_LEADER; LEADERSHIPLOST, SHUTDOWN, IOERR, NOSPACE,
+ * CANCELED, TOOMANY -> UNAVAILABLE (a write's outcome is unknown: the
+ * client retries with the same id); others -> INTERNAL. */
+mc_err cons_err(int raft_rv);
+
+/* ---- a group on raft_uv ---- */
+struct cons_member {
+    uint64_t id;
+    char addr[64]; /* numeric IPv4 a.b.c.d:port (DEPS-NOTES.md, raft 6) */
+};
+
+struct cons_group_config {
+    uint64_t node_id;
+    const char *dir;       /* raft_uv folder; created if missing */
+    const char *addr;      /* this replica's a.b.c.d:port */
+    const struct cons_member *members; /* initial configuration */
+    unsigned n_members;
+    unsigned election_ms;
+    unsigned heartbeat_ms;
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+};
+
+struct cons_group;
+typedef void (*cons_group_close_cb)(struct cons_group *g);
+
+struct cons_group {
+    struct raft_uv_transport transport;
+    struct raft_io io;
+    struct raft raft;
+    struct cons_fsm fsm;
+    uint32_t shard_id;
+    void *data; /* the owner's */
+    cons_group_close_cb close_cb;
+};
+
+/* Initialize g on loop with the state machine s (borrowed; must outlive
+ * g). g must not move afterwards: raft keeps pointers into it.
+ * Errors: INTERNAL, with raft's own text in err (DEPS-NOTES.md, raft 8). */
+mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
+                       const struct cons_group_config *cfg, struct shard *s,
+                       char *err, size_t err_len);
+
+/* Bootstrap (first start only) and start. Restores the local snapshot and
+ * replays the log synchronously; the shard skips what LMDB already holds. */
+mc_err cons_group_start(struct cons_group *g,
+                        const struct cons_group_config *cfg, char *err,
+                        size_t err_len);
+
+/* Propose a framed command. frame must come from raft_malloc and its length
+ * must be a multiple of 8 (proto frames are). On MC_OK raft owns frame and
+ * calls cb(req, status, result) on this loop, where result is the
+ * const struct shard_result * of the apply when status is 0. On error the
+ * caller still owns frame. */
+mc_err cons_group_propose(struct cons_group *g, struct raft_apply *req,
+                          void *frame, size_t len, raft_apply_cb cb);
+
+/* Append a barrier: cb fires once every entry before it is applied. */
+mc_err cons_group_barrier(struct cons_group *g, struct raft_barrier *req,
+                          raft_barrier_cb cb);
+
+bool cons_group_is_leader(struct cons_group *g);
+/* Leader id (0 when unknown). */
+uint64_t cons_group_leader(struct cons_group *g);
+uint64_t cons_group_term(struct cons_group *g);
+uint64_t cons_group_last_index(struct cons_group *g);
+uint64_t cons_group_applied_index(struct cons_group *g);
+
+/* Close raft, raft_uv and the transport; close_cb fires on the loop when
+ * all are closed and g may be freed. Pending proposals get their cb with a
+ * non-zero status first. */
+void cons_group_close(struct cons_group *g, cons_group_close_cb close_cb);
+
+#endif

@@ -1,0 +1,93 @@
+/* The raft_fsm adapter: raft 0.15's apply has no index argument, so the
+ * entry's index is raft->last_applied + 1 (DEPS-NOTES.md, raft 2). Apply
+ * never fails for a business reason; only a broken store stops it. */
+#include "consensus/consensus.h"
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                     void **result)
+{
+    struct cons_fsm *f = fsm->data;
+    ASSERT(f->raft != NULL);
+    uint64_t index = raft_last_applied(f->raft) + 1;
+    const struct shard_result *res;
+    mc_err rv = shard_apply(f->shard, index, buf->base, buf->len, &res);
+    if (rv != MC_OK) {
+        /* The store is broken (disk full, I/O error): raft retries this
+         * entry on the next commit; the node answers UNAVAILABLE. */
+        LOG_ERROR("apply failed index=%llu err=%s",
+                  (unsigned long long)index, mc_errname(rv));
+        return RAFT_IOERR;
+    }
+    *result = (void *)res;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+    struct cons_fsm *f = fsm->data;
+    struct raft_buffer *b = raft_malloc(sizeof *b);
+    if (b == NULL) {
+        return RAFT_NOMEM;
+    }
+    void *data;
+    size_t len;
+    mc_err rv = shard_snapshot(f->shard, raft_malloc, &data, &len);
+    if (rv != MC_OK) {
+        raft_free(b);
+        return rv == MC_INTERNAL ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    b->base = data;
+    b->len = len;
+    /* With snapshot_finalize NULL, raft frees b and b->base. */
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct cons_fsm *f = fsm->data;
+    mc_err rv = shard_restore(f->shard, buf->base, buf->len);
+    if (rv != MC_OK) {
+        LOG_ERROR("restore failed err=%s", mc_errname(rv));
+        return RAFT_CORRUPT;
+    }
+    raft_free(buf->base); /* restore owns the buffer on success */
+    return 0;
+}
+
+void cons_fsm_init(struct cons_fsm *f, struct shard *s)
+{
+    ASSERT(f != NULL);
+    ASSERT(s != NULL);
+    *f = (struct cons_fsm){
+        .fsm = {.version = 2,
+                .apply = fsm_apply,
+                .snapshot = fsm_snapshot,
+                .restore = fsm_restore,
+                .snapshot_finalize = NULL},
+        .shard = s,
+    };
+    f->fsm.data = f;
+}
+
+mc_err cons_err(int raft_rv)
+{
+    switch (raft_rv) {
+    case 0:
+        return MC_OK;
+    case RAFT_NOTLEADER:
+        return MC_NOT_LEADER;
+    case RAFT_LEADERSHIPLOST:
+    case RAFT_SHUTDOWN:
+    case RAFT_IOERR:
+    case RAFT_NOSPACE:
+    case RAFT_CANCELED:
+    case RAFT_TOOMANY:
+    case RAFT_NOCONNECTION:
+        return MC_UNAVAILABLE;
+    default:
+        return MC_INTERNAL;
+    }
+}

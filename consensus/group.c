@@ -1,0 +1,158 @@
+/* A raft group on raft_uv: one TCP port and one folder per group replica.
+ * Settings follow DEPS-NOTES.md: numeric addresses, pre-vote on, a large
+ * snapshot threshold (raft_uv stalls its loop per closed segment), and a
+ * short connect retry delay so a restarted peer is found quickly. */
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "consensus/consensus.h"
+
+/* raft_uv's default is 1 s; a restarted peer should be reached sooner. */
+#define CONNECT_RETRY_MS 100u
+
+static mc_err raft_fail(struct cons_group *g, const char *what, int rv,
+                        char *err, size_t err_len)
+{
+    /* raft_strerror has no text for some codes and an empty message for a
+     * busy port (DEPS-NOTES.md, raft 8): give both texts and the code. */
+    base_errf(err, err_len, "shard %u: %s: %s (code %d; %s)", g->shard_id, what,
+              raft_strerror(rv), rv, raft_errmsg(&g->raft));
+    return MC_INTERNAL;
+}
+
+mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
+                       const struct cons_group_config *cfg, struct shard *s,
+                       char *err, size_t err_len)
+{
+    ASSERT(g != NULL);
+    ASSERT(cfg->dir != NULL);
+    ASSERT(cfg->addr != NULL);
+    if (mkdir(cfg->dir, 0755) != 0 && errno != EEXIST) {
+        base_errf(err, err_len, "mkdir %s: %s", cfg->dir, strerror(errno));
+        return MC_INTERNAL;
+    }
+    int rv = raft_uv_tcp_init(&g->transport, loop);
+    if (rv != 0) {
+        base_errf(err, err_len, "raft_uv_tcp_init: %s", raft_strerror(rv));
+        return MC_INTERNAL;
+    }
+    rv = raft_uv_init(&g->io, loop, cfg->dir, &g->transport);
+    if (rv != 0) {
+        base_errf(err, err_len, "raft_uv_init %s: %s (%s)", cfg->dir,
+                  raft_strerror(rv), g->io.errmsg);
+        goto err_after_tcp_init;
+    }
+    raft_uv_set_connect_retry_delay(&g->io, CONNECT_RETRY_MS);
+    cons_fsm_init(&g->fsm, s);
+    rv = raft_init(&g->raft, &g->io, &g->fsm.fsm, cfg->node_id, cfg->addr);
+    if (rv != 0) {
+        base_errf(err, err_len, "raft_init %s: %s (%s)", cfg->dir,
+                  raft_strerror(rv), raft_errmsg(&g->raft));
+        goto err_after_uv_init;
+    }
+    g->fsm.raft = &g->raft;
+    g->raft.data = g;
+    raft_set_election_timeout(&g->raft, cfg->election_ms);
+    raft_set_heartbeat_timeout(&g->raft, cfg->heartbeat_ms);
+    raft_set_pre_vote(&g->raft, true);
+    raft_set_snapshot_threshold(&g->raft, cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(&g->raft, cfg->snapshot_trailing);
+    return MC_OK;
+
+err_after_uv_init:
+    raft_uv_close(&g->io);
+err_after_tcp_init:
+    raft_uv_tcp_close(&g->transport);
+    return MC_INTERNAL;
+}
+
+mc_err cons_group_start(struct cons_group *g,
+                        const struct cons_group_config *cfg, char *err,
+                        size_t err_len)
+{
+    struct raft_configuration conf;
+    raft_configuration_init(&conf);
+    int rv = 0;
+    for (unsigned i = 0; i < cfg->n_members && rv == 0; i++) {
+        rv = raft_configuration_add(&conf, cfg->members[i].id,
+                                    cfg->members[i].addr, RAFT_VOTER);
+    }
+    if (rv == 0) {
+        rv = raft_bootstrap(&g->raft, &conf);
+        /* CANTBOOTSTRAP: the folder holds state already (a restart). */
+        if (rv == RAFT_CANTBOOTSTRAP) {
+            rv = 0;
+        }
+    }
+    raft_configuration_close(&conf);
+    if (rv != 0) {
+        return raft_fail(g, "bootstrap", rv, err, err_len);
+    }
+    rv = raft_start(&g->raft);
+    if (rv != 0) {
+        return raft_fail(g, "start", rv, err, err_len);
+    }
+    return MC_OK;
+}
+
+mc_err cons_group_propose(struct cons_group *g, struct raft_apply *req,
+                          void *frame, size_t len, raft_apply_cb cb)
+{
+    ASSERT(len % 8 == 0); /* DEPS-NOTES.md, raft 1 */
+    struct raft_buffer buf = {.base = frame, .len = len};
+    return cons_err(raft_apply(&g->raft, req, &buf, 1, cb));
+}
+
+mc_err cons_group_barrier(struct cons_group *g, struct raft_barrier *req,
+                          raft_barrier_cb cb)
+{
+    return cons_err(raft_barrier(&g->raft, req, cb));
+}
+
+bool cons_group_is_leader(struct cons_group *g)
+{
+    return raft_state(&g->raft) == RAFT_LEADER;
+}
+
+uint64_t cons_group_leader(struct cons_group *g)
+{
+    raft_id id;
+    const char *addr;
+    raft_leader(&g->raft, &id, &addr);
+    return id;
+}
+
+uint64_t cons_group_term(struct cons_group *g)
+{
+    return g->raft.current_term;
+}
+
+uint64_t cons_group_last_index(struct cons_group *g)
+{
+    return raft_last_index(&g->raft);
+}
+
+uint64_t cons_group_applied_index(struct cons_group *g)
+{
+    return raft_last_applied(&g->raft);
+}
+
+static void group_closed_cb(struct raft *r)
+{
+    struct cons_group *g = r->data;
+    raft_uv_close(&g->io);
+    raft_uv_tcp_close(&g->transport);
+    /* raft_uv and the transport finish closing their handles in later
+     * iterations of the loop; the owner runs the loop until it is empty
+     * before freeing g. */
+    if (g->close_cb != NULL) {
+        g->close_cb(g);
+    }
+}
+
+void cons_group_close(struct cons_group *g, cons_group_close_cb close_cb)
+{
+    g->close_cb = close_cb;
+    raft_close(&g->raft, group_closed_cb);
+}

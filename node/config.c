@@ -1,0 +1,246 @@
+/* Configuration of the daemon: one table of options, read from a
+ * `key = value` file (--config) and from flags of the same names; flags win.
+ * Every option is checked here, so the rest of the node can trust it. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node/node.h"
+
+enum opt_type { OPT_STR, OPT_U32, OPT_U64, OPT_LEVEL };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t offset;
+    size_t size;    /* OPT_STR: buffer size */
+    uint64_t min, max;
+    const char *help;
+};
+
+#define STR(f, h) {#f, OPT_STR, offsetof(struct node_config, f), \
+                   sizeof(((struct node_config *)0)->f), 0, 0, h}
+#define NUM(n, t, f, lo, hi, h) {n, t, offsetof(struct node_config, f), 0, lo, hi, h}
+
+static const struct opt opts[] = {
+    {"data", OPT_STR, offsetof(struct node_config, data),
+     sizeof(((struct node_config *)0)->data), 0, 0,
+     "DIR   data folder (required)"},
+    STR(listen, "URL    client address [tcp://127.0.0.1:7400]"),
+    {"raft-addr", OPT_STR, offsetof(struct node_config, raft_addr),
+     sizeof(((struct node_config *)0)->raft_addr), 0, 0,
+     "IP:PORT raft address; shard s uses PORT+s [127.0.0.1:7500]"},
+    NUM("node-id", OPT_U64, node_id, 1, UINT32_MAX, "N     node id [1]"),
+    NUM("shards", OPT_U32, shards, 1, MC_SHARDS_MAX, "N      shard groups [8]"),
+    NUM("loops", OPT_U32, loops, 1, MC_LOOPS_MAX, "N       loop threads [2]"),
+    NUM("contexts", OPT_U32, contexts, 1, MC_FRONTEND_CTX_MAX,
+        "N    requests in flight [256]"),
+    NUM("election-ms", OPT_U32, election_ms, 50, 60000,
+        "N raft election timeout [1000]"),
+    NUM("heartbeat-ms", OPT_U32, heartbeat_ms, 10, 10000,
+        "N raft heartbeat [100]"),
+    NUM("snapshot-threshold", OPT_U32, snapshot_threshold, 16, 1u << 24,
+        "N entries between snapshots [16384]"),
+    NUM("snapshot-trailing", OPT_U32, snapshot_trailing, 0, 1u << 24,
+        "N entries kept after a snapshot [2048]"),
+    NUM("value-max", OPT_U64, value_max, 1, MC_VALUE_BYTES_MAX,
+        "BYTES largest value [1048576]"),
+    {"log-level", OPT_LEVEL, offsetof(struct node_config, log_level), 0, 0, 0,
+     "L   error|warn|info|debug [info]"},
+};
+
+static void config_defaults(struct node_config *cfg)
+{
+    *cfg = (struct node_config){
+        .node_id = 1,
+        .shards = MC_SHARDS_DEFAULT,
+        .loops = 2,
+        .contexts = MC_FRONTEND_CTX_DEFAULT,
+        .election_ms = 1000,
+        .heartbeat_ms = 100,
+        .snapshot_threshold = MC_SNAPSHOT_THRESHOLD_DEFAULT,
+        .snapshot_trailing = MC_SNAPSHOT_TRAILING_DEFAULT,
+        .value_max = MC_VALUE_BYTES_MAX,
+        .log_level = LOG_LEVEL_INFO,
+    };
+    strcpy(cfg->listen, "tcp://127.0.0.1:7400");
+    strcpy(cfg->raft_addr, "127.0.0.1:7500");
+}
+
+void node_config_usage(FILE *out)
+{
+    fprintf(out, "usage: memcoord --data DIR [options]\n"
+                 "Starts a memcoord node; alone it is a single-node cluster.\n"
+                 "Every option may also be given as `name = value` in the\n"
+                 "file of --config FILE; flags win over the file.\n\n");
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        fprintf(out, "  --%s %s\n", opts[i].name, opts[i].help);
+    }
+    fprintf(out, "  --config FILE  read options from FILE\n"
+                 "  --help         this text\n");
+}
+
+static const struct opt *opt_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+        if (strcmp(opts[i].name, name) == 0) {
+            return &opts[i];
+        }
+    }
+    return NULL;
+}
+
+static mc_err opt_set(struct node_config *cfg, const struct opt *o,
+                      const char *val, char *err, size_t err_len)
+{
+    char *field = (char *)cfg + o->offset;
+    if (o->type == OPT_STR) {
+        if (strlen(val) >= o->size || val[0] == '\0') {
+            base_errf(err, err_len, "--%s: value is empty or too long", o->name);
+            return MC_INVALID_ARGUMENT;
+        }
+        strcpy(field, val);
+        return MC_OK;
+    }
+    if (o->type == OPT_LEVEL) {
+        if (!base_log_level_parse(val, (int *)(void *)field)) {
+            base_errf(err, err_len, "--%s: '%s' is not error, warn, info or debug",
+                      o->name, val);
+            return MC_INVALID_ARGUMENT;
+        }
+        return MC_OK;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(val, &end, 10);
+    if (errno != 0 || end == val || *end != '\0' || val[0] == '-' ||
+        v < o->min || v > o->max) {
+        base_errf(err, err_len, "--%s: '%s' is not a number from %llu to %llu",
+                  o->name, val, (unsigned long long)o->min,
+                  (unsigned long long)o->max);
+        return MC_INVALID_ARGUMENT;
+    }
+    if (o->type == OPT_U32) {
+        *(uint32_t *)(void *)field = (uint32_t)v;
+    } else {
+        *(uint64_t *)(void *)field = v;
+    }
+    return MC_OK;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
+                     e[-1] == '\r')) {
+        *--e = '\0';
+    }
+    return s;
+}
+
+static mc_err config_file_read(struct node_config *cfg, const char *path,
+                               char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        base_errf(err, err_len, "--config %s: %s", path, strerror(errno));
+        return MC_INVALID_ARGUMENT;
+    }
+    char line[1024];
+    mc_err rv = MC_OK;
+    for (unsigned no = 1; rv == MC_OK && fgets(line, sizeof line, f); no++) {
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#') {
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            base_errf(err, err_len, "%s:%u: expected `name = value`", path, no);
+            rv = MC_INVALID_ARGUMENT;
+            break;
+        }
+        *eq = '\0';
+        const char *name = trim(s);
+        const struct opt *o = opt_find(name);
+        if (o == NULL) {
+            base_errf(err, err_len, "%s:%u: unknown option '%s'", path, no, name);
+            rv = MC_INVALID_ARGUMENT;
+            break;
+        }
+        rv = opt_set(cfg, o, trim(eq + 1), err, err_len);
+    }
+    fclose(f);
+    return rv;
+}
+
+static mc_err config_check(const struct node_config *cfg, char *err,
+                           size_t err_len)
+{
+    if (cfg->data[0] == '\0') {
+        base_errf(err, err_len, "--data DIR is required");
+        return MC_INVALID_ARGUMENT;
+    }
+    char ip[16];
+    unsigned port;
+    struct in_addr a;
+    if (sscanf(cfg->raft_addr, "%15[0-9.]:%u", ip, &port) != 2 ||
+        inet_pton(AF_INET, ip, &a) != 1 || port == 0 ||
+        port + cfg->shards > 65536) {
+        /* raft 0.15 takes numeric IPv4 only (DEPS-NOTES.md, raft 6). */
+        base_errf(err, err_len,
+                  "--raft-addr '%s' must be a numeric IPv4 a.b.c.d:port with "
+                  "room for %u ports", cfg->raft_addr, cfg->shards);
+        return MC_INVALID_ARGUMENT;
+    }
+    if (cfg->heartbeat_ms >= cfg->election_ms) {
+        base_errf(err, err_len, "--heartbeat-ms must be below --election-ms");
+        return MC_INVALID_ARGUMENT;
+    }
+    return MC_OK;
+}
+
+mc_err node_config_parse(int argc, char **argv, struct node_config *cfg,
+                         bool *help, char *err, size_t err_len)
+{
+    config_defaults(cfg);
+    *help = false;
+    /* The file first, so that flags override it. */
+    for (int i = 1; i < argc - 1; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            mc_err rv = config_file_read(cfg, argv[i + 1], err, err_len);
+            if (rv != MC_OK) {
+                return rv;
+            }
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *help = true;
+            return MC_OK;
+        }
+        if (strncmp(a, "--", 2) != 0 || i + 1 >= argc) {
+            base_errf(err, err_len, "unexpected argument '%s'", a);
+            return MC_INVALID_ARGUMENT;
+        }
+        const char *val = argv[++i];
+        if (strcmp(a, "--config") == 0) {
+            continue;
+        }
+        const struct opt *o = opt_find(a + 2);
+        if (o == NULL) {
+            base_errf(err, err_len, "unknown option '%s'", a);
+            return MC_INVALID_ARGUMENT;
+        }
+        mc_err rv = opt_set(cfg, o, val, err, err_len);
+        if (rv != MC_OK) {
+            return rv;
+        }
+    }
+    return config_check(cfg, err, err_len);
+}

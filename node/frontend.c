@@ -1,0 +1,239 @@
+/* The front end: an nng rep0 socket with one context per request in
+ * flight. Its callbacks run on nng's threads and never block: they decode
+ * and check a request, answer STATUS and bad input at once, and hand the
+ * rest to the loop thread of the replica that owns the key's shard. The
+ * loop answers with frontend_reply (nng_ctx_send is thread-safe). */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "node/node.h"
+
+#include <nng/protocol/reqrep0/rep.h>
+
+enum { WORK_RECV, WORK_SEND };
+
+/* Replies larger than this are cut short by list (more = true); a client
+ * sets its receive limit above it. */
+#define REPLY_BYTES_MAX (16u << 20)
+
+void frontend_reply(struct node_work *w, const Mcpb__Response *resp)
+{
+    if (w->req != NULL) {
+        mcpb__request__free_unpacked(w->req, NULL);
+        w->req = NULL;
+        atomic_fetch_sub(&w->fe->inflight, 1);
+    }
+    size_t len = proto_frame_size(
+        protobuf_c_message_get_packed_size(&resp->base));
+    nng_msg *m;
+    if (nng_msg_alloc(&m, len) != 0) {
+        /* Out of memory: drop the reply; the client times out and
+         * retries with the same id. */
+        LOG_ERROR("reply dropped: out of memory bytes=%zu", len);
+        w->state = WORK_RECV;
+        nng_ctx_recv(w->ctx, w->aio);
+        return;
+    }
+    proto_frame_pack(&resp->base, PROTO_RESPONSE, nng_msg_body(m), len);
+    w->state = WORK_SEND;
+    nng_aio_set_msg(w->aio, m);
+    nng_ctx_send(w->ctx, w->aio);
+}
+
+void frontend_reply_err(struct node_work *w, mc_err code, const char *fmt,
+                        ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    Mcpb__Response resp = MCPB__RESPONSE__INIT;
+    resp.code = code;
+    resp.message = msg;
+    frontend_reply(w, &resp);
+}
+
+static void reply_status(struct node_work *w)
+{
+    struct status_scratch *s = mc_malloc(sizeof *s);
+    if (s == NULL) {
+        frontend_reply_err(w, MC_INTERNAL, "out of memory");
+        return;
+    }
+    node_status(w->fe->node, s);
+    Mcpb__Response resp = MCPB__RESPONSE__INIT;
+    resp.code = MC_OK;
+    resp.status = &s->status;
+    frontend_reply(w, &resp);
+    mc_free(s);
+}
+
+/* Route a checked request to the replica of its shard. */
+static void route(struct node_work *w)
+{
+    struct node *n = w->fe->node;
+    const Mcpb__Request *req = w->req;
+    if (req->op == MCPB__OP__OP_LIST) {
+        if (req->shard >= n->cfg.shards) {
+            frontend_reply_err(w, MC_INVALID_ARGUMENT,
+                               "shard %u does not exist (the cluster has %u)",
+                               req->shard, n->cfg.shards);
+            return;
+        }
+        w->shard = req->shard;
+    } else {
+        uint32_t slot = shard_slot(req->ns.data, req->ns.len, req->key.data,
+                                   req->key.len);
+        w->shard = shard_of_slot(slot, n->cfg.shards);
+    }
+    struct node_replica *r = n->replicas[w->shard];
+    if (r == NULL) {
+        frontend_reply_err(w, MC_NOT_LEADER, "shard %u is not hosted here",
+                           w->shard);
+        return;
+    }
+    if (!loop_submit(r->loop, w)) {
+        frontend_reply_err(w, MC_UNAVAILABLE,
+                           "node is shutting down or overloaded");
+    }
+}
+
+static void on_request(struct node_work *w, nng_msg *m)
+{
+    char err[256];
+    Mcpb__Request *req;
+    mc_err rv = proto_request_decode(nng_msg_body(m), nng_msg_len(m), &req,
+                                     err, sizeof err);
+    nng_msg_free(m);
+    if (rv != MC_OK) {
+        frontend_reply_err(w, rv, "%s", err);
+        return;
+    }
+    w->req = req;
+    atomic_fetch_add(&w->fe->inflight, 1);
+    rv = proto_request_check(req, w->fe->node->cfg.value_max, err, sizeof err);
+    if (rv != MC_OK) {
+        frontend_reply_err(w, rv, "%s", err);
+    } else if (atomic_load(&w->fe->draining)) {
+        frontend_reply_err(w, MC_UNAVAILABLE, "node is shutting down");
+    } else if (req->op == MCPB__OP__OP_STATUS) {
+        reply_status(w);
+    } else {
+        route(w);
+    }
+}
+
+static void work_cb(void *arg)
+{
+    struct node_work *w = arg;
+    int rv = nng_aio_result(w->aio);
+    if (w->state == WORK_SEND) {
+        if (rv != 0) {
+            nng_msg_free(nng_aio_get_msg(w->aio));
+        }
+        w->state = WORK_RECV;
+        nng_ctx_recv(w->ctx, w->aio);
+        return;
+    }
+    if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+        return; /* the socket is closing */
+    }
+    if (rv != 0) {
+        nng_ctx_recv(w->ctx, w->aio);
+        return;
+    }
+    on_request(w, nng_aio_get_msg(w->aio));
+}
+
+mc_err frontend_start(struct node_frontend *fe, struct node *n, char *err,
+                      size_t err_len)
+{
+    fe->node = n;
+    fe->n_works = n->cfg.contexts;
+    atomic_init(&fe->draining, false);
+    atomic_init(&fe->inflight, 0);
+    int rv = nng_rep0_open(&fe->sock);
+    if (rv != 0) {
+        base_errf(err, err_len, "nng_rep0_open: %s", nng_strerror(rv));
+        return MC_INTERNAL;
+    }
+    /* Larger messages reset the connection (DEPS-NOTES.md, nng). Leave
+     * room for a value of the configured size plus the header. */
+    nng_socket_set_size(fe->sock, NNG_OPT_RECVMAXSZ,
+                        n->cfg.value_max + MC_HEADER_BYTES_MAX);
+    fe->works = mc_calloc(fe->n_works, sizeof *fe->works);
+    if (fe->works == NULL) {
+        base_errf(err, err_len, "out of memory");
+        goto err_after_open;
+    }
+    for (uint32_t i = 0; i < fe->n_works; i++) {
+        struct node_work *w = &fe->works[i];
+        w->fe = fe;
+        w->apply.data = w;
+        if ((rv = nng_aio_alloc(&w->aio, work_cb, w)) != 0 ||
+            (rv = nng_ctx_open(&w->ctx, fe->sock)) != 0) {
+            base_errf(err, err_len, "nng context: %s", nng_strerror(rv));
+            goto err_after_works;
+        }
+    }
+    rv = nng_listen(fe->sock, n->cfg.listen, NULL, 0);
+    if (rv != 0) {
+        base_errf(err, err_len, "listen %s: %s", n->cfg.listen,
+                  nng_strerror(rv));
+        goto err_after_works;
+    }
+    for (uint32_t i = 0; i < fe->n_works; i++) {
+        fe->works[i].state = WORK_RECV;
+        nng_ctx_recv(fe->works[i].ctx, fe->works[i].aio);
+    }
+    return MC_OK;
+
+err_after_works:
+    nng_close(fe->sock);
+    for (uint32_t i = 0; i < fe->n_works; i++) {
+        nng_aio_free(fe->works[i].aio); /* NULL-safe */
+    }
+    mc_free(fe->works);
+    fe->works = NULL;
+    return MC_INTERNAL;
+err_after_open:
+    nng_close(fe->sock);
+    return MC_INTERNAL;
+}
+
+void frontend_drain(struct node_frontend *fe, int timeout_ms)
+{
+    atomic_store(&fe->draining, true);
+    int64_t deadline = base_mono_ms() + timeout_ms;
+    while (atomic_load(&fe->inflight) > 0 && base_mono_ms() < deadline) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&fe->inflight) > 0) {
+        LOG_WARN("shutdown with requests in flight count=%u",
+                 atomic_load(&fe->inflight));
+    }
+}
+
+void frontend_close(struct node_frontend *fe)
+{
+    if (fe->works == NULL) {
+        return;
+    }
+    /* nng's order: close the socket, stop every aio, then free them. */
+    nng_close(fe->sock);
+    for (uint32_t i = 0; i < fe->n_works; i++) {
+        nng_aio_stop(fe->works[i].aio);
+    }
+    for (uint32_t i = 0; i < fe->n_works; i++) {
+        struct node_work *w = &fe->works[i];
+        if (w->req != NULL) {
+            mcpb__request__free_unpacked(w->req, NULL);
+        }
+        nng_aio_free(w->aio);
+    }
+    mc_free(fe->works);
+    fe->works = NULL;
+}

@@ -1,0 +1,203 @@
+/* Loop threads: each runs one libuv loop that owns a fixed set of shard
+ * replicas. Other threads reach it only through loop_submit: a locked
+ * queue plus uv_async_send, whose wake-ups coalesce, so the async callback
+ * drains the whole queue. A uv_check handle commits every replica's LMDB
+ * transaction once per loop turn (DEPS-NOTES.md, LMDB).
+ *
+ *   INIT     -> RUNNING   [loop_run]
+ *   RUNNING  -> STOPPING  [loop_stop: sets stopping and wakes the loop]
+ *   STOPPING -> STOPPED   [every raft group closed, handles closed, the
+ *                          loop empty: the thread commits and exits] */
+#include <string.h>
+
+#include "node/node.h"
+
+/* LMDB is synced in the background this often (the raft log is the
+ * durability; this bounds the work of recovery after an OS crash). */
+#define SYNC_EVERY_SWEEPS 5u
+
+static void close_handles(struct node_loop *l)
+{
+    uv_close((uv_handle_t *)&l->wake, NULL);
+    uv_close((uv_handle_t *)&l->turn, NULL);
+    uv_close((uv_handle_t *)&l->sweep, NULL);
+}
+
+static void group_closed_cb(struct cons_group *g)
+{
+    struct node_replica *r = g->data;
+    struct node_loop *l = r->loop;
+    ASSERT(l->n_closing > 0);
+    if (--l->n_closing == 0) {
+        close_handles(l);
+    }
+}
+
+static void begin_stop(struct node_loop *l)
+{
+    if (l->stop_begun) {
+        return;
+    }
+    l->stop_begun = true;
+    l->n_closing = 0;
+    for (unsigned i = 0; i < l->n_replicas; i++) {
+        if (l->replicas[i]->group_ready) {
+            l->n_closing++;
+        }
+    }
+    if (l->n_closing == 0) {
+        close_handles(l);
+        return;
+    }
+    for (unsigned i = 0; i < l->n_replicas; i++) {
+        if (l->replicas[i]->group_ready) {
+            replica_close(l->replicas[i], group_closed_cb);
+        }
+    }
+}
+
+static void wake_cb(uv_async_t *h)
+{
+    struct node_loop *l = h->data;
+    pthread_mutex_lock(&l->mu);
+    struct node_work *w = l->head;
+    l->head = l->tail = NULL;
+    l->queued = 0;
+    bool stopping = l->stopping;
+    pthread_mutex_unlock(&l->mu);
+    while (w != NULL) {
+        struct node_work *next = w->next;
+        w->next = NULL;
+        replica_handle(w->fe->node->replicas[w->shard], w);
+        w = next;
+    }
+    if (stopping) {
+        begin_stop(l);
+    }
+}
+
+static void turn_cb(uv_check_t *h)
+{
+    struct node_loop *l = h->data;
+    for (unsigned i = 0; i < l->n_replicas; i++) {
+        replica_turn(l->replicas[i]);
+    }
+}
+
+static void sync_work(uv_work_t *req)
+{
+    struct node_loop *l = req->data;
+    for (unsigned i = 0; i < l->n_replicas; i++) {
+        shard_sync(l->replicas[i]->store);
+    }
+}
+
+static void sync_done(uv_work_t *req, int status)
+{
+    struct node_loop *l = req->data;
+    l->sync_busy = false;
+}
+
+static void sweep_cb(uv_timer_t *h)
+{
+    struct node_loop *l = h->data;
+    for (unsigned i = 0; i < l->n_replicas; i++) {
+        replica_sweep(l->replicas[i]);
+    }
+    if (++l->sweeps % SYNC_EVERY_SWEEPS == 0 && !l->sync_busy) {
+        l->sync_req.data = l;
+        if (uv_queue_work(&l->loop, &l->sync_req, sync_work, sync_done) == 0) {
+            l->sync_busy = true;
+        }
+    }
+}
+
+mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx, char *err,
+                 size_t err_len)
+{
+    l->node = n;
+    l->idx = idx;
+    int rv = uv_loop_init(&l->loop);
+    if (rv != 0) {
+        base_errf(err, err_len, "uv_loop_init: %s", uv_strerror(rv));
+        return MC_INTERNAL;
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    uv_async_init(&l->loop, &l->wake, wake_cb);
+    uv_check_init(&l->loop, &l->turn);
+    uv_timer_init(&l->loop, &l->sweep);
+    l->wake.data = l->turn.data = l->sweep.data = l;
+    uv_check_start(&l->turn, turn_cb);
+    uv_timer_start(&l->sweep, sweep_cb, MC_EXPIRE_SWEEP_MS, MC_EXPIRE_SWEEP_MS);
+    return MC_OK;
+}
+
+static void *loop_main(void *arg)
+{
+    struct node_loop *l = arg;
+    uv_run(&l->loop, UV_RUN_DEFAULT);
+    /* Closed: commit what the last turn applied. */
+    turn_cb(&l->turn);
+    return NULL;
+}
+
+mc_err loop_run(struct node_loop *l, char *err, size_t err_len)
+{
+    int rv = pthread_create(&l->thread, NULL, loop_main, l);
+    if (rv != 0) {
+        base_errf(err, err_len, "pthread_create: %s", strerror(rv));
+        return MC_INTERNAL;
+    }
+    l->running = true;
+    return MC_OK;
+}
+
+bool loop_submit(struct node_loop *l, struct node_work *w)
+{
+    pthread_mutex_lock(&l->mu);
+    bool ok = !l->stopping && l->queued < MC_LOOP_QUEUE_MAX;
+    if (ok) {
+        w->next = NULL;
+        if (l->tail != NULL) {
+            l->tail->next = w;
+        } else {
+            l->head = w;
+        }
+        l->tail = w;
+        l->queued++;
+        /* Under the lock, so the handle cannot be closed meanwhile. */
+        uv_async_send(&l->wake);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return ok;
+}
+
+void loop_stop(struct node_loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->stopping = true;
+    if (l->running) {
+        uv_async_send(&l->wake);
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (l->running) {
+        pthread_join(l->thread, NULL);
+        l->running = false;
+        return;
+    }
+    /* Never ran (start-up failed): close here, on this thread. */
+    begin_stop(l);
+    uv_run(&l->loop, UV_RUN_DEFAULT);
+}
+
+void loop_fini(struct node_loop *l)
+{
+    if (l->node == NULL) {
+        return;
+    }
+    int rv = uv_loop_close(&l->loop);
+    if (rv != 0) {
+        LOG_WARN("uv_loop_close loop=%u: %s", l->idx, uv_strerror(rv));
+    }
+    pthread_mutex_destroy(&l->mu);
+}

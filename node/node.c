@@ -1,0 +1,149 @@
+/* The node: opens a replica of every shard (a single-node cluster hosts
+ * them all), spreads them over the loop threads, then starts the front end.
+ * Stops in the reverse order. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "node/node.h"
+
+/* raft_uv takes about 8 descriptors per replica (DEPS-NOTES.md, raft 12):
+ * ask for as many as the hard limit allows. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            LOG_WARN("could not raise the descriptor limit");
+        }
+    }
+}
+
+static void node_free_replicas(struct node *n)
+{
+    for (uint32_t s = 0; s < MC_SHARDS_MAX; s++) {
+        if (n->replicas[s] != NULL) {
+            replica_free(n->replicas[s]);
+            n->replicas[s] = NULL;
+        }
+    }
+}
+
+static mc_err open_replicas(struct node *n, char *err, size_t err_len)
+{
+    for (uint32_t s = 0; s < n->cfg.shards; s++) {
+        struct node_loop *l = &n->loops[s % n->n_loops];
+        struct node_replica *r = mc_calloc(1, sizeof *r);
+        if (r == NULL) {
+            base_errf(err, err_len, "out of memory");
+            return MC_INTERNAL;
+        }
+        n->replicas[s] = r;
+        l->replicas[l->n_replicas++] = r;
+        mc_err rv = replica_open(r, n, s, l, err, err_len);
+        if (rv != MC_OK) {
+            if (r->store == NULL) { /* nothing to close: forget it */
+                l->n_replicas--;
+                n->replicas[s] = NULL;
+                mc_free(r);
+            }
+            return rv;
+        }
+    }
+    return MC_OK;
+}
+
+mc_err node_start(struct node *n, const struct node_config *cfg, char *err,
+                  size_t err_len)
+{
+    memset(n, 0, sizeof *n);
+    n->cfg = *cfg;
+    n->start_ms = base_mono_ms();
+    n->n_loops = cfg->loops < cfg->shards ? cfg->loops : cfg->shards;
+    raise_fd_limit();
+    if (mkdir(cfg->data, 0755) != 0 && errno != EEXIST) {
+        base_errf(err, err_len, "mkdir %s: %s", cfg->data, strerror(errno));
+        return MC_INTERNAL;
+    }
+    mc_err rv = MC_OK;
+    for (unsigned i = 0; i < n->n_loops && rv == MC_OK; i++) {
+        rv = loop_init(&n->loops[i], n, i, err, err_len);
+    }
+    if (rv == MC_OK) {
+        rv = open_replicas(n, err, err_len);
+    }
+    for (unsigned i = 0; i < n->n_loops && rv == MC_OK; i++) {
+        rv = loop_run(&n->loops[i], err, err_len);
+    }
+    if (rv == MC_OK) {
+        rv = frontend_start(&n->fe, n, err, err_len);
+    }
+    if (rv != MC_OK) {
+        node_stop(n);
+    }
+    return rv;
+}
+
+void node_stop(struct node *n)
+{
+    /* Let in-flight requests finish while raft still runs. */
+    if (n->fe.works != NULL) {
+        frontend_drain(&n->fe, 2000);
+    }
+    for (unsigned i = 0; i < n->n_loops; i++) {
+        if (n->loops[i].node != NULL) {
+            loop_stop(&n->loops[i]);
+        }
+    }
+    frontend_close(&n->fe);
+    node_free_replicas(n);
+    for (unsigned i = 0; i < n->n_loops; i++) {
+        loop_fini(&n->loops[i]);
+    }
+}
+
+void node_status(struct node *n, struct status_scratch *s)
+{
+    mcpb__node_status__init(&s->status);
+    s->status.has_node_id = s->status.has_uptime_ms = true;
+    s->status.node_id = n->cfg.node_id;
+    s->status.version = (char *)MC_VERSION;
+    s->status.listen = n->cfg.listen;
+    s->status.uptime_ms = (uint64_t)(base_mono_ms() - n->start_ms);
+    size_t k = 0;
+    for (uint32_t id = 0; id < n->cfg.shards; id++) {
+        struct node_replica *r = n->replicas[id];
+        if (r == NULL) {
+            continue;
+        }
+        Mcpb__ShardStatus *ss = &s->shards[k];
+        mcpb__shard_status__init(ss);
+        ss->id = id;
+        uint32_t lo, hi;
+        shard_slot_range(id, n->cfg.shards, &lo, &hi);
+        ss->has_slot_lo = ss->has_slot_hi = true;
+        ss->slot_lo = lo;
+        ss->slot_hi = hi;
+        ss->has_leader_id = ss->has_term = ss->has_applied_index = true;
+        ss->leader_id = atomic_load(&r->st_leader);
+        ss->term = atomic_load(&r->st_term);
+        ss->applied_index = atomic_load(&r->st_applied);
+        ss->has_last_index = ss->has_is_leader = true;
+        ss->last_index = atomic_load(&r->st_last);
+        ss->is_leader = atomic_load(&r->st_is_leader);
+        ss->has_applied_entries = ss->has_skipped_entries = true;
+        ss->applied_entries = atomic_load(&r->st_applied_entries);
+        ss->skipped_entries = atomic_load(&r->st_skipped_entries);
+        for (int t = 0; t < 3; t++) {
+            s->records[k][t] = atomic_load(&r->st_records[t + 1]);
+        }
+        ss->records = s->records[k];
+        ss->n_records = 3;
+        s->ptrs[k] = ss;
+        k++;
+    }
+    s->status.shards = s->ptrs;
+    s->status.n_shards = k;
+}

@@ -1,0 +1,189 @@
+/* node: the memcoord daemon. It owns the configuration, the loop threads,
+ * the shard replicas hosted here, and the nng front end.
+ *
+ *   request ─ nng rep ctx ─► frontend (nng thread: decode, check, route)
+ *                               │ loop queue + uv_async_send
+ *                               ▼
+ *            loop thread k: replicas s with s % n_loops == k
+ *              write: propose ─► apply ─► reply from the apply callback
+ *              read:  batched raft barrier ─► read LMDB ─► reply
+ *              each turn: commit every replica's LMDB txn (uv_check)
+ *              timers: expiry sweep (leaders), stats, background sync
+ *
+ * Invariants:
+ *   (1) Only a replica's loop thread touches its raft group and store.
+ *   (2) A work item is owned by exactly one of: the nng ctx (receiving or
+ *       sending), a loop queue, a replica's read list, raft (a proposal).
+ *   (3) nng callbacks never block; they enqueue and wake a loop.
+ *
+ * Shutdown: frontend_drain (new requests get UNAVAILABLE, in-flight ones
+ * finish) -> loops stop (raft closed, LMDB committed) -> frontend_close. */
+#ifndef MC_NODE_H
+#define MC_NODE_H
+
+#include <nng/nng.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "base/base.h"
+#include "consensus/consensus.h"
+#include "proto/proto.h"
+#include "shard/shard.h"
+
+/* ---- configuration (node/config.c) ---- */
+struct node_config {
+    char data[MC_PATH_BYTES_MAX];
+    char listen[256];
+    char raft_addr[64]; /* a.b.c.d:port; shard s uses port + s */
+    uint64_t node_id;
+    uint32_t shards;
+    uint32_t loops;
+    uint32_t contexts;
+    uint32_t election_ms;
+    uint32_t heartbeat_ms;
+    uint32_t snapshot_threshold;
+    uint32_t snapshot_trailing;
+    uint64_t value_max;
+    int log_level;
+};
+
+/* Parse argv (and the --config file it names; flags win over the file).
+ * Errors: INVALID_ARGUMENT with a sentence in err; *help set for --help. */
+mc_err node_config_parse(int argc, char **argv, struct node_config *cfg,
+                         bool *help, char *err, size_t err_len);
+void node_config_usage(FILE *out);
+
+/* ---- work: one request in flight (node/frontend.c) ---- */
+struct node_frontend;
+
+struct node_work {
+    struct node_work *next; /* loop queue or replica read list */
+    struct node_frontend *fe;
+    nng_aio *aio;
+    nng_ctx ctx;
+    int state;
+    Mcpb__Request *req;
+    uint32_t shard;
+    struct raft_apply apply; /* a proposed write */
+};
+
+struct node;
+
+struct node_frontend {
+    struct node *node;
+    nng_socket sock;
+    struct node_work *works;
+    uint32_t n_works;
+    atomic_bool draining;
+    atomic_uint inflight; /* works handed to loops */
+};
+
+mc_err frontend_start(struct node_frontend *fe, struct node *n, char *err,
+                      size_t err_len);
+/* Answer new requests UNAVAILABLE; wait up to timeout_ms for in-flight
+ * ones to finish. */
+void frontend_drain(struct node_frontend *fe, int timeout_ms);
+void frontend_close(struct node_frontend *fe);
+
+/* Send resp for w and release w's request. Any thread; once per work. */
+void frontend_reply(struct node_work *w, const Mcpb__Response *resp);
+/* Reply with just a code and a printf-style message. */
+void frontend_reply_err(struct node_work *w, mc_err code, const char *fmt,
+                        ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- a shard replica hosted here (node/replica.c) ---- */
+struct node_loop;
+
+struct node_replica {
+    uint32_t id;
+    struct node_loop *loop;
+    struct shard *store;
+    struct cons_group group;
+    bool group_ready; /* initialized: must be closed */
+    /* Linearizable reads wait for a barrier issued after they arrived. */
+    struct node_work *reads_waiting;
+    struct node_work *reads_inflight;
+    struct raft_barrier barrier;
+    bool barrier_busy;
+    /* The expiry sweep proposes one command at a time. */
+    struct raft_apply expire_req;
+    bool expire_busy;
+    int64_t dedupe_swept_ms;
+    /* Published for STATUS, read from nng threads. */
+    atomic_uint_fast64_t st_leader, st_term, st_applied, st_last;
+    atomic_uint_fast64_t st_records[4];
+    atomic_uint_fast64_t st_applied_entries, st_skipped_entries;
+    atomic_bool st_is_leader;
+};
+
+mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
+                    struct node_loop *loop, char *err, size_t err_len);
+/* On the loop thread: serve one request routed to this replica. */
+void replica_handle(struct node_replica *r, struct node_work *w);
+/* On the loop thread, once per turn: commit LMDB, publish stats. */
+void replica_turn(struct node_replica *r);
+/* On the loop thread, every MC_EXPIRE_SWEEP_MS: expiry, counts. */
+void replica_sweep(struct node_replica *r);
+/* Fail waiting reads and close the raft group; cb when closed. */
+void replica_close(struct node_replica *r, cons_group_close_cb cb);
+/* After the loop stopped: commit and close the store. */
+void replica_free(struct node_replica *r);
+
+/* ---- loop threads (node/loop.c) ---- */
+struct node_loop {
+    struct node *node;
+    unsigned idx;
+    uv_loop_t loop;
+    uv_async_t wake;
+    uv_check_t turn;
+    uv_timer_t sweep;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t mu; /* guards the queue and stopping */
+    struct node_work *head, *tail;
+    unsigned queued;
+    bool stopping;
+    struct node_replica *replicas[MC_SHARDS_MAX];
+    unsigned n_replicas;
+    unsigned n_closing;
+    bool stop_begun;
+    unsigned sweeps;
+    uv_work_t sync_req;
+    bool sync_busy;
+};
+
+mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx,
+                 char *err, size_t err_len);
+mc_err loop_run(struct node_loop *l, char *err, size_t err_len);
+/* Hand w to the loop; false when the loop is stopping or full. Any thread. */
+bool loop_submit(struct node_loop *l, struct node_work *w);
+/* Stop and join the thread (closes the replicas' raft groups). */
+void loop_stop(struct node_loop *l);
+void loop_fini(struct node_loop *l);
+
+/* ---- the node (node/node.c) ---- */
+struct node {
+    struct node_config cfg;
+    struct node_loop loops[MC_LOOPS_MAX];
+    unsigned n_loops;
+    struct node_replica *replicas[MC_SHARDS_MAX]; /* NULL: not hosted */
+    struct node_frontend fe;
+    int64_t start_ms;
+};
+
+mc_err node_start(struct node *n, const struct node_config *cfg, char *err,
+                  size_t err_len);
+void node_stop(struct node *n);
+
+/* Fill resp->status from the replicas' published stats. Any thread; the
+ * returned storage lives in *scratch and is freed by status_fini. */
+struct status_scratch {
+    Mcpb__NodeStatus status;
+    Mcpb__ShardStatus shards[MC_SHARDS_MAX];
+    Mcpb__ShardStatus *ptrs[MC_SHARDS_MAX];
+    uint64_t records[MC_SHARDS_MAX][3];
+};
+void node_status(struct node *n, struct status_scratch *s);
+
+#endif

@@ -1,0 +1,476 @@
+/* A shard replica hosted on this node: its store, its raft group, and the
+ * serving of requests routed to it. Everything here runs on the replica's
+ * loop thread.
+ *
+ * Writes become framed commands stamped with the leader's wall clock and
+ * are answered from the apply callback. Linearizable reads wait for a raft
+ * barrier issued after they arrived (never lease reads: raft 0.15 #220);
+ * reads that arrive while a barrier is in flight share the next one, so a
+ * burst of reads costs one barrier. Serializable reads read the store at
+ * once. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "node/node.h"
+
+/* Empty expire commands are proposed this often, so that idle dedupe
+ * entries are dropped even when nothing expires. */
+#define DEDUPE_SWEEP_MS (60u * 1000u)
+
+/* The list default page when the client asks for none. */
+#define LIST_LIMIT_DEFAULT 1000u
+
+/* List replies stop adding records past this size (more = true). */
+#define LIST_REPLY_BYTES_MAX (8u << 20)
+
+mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
+                    struct node_loop *loop, char *err, size_t err_len)
+{
+    const struct node_config *cfg = &n->cfg;
+    r->id = id;
+    r->loop = loop;
+    char dir[MC_PATH_BYTES_MAX], state[MC_PATH_BYTES_MAX],
+        raft_dir[MC_PATH_BYTES_MAX];
+    if ((size_t)snprintf(dir, sizeof dir, "%s/shard-%u", cfg->data, id) >=
+            sizeof dir ||
+        (size_t)snprintf(state, sizeof state, "%s/state", dir) >=
+            sizeof state ||
+        (size_t)snprintf(raft_dir, sizeof raft_dir, "%s/raft", dir) >=
+            sizeof raft_dir) {
+        base_errf(err, err_len, "data folder path is too long");
+        return MC_INVALID_ARGUMENT;
+    }
+    if ((mkdir(dir, 0755) != 0 && errno != EEXIST) ||
+        (mkdir(state, 0755) != 0 && errno != EEXIST)) {
+        base_errf(err, err_len, "mkdir %s: %s", dir, strerror(errno));
+        return MC_INTERNAL;
+    }
+    struct shard_config scfg = {.id = id, .value_bytes_max = cfg->value_max};
+    mc_err rv = shard_open(state, &scfg, &r->store, err, err_len);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    char ip[16];
+    unsigned port;
+    sscanf(cfg->raft_addr, "%15[0-9.]:%u", ip, &port); /* checked by config */
+    struct cons_member self = {.id = cfg->node_id};
+    snprintf(self.addr, sizeof self.addr, "%s:%u", ip, (port + id) & 0xffffu);
+    struct cons_group_config gcfg = {
+        .node_id = cfg->node_id,
+        .dir = raft_dir,
+        .addr = self.addr,
+        .members = &self,
+        .n_members = 1,
+        .election_ms = cfg->election_ms,
+        .heartbeat_ms = cfg->heartbeat_ms,
+        .snapshot_threshold = cfg->snapshot_threshold,
+        .snapshot_trailing = cfg->snapshot_trailing,
+    };
+    rv = cons_group_init(&r->group, &loop->loop, &gcfg, r->store, err, err_len);
+    if (rv != MC_OK) {
+        goto err_after_shard;
+    }
+    r->group.shard_id = id;
+    r->group.data = r;
+    r->group_ready = true;
+    rv = cons_group_start(&r->group, &gcfg, err, err_len);
+    if (rv != MC_OK) {
+        return rv; /* the group is closed with the loop */
+    }
+    r->barrier.data = r;
+    r->expire_req.data = r;
+    return MC_OK;
+
+err_after_shard:
+    shard_close(r->store);
+    r->store = NULL;
+    return rv;
+}
+
+/* ---- writes ---- */
+
+static void write_cb(struct raft_apply *req, int status, void *result)
+{
+    struct node_work *w = req->data;
+    if (status != 0) {
+        frontend_reply_err(w, cons_err(status), "shard %u: %s", w->shard,
+                           raft_strerror(status));
+        return;
+    }
+    const struct shard_result *res = result;
+    Mcpb__Response resp = MCPB__RESPONSE__INIT;
+    resp.code = res->code;
+    resp.message = (char *)res->message;
+    resp.has_version = resp.has_create_rev = resp.has_mod_rev = true;
+    resp.version = res->version;
+    resp.create_rev = res->create_rev;
+    resp.mod_rev = res->mod_rev;
+    frontend_reply(w, &resp);
+}
+
+static bool leads(struct node_replica *r, struct node_work *w)
+{
+    if (cons_group_is_leader(&r->group)) {
+        return true;
+    }
+    uint64_t leader = cons_group_leader(&r->group);
+    if (leader == 0) {
+        frontend_reply_err(w, MC_UNAVAILABLE,
+                           "shard %u has no leader yet (election)", r->id);
+    } else {
+        frontend_reply_err(w, MC_NOT_LEADER, "shard %u is led by node %llu",
+                           r->id, (unsigned long long)leader);
+    }
+    return false;
+}
+
+static void replica_write(struct node_replica *r, struct node_work *w)
+{
+    if (!leads(r, w)) {
+        return;
+    }
+    if (shard_is_nearly_full(r->store)) {
+        frontend_reply_err(w, MC_QUOTA_EXCEEDED, "shard %u storage is full",
+                           r->id);
+        return;
+    }
+    const Mcpb__Request *req = w->req;
+    Mcpb__Command cmd = MCPB__COMMAND__INIT;
+    cmd.op = req->op;
+    cmd.stamp_ms = base_wall_ms();
+    cmd.has_client_id = req->has_client_id;
+    cmd.client_id = req->client_id;
+    cmd.has_seq = req->has_seq;
+    cmd.seq = req->seq;
+    cmd.has_ns = cmd.has_key = true;
+    cmd.ns = req->ns;
+    cmd.key = req->key;
+    cmd.has_value = req->has_value;
+    cmd.value = req->value;
+    cmd.has_expect_version = req->has_expect_version;
+    cmd.expect_version = req->expect_version;
+    cmd.has_tier = req->has_tier && req->tier != MC_TIER_DEFAULT;
+    cmd.tier = req->tier;
+    cmd.has_ttl_ms = req->has_ttl_ms;
+    cmd.ttl_ms = req->ttl_ms;
+    void *frame;
+    size_t len;
+    if (proto_frame_encode(&cmd.base, PROTO_COMMAND, raft_malloc, &frame,
+                           &len) != MC_OK) {
+        frontend_reply_err(w, MC_INTERNAL, "out of memory");
+        return;
+    }
+    mc_err rv = cons_group_propose(&r->group, &w->apply, frame, len, write_cb);
+    if (rv != MC_OK) {
+        raft_free(frame);
+        frontend_reply_err(w, rv, "shard %u: could not propose the write",
+                           r->id);
+    }
+}
+
+/* ---- reads ---- */
+
+static void record_to_pb(const struct shard_record *rec, Mcpb__Record *pb,
+                         bool with_value)
+{
+    mcpb__record__init(pb);
+    pb->has_key = true;
+    pb->key.data = (uint8_t *)rec->key;
+    pb->key.len = rec->key_len;
+    if (with_value) {
+        pb->has_value = true;
+        pb->value.data = (uint8_t *)rec->value;
+        pb->value.len = rec->value_len;
+    }
+    pb->has_version = pb->has_create_rev = pb->has_mod_rev = true;
+    pb->version = rec->version;
+    pb->create_rev = rec->create_rev;
+    pb->mod_rev = rec->mod_rev;
+    pb->has_tier = pb->has_expires_at = pb->has_updated_at = true;
+    pb->tier = rec->tier;
+    pb->expires_at = rec->expires_at;
+    pb->updated_at = rec->updated_at;
+}
+
+static void read_get(struct node_replica *r, struct node_work *w)
+{
+    const Mcpb__Request *req = w->req;
+    struct shard_record rec;
+    mc_err rv = shard_get(r->store, base_wall_ms(), req->ns.data, req->ns.len,
+                          req->key.data, req->key.len, &rec);
+    if (rv == MC_NOT_FOUND) {
+        Mcpb__Response resp = MCPB__RESPONSE__INIT;
+        char msg[MC_KEY_BYTES_MAX + 32];
+        snprintf(msg, sizeof msg, "%.*s does not exist", (int)req->key.len,
+                 (const char *)req->key.data);
+        resp.code = MC_NOT_FOUND;
+        resp.message = msg;
+        resp.has_version = true;
+        resp.version = 0;
+        frontend_reply(w, &resp);
+        return;
+    }
+    if (rv != MC_OK) {
+        frontend_reply_err(w, rv, "shard %u: read failed", r->id);
+        return;
+    }
+    Mcpb__Record pb;
+    record_to_pb(&rec, &pb, true);
+    Mcpb__Response resp = MCPB__RESPONSE__INIT;
+    resp.code = MC_OK;
+    resp.record = &pb;
+    resp.has_version = resp.has_create_rev = resp.has_mod_rev = true;
+    resp.version = rec.version;
+    resp.create_rev = rec.create_rev;
+    resp.mod_rev = rec.mod_rev;
+    frontend_reply(w, &resp); /* before any other shard call: rec borrows */
+}
+
+struct list_acc {
+    Mcpb__Record *recs;
+    Mcpb__Record **ptrs;
+    size_t n;
+    size_t bytes;
+    bool keys_only;
+    bool cut; /* stopped at LIST_REPLY_BYTES_MAX */
+};
+
+static void list_cb(void *arg, const struct shard_record *rec)
+{
+    struct list_acc *a = arg;
+    if (a->cut) {
+        return;
+    }
+    size_t size = rec->key_len + (a->keys_only ? 0 : rec->value_len) + 64;
+    if (a->n > 0 && a->bytes + size > LIST_REPLY_BYTES_MAX) {
+        a->cut = true;
+        return;
+    }
+    a->bytes += size;
+    record_to_pb(rec, &a->recs[a->n], !a->keys_only);
+    a->ptrs[a->n] = &a->recs[a->n];
+    a->n++;
+}
+
+static void read_list(struct node_replica *r, struct node_work *w)
+{
+    const Mcpb__Request *req = w->req;
+    uint32_t limit = req->limit ? req->limit : LIST_LIMIT_DEFAULT;
+    struct list_acc a = {.keys_only = req->keys_only};
+    a.recs = mc_calloc(limit, sizeof *a.recs);
+    a.ptrs = mc_calloc(limit, sizeof *a.ptrs);
+    bool more = false;
+    mc_err rv = MC_INTERNAL;
+    if (a.recs != NULL && a.ptrs != NULL) {
+        rv = shard_list(r->store, base_wall_ms(), req->ns.data, req->ns.len,
+                        req->prefix.data, req->prefix.len,
+                        req->start_after.data, req->start_after.len, limit,
+                        req->keys_only, list_cb, &a, &more);
+    }
+    if (rv != MC_OK) {
+        frontend_reply_err(w, rv, "shard %u: list failed", r->id);
+    } else {
+        Mcpb__Response resp = MCPB__RESPONSE__INIT;
+        resp.code = MC_OK;
+        resp.records = a.ptrs;
+        resp.n_records = a.n;
+        resp.has_more = true;
+        resp.more = more || a.cut;
+        frontend_reply(w, &resp);
+    }
+    mc_free(a.recs);
+    mc_free(a.ptrs);
+}
+
+static void read_now(struct node_replica *r, struct node_work *w)
+{
+    if (w->req->op == MCPB__OP__OP_GET) {
+        read_get(r, w);
+    } else {
+        read_list(r, w);
+    }
+}
+
+static void reads_fail(struct node_work *list, mc_err code, const char *why)
+{
+    while (list != NULL) {
+        struct node_work *next = list->next;
+        frontend_reply_err(list, code, "%s", why);
+        list = next;
+    }
+}
+
+static void reads_kick(struct node_replica *r);
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct node_replica *r = req->data;
+    struct node_work *list = r->reads_inflight;
+    r->reads_inflight = NULL;
+    r->barrier_busy = false;
+    if (status != 0) {
+        reads_fail(list, cons_err(status), raft_strerror(status));
+    } else {
+        while (list != NULL) {
+            struct node_work *next = list->next;
+            read_now(r, list);
+            list = next;
+        }
+    }
+    reads_kick(r);
+}
+
+static void reads_kick(struct node_replica *r)
+{
+    if (r->barrier_busy || r->reads_waiting == NULL) {
+        return;
+    }
+    if (!cons_group_is_leader(&r->group)) {
+        struct node_work *list = r->reads_waiting;
+        r->reads_waiting = NULL;
+        reads_fail(list, cons_group_leader(&r->group) ? MC_NOT_LEADER
+                                                      : MC_UNAVAILABLE,
+                   "this node does not lead the shard");
+        return;
+    }
+    r->reads_inflight = r->reads_waiting;
+    r->reads_waiting = NULL;
+    r->barrier_busy = true;
+    mc_err rv = cons_group_barrier(&r->group, &r->barrier, barrier_cb);
+    if (rv != MC_OK) {
+        struct node_work *list = r->reads_inflight;
+        r->reads_inflight = NULL;
+        r->barrier_busy = false;
+        reads_fail(list, rv, "could not append a read barrier");
+    }
+}
+
+void replica_handle(struct node_replica *r, struct node_work *w)
+{
+    switch (w->req->op) {
+    case MCPB__OP__OP_PUT:
+    case MCPB__OP__OP_DELETE:
+        replica_write(r, w);
+        return;
+    default:
+        if (w->req->serializable) {
+            read_now(r, w);
+            return;
+        }
+        if (!leads(r, w)) {
+            return;
+        }
+        w->next = r->reads_waiting;
+        r->reads_waiting = w;
+        reads_kick(r);
+    }
+}
+
+/* ---- turns and sweeps ---- */
+
+void replica_turn(struct node_replica *r)
+{
+    char err[256];
+    if (shard_commit(r->store, err, sizeof err) != MC_OK) {
+        LOG_ERROR("commit failed shard=%u err=%s", r->id, err);
+    }
+    atomic_store(&r->st_is_leader, cons_group_is_leader(&r->group));
+    atomic_store(&r->st_leader, cons_group_leader(&r->group));
+    atomic_store(&r->st_term, cons_group_term(&r->group));
+    atomic_store(&r->st_applied, cons_group_applied_index(&r->group));
+    atomic_store(&r->st_last, cons_group_last_index(&r->group));
+    atomic_store(&r->st_applied_entries, shard_applied_entries(r->store));
+    atomic_store(&r->st_skipped_entries, shard_skipped_entries(r->store));
+}
+
+struct expire_acc {
+    Mcpb__ExpireItem items[MC_EXPIRE_BATCH_MAX];
+    Mcpb__ExpireItem *ptrs[MC_EXPIRE_BATCH_MAX];
+    size_t n;
+};
+
+static void expired_cb(void *arg, uint8_t tier, const uint8_t *ns,
+                       size_t ns_len, const uint8_t *key, size_t key_len)
+{
+    struct expire_acc *a = arg;
+    ASSERT(a->n < MC_EXPIRE_BATCH_MAX);
+    Mcpb__ExpireItem *it = &a->items[a->n];
+    mcpb__expire_item__init(it);
+    it->tier = tier;
+    it->ns.data = (uint8_t *)ns;
+    it->ns.len = ns_len;
+    it->key.data = (uint8_t *)key;
+    it->key.len = key_len;
+    a->ptrs[a->n++] = it;
+}
+
+static void expire_cb(struct raft_apply *req, int status, void *result)
+{
+    struct node_replica *r = req->data;
+    r->expire_busy = false;
+    if (status != 0) {
+        LOG_DEBUG("expire not applied shard=%u err=%s", r->id,
+                  raft_strerror(status));
+    }
+}
+
+void replica_sweep(struct node_replica *r)
+{
+    uint64_t counts[4];
+    shard_counts(r->store, counts);
+    for (int t = 0; t < 4; t++) {
+        atomic_store(&r->st_records[t], counts[t]);
+    }
+    if (r->expire_busy || !cons_group_is_leader(&r->group)) {
+        return;
+    }
+    int64_t now = base_wall_ms();
+    struct expire_acc *a = mc_malloc(sizeof *a);
+    if (a == NULL) {
+        return; /* try again at the next sweep */
+    }
+    a->n = 0;
+    mc_err rv = shard_expired_scan(r->store, now, MC_EXPIRE_BATCH_MAX,
+                                   expired_cb, a);
+    if (rv != MC_OK ||
+        (a->n == 0 && now - r->dedupe_swept_ms < DEDUPE_SWEEP_MS)) {
+        mc_free(a);
+        return;
+    }
+    Mcpb__Command cmd = MCPB__COMMAND__INIT;
+    cmd.op = MCPB__OP__OP_EXPIRE;
+    cmd.stamp_ms = now;
+    cmd.expire = a->ptrs;
+    cmd.n_expire = a->n;
+    void *frame;
+    size_t len;
+    rv = proto_frame_encode(&cmd.base, PROTO_COMMAND, raft_malloc, &frame, &len);
+    mc_free(a);
+    if (rv != MC_OK) {
+        return;
+    }
+    r->dedupe_swept_ms = now;
+    if (cons_group_propose(&r->group, &r->expire_req, frame, len, expire_cb) !=
+        MC_OK) {
+        raft_free(frame);
+        return;
+    }
+    r->expire_busy = true;
+}
+
+void replica_close(struct node_replica *r, cons_group_close_cb cb)
+{
+    reads_fail(r->reads_waiting, MC_UNAVAILABLE, "node is shutting down");
+    r->reads_waiting = NULL;
+    /* Reads behind a barrier, proposals and the expire command get their
+     * callbacks from raft_close with a non-zero status. */
+    cons_group_close(&r->group, cb);
+}
+
+void replica_free(struct node_replica *r)
+{
+    shard_close(r->store);
+    mc_free(r);
+}
