@@ -1,0 +1,139 @@
+/* status of libmemcoord: a node's view of itself and its shards, and the
+ * shard count that list needs, cached in the client. */
+#include <string.h>
+
+#include "client/internal.h"
+
+void mc_status_free(mc_status *s)
+{
+    if (s != NULL) {
+        mc_free(s->version);
+        mc_free(s->listen);
+        mc_free(s->shards);
+        mc_free(s);
+    }
+}
+
+static void shard_copy(mc_shard_status *d, const Mcpb__ShardStatus *w)
+{
+    memset(d, 0, sizeof *d);
+    d->id = w->id;
+    d->slot_lo = w->slot_lo;
+    d->slot_hi = w->slot_hi;
+    d->leader_id = w->leader_id;
+    d->term = w->term;
+    d->applied_index = w->applied_index;
+    d->last_index = w->last_index;
+    /* The wire lists short, mid, long; the API indexes by mc_tier. */
+    for (size_t t = 0; t < w->n_records && t < MC_TIER_LONG; t++) {
+        d->records[MC_TIER_SHORT + t] = w->records[t];
+    }
+    d->applied_entries = w->applied_entries;
+    d->skipped_entries = w->skipped_entries;
+    d->is_leader = w->is_leader;
+}
+
+static mc_err status_copy(const Mcpb__NodeStatus *w, mc_status **out)
+{
+    if (w->n_shards > MC_SHARDS_MAX) {
+        return MC_INTERNAL;
+    }
+    mc_status *s = mc_calloc(1, sizeof *s);
+    if (s == NULL) {
+        return MC_INTERNAL;
+    }
+    s->node_id = w->node_id;
+    s->uptime_ms = w->uptime_ms;
+    s->version = mc_strdup(w->version != NULL ? w->version : "");
+    s->listen = mc_strdup(w->listen != NULL ? w->listen : "");
+    s->n_shards = w->n_shards;
+    s->shards = mc_calloc(w->n_shards > 0 ? w->n_shards : 1,
+                          sizeof *s->shards);
+    if (s->version == NULL || s->listen == NULL || s->shards == NULL) {
+        mc_status_free(s);
+        return MC_INTERNAL;
+    }
+    for (size_t i = 0; i < w->n_shards; i++) {
+        shard_copy(&s->shards[i], w->shards[i]);
+    }
+    *out = s;
+    return MC_OK;
+}
+
+static mc_err status_call(mc_client *c, int64_t deadline_ms,
+                          Mcpb__Response **out, mc_result *res)
+{
+    Mcpb__Request req = MCPB__REQUEST__INIT;
+    req.op = MCPB__OP__OP_STATUS;
+    mc_err rv = client_call(c, &req, deadline_ms, out, res);
+    if (rv == MC_OK && (*out)->status == NULL) {
+        rv = client_result_set(res, MC_INTERNAL,
+                               "the node answered status without a status");
+    }
+    if (rv == MC_OK && (*out)->status->n_shards > MC_SHARDS_MAX) {
+        rv = client_result_set(res, MC_INTERNAL,
+                               "the node reports %zu shards, more than %u",
+                               (*out)->status->n_shards, MC_SHARDS_MAX);
+    }
+    if (rv != MC_OK && *out != NULL) {
+        mcpb__response__free_unpacked(*out, NULL);
+        *out = NULL;
+    }
+    return rv;
+}
+
+mc_err mc_status_get(mc_client *c, mc_status **out, mc_result *res)
+{
+    ASSERT(c != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    if (out == NULL) {
+        return client_result_set(res, MC_INVALID_ARGUMENT, "out is NULL");
+    }
+    *out = NULL;
+    Mcpb__Response *r;
+    mc_err rv = status_call(c, deadline_ms, &r, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    if (r->status->n_shards > 0) {
+        atomic_store(&c->n_shards, (unsigned)r->status->n_shards);
+    }
+    rv = status_copy(r->status, out);
+    mcpb__response__free_unpacked(r, NULL);
+    if (rv != MC_OK) {
+        return client_result_set(res, rv, "out of memory");
+    }
+    return MC_OK;
+}
+
+mc_err client_shard_count_refresh(mc_client *c, int64_t deadline_ms,
+                                  uint32_t *out, mc_result *res)
+{
+    Mcpb__Response *r;
+    mc_err rv = status_call(c, deadline_ms, &r, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    uint32_t n = (uint32_t)r->status->n_shards;
+    mcpb__response__free_unpacked(r, NULL);
+    if (n == 0) {
+        /* A node that is still starting knows no shards yet. */
+        return client_result_set(res, MC_UNAVAILABLE,
+                                 "the node reports no shards yet");
+    }
+    atomic_store(&c->n_shards, n);
+    *out = n;
+    return MC_OK;
+}
+
+mc_err client_shard_count(mc_client *c, int64_t deadline_ms, uint32_t *out,
+                          mc_result *res)
+{
+    unsigned n = atomic_load(&c->n_shards);
+    if (n > 0) {
+        *out = n;
+        return MC_OK;
+    }
+    return client_shard_count_refresh(c, deadline_ms, out, res);
+}

@@ -1,0 +1,765 @@
+/* harness: memcoord nodes and memcoordctl runs for the integration tests.
+ * See harness.h for the contract. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nng/nng.h>
+
+#include "tests/lib/harness.h"
+
+/* Raft ports are drawn from below Linux's ephemeral range (32768-60999),
+ * so that outgoing connections of other tests cannot take them between
+ * our check and the node's bind. */
+#define RAFT_PORT_LO 20000
+#define RAFT_PORT_HI 32000
+#define RAFT_PORT_TRIES 200
+#define POLL_MS 20
+#define RAW_RECV_BYTES_MAX (64u << 20)
+
+static struct mc_node_proc *started[HARNESS_NODES_MAX];
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : fallback;
+}
+
+/* ---- ports ---- */
+
+/* Bind 127.0.0.1:port (0 = any); returns the port bound, or -1. */
+static int port_probe(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    int got = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &alen) == 0) {
+        got = ntohs(a.sin_port);
+    }
+    close(fd);
+    return got;
+}
+
+static int raft_ports_pick(unsigned count)
+{
+    unsigned seed = (unsigned)getpid() ^ (unsigned)now_ms();
+    for (int t = 0; t < RAFT_PORT_TRIES; t++) {
+        int base = RAFT_PORT_LO +
+                   (int)(rand_r(&seed) % (unsigned)(RAFT_PORT_HI -
+                                                    RAFT_PORT_LO - count));
+        unsigned ok = 0;
+        while (ok < count && port_probe(base + (int)ok) > 0) {
+            ok++;
+        }
+        if (ok == count) {
+            return base;
+        }
+    }
+    return -1;
+}
+
+/* ---- processes ---- */
+
+static void track(struct mc_node_proc *n)
+{
+    for (unsigned i = 0; i < HARNESS_NODES_MAX; i++) {
+        if (started[i] == n) {
+            return;
+        }
+    }
+    for (unsigned i = 0; i < HARNESS_NODES_MAX; i++) {
+        if (started[i] == NULL) {
+            started[i] = n;
+            return;
+        }
+    }
+    fprintf(stderr, "harness: more than %u nodes in one test\n",
+            HARNESS_NODES_MAX);
+    abort();
+}
+
+/* In the child: die with the test process, then exec argv with its
+ * output going to log. Never returns. */
+static void child_exec(pid_t parent, const char *log, char *const *argv)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) {
+        _exit(127); /* the parent died before prctl took effect */
+    }
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || null < 0 || dup2(fd, STDOUT_FILENO) < 0 ||
+        dup2(fd, STDERR_FILENO) < 0 || dup2(null, STDIN_FILENO) < 0) {
+        _exit(127);
+    }
+    execv(argv[0], argv);
+    dprintf(STDERR_FILENO, "harness: exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+static int node_spawn(struct mc_node_proc *n)
+{
+    char listen[HARNESS_URL_BYTES_MAX];
+    char raft[32];
+    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", n->port);
+    snprintf(raft, sizeof raft, "127.0.0.1:%d", n->raft_port);
+    const char *bin = env_or("MEMCOORD_BIN", "build/memcoord");
+    const char *fixed[] = {bin,           "--data",         n->dir,
+                           "--listen",    listen,           "--raft-addr",
+                           raft,          "--election-ms",  "300",
+                           "--heartbeat-ms", "30",          "--log-level",
+                           "info"};
+    char *argv[sizeof fixed / sizeof fixed[0] + HARNESS_EXTRA_ARGS_MAX + 1];
+    size_t k = 0;
+    for (; k < sizeof fixed / sizeof fixed[0]; k++) {
+        argv[k] = (char *)fixed[k];
+    }
+    for (size_t i = 0; n->extra[i] != NULL; i++) {
+        argv[k++] = n->extra[i];
+    }
+    argv[k] = NULL;
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "harness: %s is not an executable: %s\n", bin,
+                strerror(errno));
+        return -1;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "harness: fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        child_exec(parent, n->log, argv);
+    }
+    n->pid = pid;
+    track(n);
+    return 0;
+}
+
+static int extra_copy(struct mc_node_proc *n, va_list ap)
+{
+    n->n_shards = 8;
+    size_t k = 0;
+    for (const char *a = va_arg(ap, const char *); a != NULL;
+         a = va_arg(ap, const char *)) {
+        if (k == HARNESS_EXTRA_ARGS_MAX) {
+            fprintf(stderr, "harness: more than %u extra arguments\n",
+                    HARNESS_EXTRA_ARGS_MAX);
+            return -1;
+        }
+        n->extra[k] = strdup(a);
+        if (k > 0 && strcmp(n->extra[k - 1], "--shards") == 0) {
+            n->n_shards = (unsigned)atoi(a);
+        }
+        k++;
+    }
+    n->extra[k] = NULL;
+    return n->n_shards > 0 ? 0 : -1;
+}
+
+static int dir_make(struct mc_node_proc *n)
+{
+    const char *root = env_or("MEMCOORD_TEST_DIR", "/tmp/memcoord-test");
+    if (strlen(root) > HARNESS_PATH_BYTES_MAX - 32) {
+        fprintf(stderr, "harness: MEMCOORD_TEST_DIR is too long\n");
+        return -1;
+    }
+    char path[HARNESS_PATH_BYTES_MAX];
+    snprintf(path, sizeof path, "%s", root);
+    /* mkdir -p of the root: each component in turn. */
+    for (char *p = path + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            (void)mkdir(path, 0755); /* exists already, most of the time */
+            *p = '/';
+        }
+    }
+    (void)mkdir(path, 0755);
+    snprintf(n->dir, sizeof n->dir, "%s/node-%d-XXXXXX", root, (int)getpid());
+    if (mkdtemp(n->dir) == NULL) {
+        fprintf(stderr, "harness: mkdtemp %s: %s\n", n->dir, strerror(errno));
+        return -1;
+    }
+    snprintf(n->log, sizeof n->log, "%s/node.log", n->dir);
+    return 0;
+}
+
+static int ports_pick(struct mc_node_proc *n)
+{
+    n->port = port_probe(0);
+    n->raft_port = raft_ports_pick(n->n_shards);
+    if (n->port <= 0 || n->raft_port <= 0) {
+        fprintf(stderr, "harness: no free ports\n");
+        return -1;
+    }
+    snprintf(n->url, sizeof n->url, "tcp://127.0.0.1:%d", n->port);
+    return 0;
+}
+
+int harness_node_start(struct mc_node_proc *n, ...)
+{
+    memset(n, 0, sizeof *n);
+    va_list ap;
+    va_start(ap, n);
+    int rv = extra_copy(n, ap);
+    va_end(ap);
+    if (rv != 0 || dir_make(n) != 0 || ports_pick(n) != 0) {
+        return -1;
+    }
+    n->fresh = true;
+    return node_spawn(n);
+}
+
+int harness_node_restart(struct mc_node_proc *n)
+{
+    if (n->pid != 0) {
+        fprintf(stderr, "harness: restart of a node that runs\n");
+        return -1;
+    }
+    return node_spawn(n);
+}
+
+static int exit_code(int wstatus)
+{
+    if (WIFEXITED(wstatus)) {
+        return WEXITSTATUS(wstatus);
+    }
+    return WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus) : -1;
+}
+
+/* Reap pid within timeout_ms; returns its exit code, or -1 if it runs. */
+static int reap(pid_t pid, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        int wstatus;
+        pid_t got = waitpid(pid, &wstatus, WNOHANG);
+        if (got == pid) {
+            return exit_code(wstatus);
+        }
+        if (got < 0 && errno != EINTR) {
+            return -1;
+        }
+        if (now_ms() >= deadline) {
+            return -1;
+        }
+        pause_ms(5);
+    }
+}
+
+int harness_node_stop(struct mc_node_proc *n, int sig)
+{
+    if (n->pid == 0) {
+        return -1;
+    }
+    kill(n->pid, sig);
+    int code = reap(n->pid, HARNESS_STOP_MS);
+    if (code < 0) {
+        fprintf(stderr, "harness: node %d ignored signal %d; killing it\n",
+                (int)n->pid, sig);
+        kill(n->pid, SIGKILL);
+        reap(n->pid, HARNESS_STOP_MS);
+        code = -1;
+    }
+    n->pid = 0;
+    return code;
+}
+
+void harness_node_log_tail(const struct mc_node_proc *n, unsigned lines)
+{
+    FILE *f = fopen(n->log, "r");
+    if (f == NULL) {
+        fprintf(stderr, "harness: no log at %s\n", n->log);
+        return;
+    }
+    static char buf[64 * 1024];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long from = size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0;
+    fseek(f, from, SEEK_SET);
+    size_t got = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[got] = '\0';
+    const char *p = buf + got;
+    for (unsigned k = 0; p > buf && k <= lines;) {
+        p--;
+        if (*p == '\n') {
+            k++;
+        }
+    }
+    fprintf(stderr, "---- tail of %s ----\n%s\n----\n", n->log, p);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag,
+                        struct FTW *ftw)
+{
+    size_t len = strlen(path);
+    bool is_log = len >= 9 && strcmp(path + len - 9, "/node.log") == 0;
+    if (ftw->level > 0 && !is_log) {
+        (void)remove(path); /* best effort: a leftover costs only disk */
+    }
+    return 0;
+}
+
+void harness_fini(void)
+{
+    bool keep = getenv("MEMCOORD_TEST_KEEP") != NULL;
+    for (unsigned i = 0; i < HARNESS_NODES_MAX; i++) {
+        struct mc_node_proc *n = started[i];
+        if (n == NULL) {
+            continue;
+        }
+        if (n->pid != 0) {
+            harness_node_stop(n, SIGKILL);
+        }
+        if (!keep && n->dir[0] != '\0') {
+            nftw(n->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        }
+        for (size_t k = 0; n->extra[k] != NULL; k++) {
+            free(n->extra[k]);
+            n->extra[k] = NULL;
+        }
+        started[i] = NULL;
+    }
+}
+
+/* ---- raw nng ---- */
+
+/* The raw path speaks SP over TCP by hand instead of through an nng req
+ * socket: nng 1.5.2's nng_close can hang for good when the peer resets a
+ * connection while it closes (nng PR #1636, fixed after 1.5.2), which is
+ * just what a test of oversized or garbage messages provokes. Plain
+ * sockets with SO_RCVTIMEO keep every wait bounded.
+ *
+ * The wire (nng src/sp/transport/tcp): each side first sends 0 'S' 'P' 0,
+ * its protocol number (u16 BE: req 0x30, rep 0x31) and two zero bytes;
+ * then each message is a u64 BE length, the request id (u32 BE, high bit
+ * set) and the body. */
+#define SP_REQ0 0x30
+#define SP_REP0 0x31
+
+static int errno_to_nng(int e)
+{
+    switch (e) {
+    case EAGAIN:
+        return NNG_ETIMEDOUT;
+    case ECONNREFUSED:
+        return NNG_ECONNREFUSED;
+    case ECONNRESET:
+    case EPIPE:
+        return NNG_ECONNRESET;
+    default:
+        return NNG_ESYSERR + e;
+    }
+}
+
+/* All of buf, or an nng error (NNG_ECONNSHUT at end of stream). */
+static int io_full(int fd, void *buf, size_t len, bool writing)
+{
+    uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = writing ? send(fd, p, len, MSG_NOSIGNAL)
+                            : recv(fd, p, len, 0);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return errno_to_nng(errno);
+        }
+        if (n == 0) {
+            return NNG_ECONNSHUT;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void put_be(uint8_t *p, uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8) {
+        p[i] = (uint8_t)v;
+    }
+}
+
+static uint64_t get_be(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+static int sp_connect(const char *url, int timeout_ms, int *out)
+{
+    int port;
+    if (sscanf(url, "tcp://127.0.0.1:%d", &port) != 1) {
+        return NNG_EADDRINVAL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return errno_to_nng(errno);
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    uint8_t hello[8] = {0, 'S', 'P', 0, 0, SP_REQ0, 0, 0};
+    uint8_t peer[8];
+    int rv = 0;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        rv = errno_to_nng(errno);
+    }
+    if (rv == 0) {
+        rv = io_full(fd, hello, sizeof hello, true);
+    }
+    if (rv == 0) {
+        rv = io_full(fd, peer, sizeof peer, false);
+    }
+    if (rv == 0 && (memcmp(peer, "\0SP\0", 4) != 0 ||
+                    get_be(peer + 4, 2) != SP_REP0)) {
+        rv = NNG_EPROTO;
+    }
+    if (rv != 0) {
+        close(fd);
+        return rv;
+    }
+    *out = fd;
+    return 0;
+}
+
+int harness_raw_call(const char *url, const void *msg, size_t len,
+                     int timeout_ms, void **reply, size_t *reply_len)
+{
+    int fd = -1;
+    int rv = sp_connect(url, timeout_ms, &fd);
+    if (rv != 0) {
+        return rv;
+    }
+    uint8_t head[12];
+    put_be(head, len + 4, 8);
+    put_be(head + 8, 0x80000001u, 4);
+    rv = io_full(fd, head, sizeof head, true);
+    if (rv == 0) {
+        rv = io_full(fd, (void *)msg, len, true);
+    }
+    if (rv == 0) {
+        rv = io_full(fd, head, sizeof head, false);
+    }
+    uint64_t n = get_be(head, 8);
+    if (rv == 0 && (n < 4 || n - 4 > RAW_RECV_BYTES_MAX ||
+                    get_be(head + 8, 4) != 0x80000001u)) {
+        rv = NNG_EPROTO;
+    }
+    if (rv == 0) {
+        *reply_len = (size_t)(n - 4);
+        *reply = malloc(*reply_len > 0 ? *reply_len : 1);
+        rv = io_full(fd, *reply, *reply_len, false);
+        if (rv != 0) {
+            free(*reply);
+        }
+    }
+    close(fd);
+    return rv;
+}
+
+int harness_raw_request(const char *url, const Mcpb__Request *req,
+                        int timeout_ms, Mcpb__Response **out)
+{
+    void *frame;
+    size_t frame_len;
+    if (proto_frame_encode(&req->base, PROTO_REQUEST, NULL, &frame,
+                           &frame_len) != MC_OK) {
+        return -1;
+    }
+    void *reply;
+    size_t reply_len;
+    int rv = harness_raw_call(url, frame, frame_len, timeout_ms, &reply,
+                              &reply_len);
+    mc_free(frame);
+    if (rv != 0) {
+        return rv;
+    }
+    char err[160];
+    mc_err code = proto_response_decode(reply, reply_len, out, err, sizeof err);
+    free(reply);
+    if (code != MC_OK) {
+        fprintf(stderr, "harness: bad answer from %s: %s\n", url, err);
+        return -1;
+    }
+    return 0;
+}
+
+static bool status_ready(const struct mc_node_proc *n, int timeout_ms)
+{
+    Mcpb__Request req = MCPB__REQUEST__INIT;
+    req.op = MCPB__OP__OP_STATUS;
+    Mcpb__Response *r;
+    if (harness_raw_request(n->url, &req, timeout_ms, &r) != 0) {
+        return false;
+    }
+    bool ready = r->code == MC_OK && r->status != NULL &&
+                 r->status->n_shards == n->n_shards;
+    for (size_t i = 0; ready && i < r->status->n_shards; i++) {
+        ready = r->status->shards[i]->leader_id != 0;
+    }
+    mcpb__response__free_unpacked(r, NULL);
+    return ready;
+}
+
+/* A fresh node died before it was ever ready: start it over on other
+ * ports in an emptied folder (its raft files name the old address). */
+static int node_respawn(struct mc_node_proc *n, int code)
+{
+    FILE *log = fopen(n->log, "a");
+    if (log != NULL) {
+        fprintf(log, "harness: node exited with %d before ready; starting "
+                     "again on other ports\n", code);
+        fclose(log);
+    }
+    nftw(n->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (ports_pick(n) != 0) {
+        return -1;
+    }
+    return node_spawn(n);
+}
+
+int harness_node_wait_ready(struct mc_node_proc *n, int timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    int tries = 1;
+    while (now_ms() < deadline) {
+        int wstatus;
+        if (n->pid != 0 && waitpid(n->pid, &wstatus, WNOHANG) == n->pid) {
+            int code = exit_code(wstatus);
+            n->pid = 0;
+            if (n->fresh && tries < HARNESS_START_TRIES &&
+                node_respawn(n, code) == 0) {
+                tries++;
+                continue;
+            }
+            fprintf(stderr, "harness: node exited with %d before ready\n",
+                    code);
+            harness_node_log_tail(n, 30);
+            return -1;
+        }
+        int64_t left = deadline - now_ms();
+        if (status_ready(n, left < 500 ? (int)left + 1 : 500)) {
+            n->fresh = false;
+            return 0;
+        }
+        pause_ms(POLL_MS);
+    }
+    fprintf(stderr, "harness: node at %s not ready within %d ms\n", n->url,
+            timeout_ms);
+    harness_node_log_tail(n, 30);
+    return -1;
+}
+
+/* ---- memcoordctl ---- */
+
+struct capture {
+    char *buf;
+    size_t len, cap;
+};
+
+static void capture_add(struct capture *c, const char *data, size_t n)
+{
+    if (c->len + n + 1 > c->cap) {
+        c->cap = (c->len + n + 1) * 2;
+        c->buf = realloc(c->buf, c->cap);
+    }
+    memcpy(c->buf + c->len, data, n);
+    c->len += n;
+    c->buf[c->len] = '\0';
+}
+
+static void ctl_child(int in, int out, int err, const char *const *args,
+                      const char *const *env)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+        dup2(err, STDERR_FILENO) < 0) {
+        _exit(127);
+    }
+    unsetenv("MEMCOORD_ENDPOINTS");
+    for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+        putenv((char *)env[i]);
+    }
+    const char *bin = env_or("MEMCOORDCTL_BIN", "build/memcoordctl");
+    const char *argv[64];
+    size_t k = 0;
+    argv[k++] = bin;
+    for (size_t i = 0; args[i] != NULL && k < 63; i++) {
+        argv[k++] = args[i];
+    }
+    argv[k] = NULL;
+    execv(bin, (char *const *)argv);
+    dprintf(STDERR_FILENO, "harness: exec %s: %s\n", bin, strerror(errno));
+    _exit(127);
+}
+
+/* Feed in to fds[0], drain fds[1] and fds[2] until both close. */
+static void ctl_pump(int fds[3], const void *in, size_t in_len,
+                     struct capture cap[2], int64_t deadline)
+{
+    size_t sent = 0;
+    if (in_len == 0) {
+        close(fds[0]);
+        fds[0] = -1;
+    }
+    while ((fds[1] >= 0 || fds[2] >= 0) && now_ms() < deadline) {
+        struct pollfd p[3] = {{fds[0], POLLOUT, 0},
+                              {fds[1], POLLIN, 0},
+                              {fds[2], POLLIN, 0}};
+        if (poll(p, 3, POLL_MS) < 0 && errno != EINTR) {
+            break;
+        }
+        if (fds[0] >= 0 && (p[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t w = write(fds[0], (const char *)in + sent, in_len - sent);
+            if (w > 0) {
+                sent += (size_t)w;
+            }
+            if (w < 0 || sent == in_len) {
+                close(fds[0]);
+                fds[0] = -1;
+            }
+        }
+        for (int i = 1; i < 3; i++) {
+            if (fds[i] >= 0 && (p[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                char buf[65536];
+                ssize_t r = read(fds[i], buf, sizeof buf);
+                if (r > 0) {
+                    capture_add(&cap[i - 1], buf, (size_t)r);
+                } else if (r == 0 || errno != EINTR) {
+                    close(fds[i]);
+                    fds[i] = -1;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
+    }
+}
+
+int harness_ctl_exec(const char *const *args, const char *const *env,
+                     const void *in, size_t in_len, struct harness_ctl_out *r)
+{
+    memset(r, 0, sizeof *r);
+    r->status = -1;
+    signal(SIGPIPE, SIG_IGN); /* a ctl that exits early must not kill us */
+    int pin[2], pout[2], perr[2];
+    if (pipe2(pin, O_CLOEXEC) != 0 || pipe2(pout, O_CLOEXEC) != 0 ||
+        pipe2(perr, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        return -1;
+    }
+    if (pid == 0) {
+        ctl_child(pin[0], pout[1], perr[1], args, env);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    int fds[3] = {pin[1], pout[0], perr[0]};
+    fcntl(pin[1], F_SETFL, O_NONBLOCK);
+    struct capture cap[2] = {{0}};
+    capture_add(&cap[0], "", 0);
+    capture_add(&cap[1], "", 0);
+    ctl_pump(fds, in, in_len, cap, now_ms() + HARNESS_CTL_MS);
+    int code = reap(pid, 1000);
+    if (code < 0) {
+        fprintf(stderr, "harness: memcoordctl hung; killing it\n");
+        kill(pid, SIGKILL);
+        reap(pid, HARNESS_STOP_MS);
+    }
+    r->status = code;
+    r->out = cap[0].buf;
+    r->out_len = cap[0].len;
+    r->err = cap[1].buf;
+    r->err_len = cap[1].len;
+    return code;
+}
+
+void harness_ctl_out_fini(struct harness_ctl_out *r)
+{
+    free(r->out);
+    free(r->err);
+    memset(r, 0, sizeof *r);
+}
+
+int harness_run_ctl(const struct mc_node_proc *n, const char *stdin_data,
+                    char **out, char **err, ...)
+{
+    const char *args[48];
+    size_t k = 0;
+    args[k++] = "--endpoints";
+    args[k++] = n->url;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a = va_arg(ap, const char *); a != NULL && k < 47;
+         a = va_arg(ap, const char *)) {
+        args[k++] = a;
+    }
+    va_end(ap);
+    args[k] = NULL;
+    struct harness_ctl_out r;
+    int code = harness_ctl_exec(args, NULL, stdin_data,
+                                stdin_data != NULL ? strlen(stdin_data) : 0,
+                                &r);
+    if (out != NULL) {
+        *out = r.out;
+        r.out = NULL;
+    }
+    if (err != NULL) {
+        *err = r.err;
+        r.err = NULL;
+    }
+    harness_ctl_out_fini(&r);
+    return code;
+}
