@@ -1,0 +1,128 @@
+/* ctl: memcoordctl, the admin and scripting tool, in the manner of etcdctl.
+ * It uses only the public API of include/memcoord.h (DESIGN.md §8).
+ *
+ *   main.c    the option and command tables, parsing, usage, dispatch
+ *   args.c    durations, numbers, tiers, stdin
+ *   json.c    JSON strings, UTF-8 check, base64
+ *   output.c  records, write results and errors, as text or JSON
+ *   kv.c      put, get, del
+ *   ls.c      ls, paging through every shard's keys
+ *   status.c  status of a node and its shards
+ *
+ * Exit status: 0 success, 1 an error from the library or the node, 2 a
+ * usage error. */
+#ifndef MC_CTL_H
+#define MC_CTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "memcoord.h"
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_ERROR 1
+#define CTL_EXIT_USAGE 2
+
+/* Where memcoordctl looks when neither --endpoints nor MEMCOORD_ENDPOINTS
+ * says: the embedded default of `memcoord --data DIR`. */
+#define CTL_ENDPOINTS_DEFAULT "tcp://127.0.0.1:7400"
+#define CTL_ENDPOINTS_ENV "MEMCOORD_ENDPOINTS"
+#define CTL_NS_DEFAULT "default"
+
+/* Positional arguments a command takes at most (put KEY VALUE). */
+#define CTL_ARGS_MAX 2u
+/* ls asks for pages of this many keys until --limit is reached. */
+#define CTL_LS_PAGE_KEYS 1000u
+
+_Static_assert(CTL_LS_PAGE_KEYS <= MC_LIST_PAGE_MAX, "a valid page size");
+
+enum ctl_output { CTL_OUTPUT_TEXT, CTL_OUTPUT_JSON };
+
+/* Options, as bits, so each command can say which ones it takes. */
+enum ctl_opt_bit {
+    CTL_OPT_ENDPOINTS = 1u << 0,
+    CTL_OPT_NAMESPACE = 1u << 1,
+    CTL_OPT_OUTPUT = 1u << 2,
+    CTL_OPT_TIMEOUT = 1u << 3,
+    CTL_OPT_HELP = 1u << 4,
+    CTL_OPT_EXPECT_VERSION = 1u << 5,
+    CTL_OPT_TIER = 1u << 6,
+    CTL_OPT_TTL = 1u << 7,
+    CTL_OPT_LIMIT = 1u << 8,
+    CTL_OPT_KEYS_ONLY = 1u << 9,
+    CTL_OPT_SERIALIZABLE = 1u << 10,
+    CTL_OPT_META = 1u << 11,
+};
+#define CTL_OPTS_GLOBAL                                                    \
+    (CTL_OPT_ENDPOINTS | CTL_OPT_NAMESPACE | CTL_OPT_OUTPUT |              \
+     CTL_OPT_TIMEOUT | CTL_OPT_HELP)
+
+/* The parsed command line. Strings borrow from argv or the environment. */
+struct ctl {
+    const char *endpoints;
+    const char *ns;
+    enum ctl_output output;
+    int timeout_ms; /* 0 = the library's default */
+    int64_t expect_version;
+    mc_tier tier;
+    uint64_t ttl_ms;
+    uint64_t limit; /* ls: 0 = every key */
+    bool keys_only;
+    bool serializable;
+    bool meta;
+    unsigned given; /* enum ctl_opt_bit of the options on the line */
+    const char *command;
+    const char *args[CTL_ARGS_MAX];
+    unsigned n_args;
+    mc_client *client;
+};
+
+/* ---- args.c ---- */
+
+/* "500ms", "30s", "5m", "2h", "7d" and sums such as "1h30m" into ms.
+ * Returns false for anything else, a bare number included. */
+bool ctl_parse_duration_ms(const char *s, uint64_t *out);
+/* A decimal number without sign, at most max. */
+bool ctl_parse_u64(const char *s, uint64_t max, uint64_t *out);
+/* Read all of stdin, at most max bytes. On success *out is a buffer of
+ * *len bytes the caller frees (NUL-terminated for convenience). Returns
+ * MC_TOO_LARGE when stdin holds more, MC_INTERNAL on a read error, with
+ * the reason in msg. */
+mc_err ctl_read_stdin(size_t max, uint8_t **out, size_t *len, char *msg,
+                      size_t msg_len);
+
+/* ---- json.c ---- */
+
+bool ctl_utf8_valid(const uint8_t *s, size_t len);
+/* Write s as a JSON string: quotes, \" and \\, control characters as
+ * \u00XX, invalid UTF-8 as U+FFFD. */
+void ctl_json_str(FILE *f, const uint8_t *s, size_t len);
+void ctl_json_cstr(FILE *f, const char *s);
+/* Write s as standard base64 with padding, in quotes. */
+void ctl_json_b64(FILE *f, const uint8_t *s, size_t len);
+
+/* ---- output.c ---- */
+
+/* The record of get or ls. text: the value and a newline; with meta the
+ * metadata lines follow. JSON: one object on one line. */
+void ctl_print_record(const struct ctl *x, const mc_record *r);
+/* One line of ls. */
+void ctl_print_list_entry(const struct ctl *x, const mc_record *r);
+/* The result of put or del. */
+void ctl_print_write(const struct ctl *x, const char *key,
+                     const mc_result *res);
+/* "error: CODE: message" (or the JSON object) on stderr; returns
+ * CTL_EXIT_ERROR. */
+int ctl_print_error(const struct ctl *x, mc_err code, const mc_result *res);
+/* Flush stdout; an error (a closed pipe, a full disk) becomes exit 1. */
+int ctl_finish(const struct ctl *x, int status);
+
+/* ---- commands: each returns an exit status ---- */
+int ctl_cmd_put(struct ctl *x);
+int ctl_cmd_get(struct ctl *x);
+int ctl_cmd_del(struct ctl *x);
+int ctl_cmd_ls(struct ctl *x);
+int ctl_cmd_status(struct ctl *x);
+
+#endif
