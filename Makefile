@@ -10,6 +10,8 @@
 #   make clean
 
 PREFIX ?= /usr/local
+# V=1 shows every command.
+Q := $(if $(V),,@)
 BUILD ?= build
 CC ?= cc
 VERSION := 0.1.0
@@ -46,6 +48,7 @@ CLIENT_OBJ := $(CORE_OBJ) $(call obj,$(CLIENT_SRC))
 
 BIN_NODE := $(BUILD)/memcoord
 BIN_CTL := $(BUILD)/memcoordctl
+BIN_BENCH := $(BUILD)/memcoord-bench
 LIB_A := $(BUILD)/libmemcoord.a
 LIB_SO := $(BUILD)/libmemcoord.so
 LIB_SONAME := libmemcoord.so.0
@@ -60,7 +63,7 @@ TESTLIB_OBJ := $(call obj,$(wildcard tests/lib/*.c))
         install clean check-deps fmt
 .DEFAULT_GOAL := all
 
-all: $(BIN_NODE) $(BIN_CTL) $(LIB_A) $(LIB_SO)
+all: $(BIN_NODE) $(BIN_CTL) $(BIN_BENCH) $(LIB_A) $(LIB_SO)
 
 # ---- packages: a no-op when everything is there ----
 deps:
@@ -78,39 +81,52 @@ deps:
 # ---- generated protobuf code ----
 $(PB_C) $(PB_H): proto/memcoord.proto
 	@mkdir -p $(BUILD)/proto
-	protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
+	@echo "  PROTOC $<"
+	$(Q)protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
 
 $(PB_OBJ): $(PB_C)
 	@mkdir -p $(dir $@)
-	$(CC) $(filter-out -Werror -Wmissing-prototypes,$(ALL_CFLAGS)) -c $< -o $@
+	@echo "  CC $@"
+	$(Q)$(CC) $(filter-out -Werror -Wmissing-prototypes,$(ALL_CFLAGS)) -c $< -o $@
 
 # Every object waits for the generated header.
 $(BUILD)/obj/%.o: %.c | $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # ---- binaries and libraries ----
 $(BIN_NODE): $(call obj,node/main.c) $(SERVER_OBJ)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS_SERVER)
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS_SERVER)
 
 $(LIB_A): $(CLIENT_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@echo "  AR $@"
+	$(Q)ar rcs $@ $^
 
 $(LIB_SO): $(CLIENT_OBJ)
-	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(LIB_SONAME) $^ -o $@ $(LDLIBS_CLIENT)
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(LIB_SONAME) $^ -o $@ $(LDLIBS_CLIENT)
 
 $(BIN_CTL): $(call obj,$(wildcard ctl/*.c)) $(LIB_A)
-	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS_CLIENT)
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS_CLIENT)
+
+$(BIN_BENCH): $(call obj,$(wildcard bench/*.c)) $(LIB_A)
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS_CLIENT)
 
 # ---- tests ----
 $(BUILD)/tests/unit/%: tests/unit/%.c $(SERVER_OBJ) $(TESTLIB_OBJ) | $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $< $(SERVER_OBJ) $(TESTLIB_OBJ) -o $@ $(LDLIBS_SERVER) -lcriterion
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(SERVER_OBJ) $(TESTLIB_OBJ) -o $@ $(LDLIBS_SERVER) -lcriterion
 
 $(BUILD)/tests/integration/%: tests/integration/%.c $(TESTLIB_OBJ) $(LIB_A) | $(PB_H)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $< $(TESTLIB_OBJ) $(LIB_A) -o $@ $(LDLIBS_CLIENT) -lcriterion
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(TESTLIB_OBJ) $(LIB_A) -o $@ $(LDLIBS_CLIENT) -lcriterion
 
 # Criterion runs tests of a binary in parallel, one process each; keep it to
 # the machine's cores. Each binary prints its own Synthesis line.
@@ -159,7 +175,7 @@ stop:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 755 $(BIN_NODE) $(BIN_CTL) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(BIN_NODE) $(BIN_CTL) $(BIN_BENCH) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/memcoord.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 $(LIB_A) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(LIB_SO) $(DESTDIR)$(PREFIX)/lib/$(LIB_SONAME)

@@ -3,6 +3,7 @@
  * snapshot threshold (raft_uv stalls its loop per closed segment), and a
  * short connect retry delay so a restarted peer is found quickly. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -91,7 +92,10 @@ mc_err cons_group_start(struct cons_group *g,
     }
     rv = raft_start(&g->raft);
     if (rv != 0) {
-        return raft_fail(g, "start", rv, err, err_len);
+        /* A busy port shows only as an I/O error: name the address. */
+        char what[96];
+        snprintf(what, sizeof what, "start on %s", cfg->addr);
+        return raft_fail(g, what, rv, err, err_len);
     }
     return MC_OK;
 }

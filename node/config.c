@@ -20,18 +20,15 @@ struct opt {
     const char *help;
 };
 
-#define STR(f, h) {#f, OPT_STR, offsetof(struct node_config, f), \
-                   sizeof(((struct node_config *)0)->f), 0, 0, h}
+#define FIELD_SIZE(f) sizeof(((struct node_config *)0)->f)
+#define STR(n, f, h) {n, OPT_STR, offsetof(struct node_config, f), FIELD_SIZE(f), 0, 0, h}
 #define NUM(n, t, f, lo, hi, h) {n, t, offsetof(struct node_config, f), 0, lo, hi, h}
 
 static const struct opt opts[] = {
-    {"data", OPT_STR, offsetof(struct node_config, data),
-     sizeof(((struct node_config *)0)->data), 0, 0,
-     "DIR   data folder (required)"},
-    STR(listen, "URL    client address [tcp://127.0.0.1:7400]"),
-    {"raft-addr", OPT_STR, offsetof(struct node_config, raft_addr),
-     sizeof(((struct node_config *)0)->raft_addr), 0, 0,
-     "IP:PORT raft address; shard s uses PORT+s [127.0.0.1:7500]"},
+    STR("data", data, "DIR   data folder (required)"),
+    STR("listen", listen, "URL    client address [tcp://127.0.0.1:7400]"),
+    STR("raft-addr", raft_addr,
+        "IP:PORT raft address; shard s uses PORT+s [127.0.0.1:7500]"),
     NUM("node-id", OPT_U64, node_id, 1, UINT32_MAX, "N     node id [1]"),
     NUM("shards", OPT_U32, shards, 1, MC_SHARDS_MAX, "N      shard groups [8]"),
     NUM("loops", OPT_U32, loops, 1, MC_LOOPS_MAX, "N       loop threads [2]"),
@@ -47,8 +44,8 @@ static const struct opt opts[] = {
         "N entries kept after a snapshot [2048]"),
     NUM("value-max", OPT_U64, value_max, 1, MC_VALUE_BYTES_MAX,
         "BYTES largest value [1048576]"),
-    {"log-level", OPT_LEVEL, offsetof(struct node_config, log_level), 0, 0, 0,
-     "L   error|warn|info|debug [info]"},
+    NUM("log-level", OPT_LEVEL, log_level, 0, 0,
+        "L   error|warn|info|debug [info]"),
 };
 
 static void config_defaults(struct node_config *cfg)
@@ -75,11 +72,16 @@ void node_config_usage(FILE *out)
                  "Starts a memcoord node; alone it is a single-node cluster.\n"
                  "Every option may also be given as `name = value` in the\n"
                  "file of --config FILE; flags win over the file.\n\n");
+    /* Each help text is "ARG description": align the descriptions. */
     for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
-        fprintf(out, "  --%s %s\n", opts[i].name, opts[i].help);
+        const char *h = opts[i].help;
+        int arg_len = (int)strcspn(h, " ");
+        char flag[64];
+        snprintf(flag, sizeof flag, "--%s %.*s", opts[i].name, arg_len, h);
+        fprintf(out, "  %-28s %s\n", flag, h + arg_len + strspn(h + arg_len, " "));
     }
-    fprintf(out, "  --config FILE  read options from FILE\n"
-                 "  --help         this text\n");
+    fprintf(out, "  %-28s %s\n  %-28s %s\n", "--config FILE",
+            "read options from FILE", "--help", "this text");
 }
 
 static const struct opt *opt_find(const char *name)
