@@ -79,6 +79,14 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
     if (rv != MC_OK) {
         return rv; /* the group is closed with the loop */
     }
+    /* raft_start applies the entries LMDB lacks (after a kill -9) on this
+     * thread. An LMDB write txn must end on the thread that began it: its
+     * writer mutex belongs to that thread, so a commit from the loop
+     * thread would leave it locked and hang the next write. */
+    rv = shard_commit(r->store, err, err_len);
+    if (rv != MC_OK) {
+        return rv;
+    }
     r->barrier.data = r;
     r->expire_req.data = r;
     return MC_OK;

@@ -80,6 +80,7 @@ mc_err store_write_begin(struct shard *s)
         s->txn = NULL;
         return store_fail(s, "write txn", rc);
     }
+    s->txn_thread = pthread_self();
     return MC_OK;
 }
 
@@ -92,6 +93,9 @@ mc_err store_commit(struct shard *s, char *err, size_t err_len)
     if (s->txn == NULL) {
         return MC_OK;
     }
+    /* LMDB's writer mutex belongs to the thread that began the txn; a
+     * commit elsewhere leaves it locked and the next writer hangs. */
+    ASSERT(pthread_equal(s->txn_thread, pthread_self()));
     uint8_t index[META_INDEX_BYTES];
     bytes_put_u64le(index, s->applied_index);
     mc_err rv = store_put(s, STORE_DB_META, meta_applied_key,

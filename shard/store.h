@@ -18,6 +18,7 @@
 #define MC_SHARD_STORE_H
 
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "shard/shard.h"
@@ -47,6 +48,7 @@ struct shard {
     MDB_env *env;
     MDB_dbi dbi[STORE_DB_COUNT];
     MDB_txn *txn;      /* write txn of this loop turn, or NULL */
+    pthread_t txn_thread; /* the thread that began txn: it must end it */
     MDB_txn *read_txn; /* reused read-only txn, or NULL before first use */
     bool read_live;    /* read_txn is renewed and holds a snapshot */
     atomic_bool broken; /* shard_sync may set it from another thread */
