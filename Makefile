@@ -155,11 +155,11 @@ test-python: $(LIB_SO) $(BIN_NODE)
 
 # ---- the whole suite under ASan + UBSan, in its own build folder ----
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan \
-	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
+	  $(MAKE) --no-print-directory BUILD=build-asan \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  all test-unit test-integration
 
 # ---- run: a node on the embedded default and a short demo ----
