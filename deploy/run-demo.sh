@@ -34,7 +34,10 @@ start() {
   echo $! >"$PIDFILE"
   # Ready when a read is answered (NOT_FOUND is an answer), within 30 s.
   deadline=$((SECONDS + 30))
-  until $CTL --timeout 1s get memcoord/ready-probe 2>&1 | grep -q NOT_FOUND; do
+  while :; do
+    # memcoordctl exits 1 for NOT_FOUND: look at what it said, not its code.
+    probe=$($CTL --timeout 1s get memcoord/ready-probe 2>&1 || true)
+    case "$probe" in *NOT_FOUND*) break ;; esac
     if ! running || [ $SECONDS -ge $deadline ]; then
       echo "memcoord did not start; the end of $LOG:"; tail -20 "$LOG"; exit 1
     fi
@@ -43,7 +46,11 @@ start() {
   echo "memcoord running (pid $(cat "$PIDFILE")), listening on $ENDPOINT, data in $RUN_DIR/data"
 }
 
-show() { echo; echo "\$ memcoordctl $*"; $CTL "$@" || echo "(exit code $?)"; }
+# Print the command as one would type it (quoted), then run it.
+show() {
+  echo; printf '$ memcoordctl'; printf " %q" "$@"; echo
+  $CTL "$@" || echo "(exit code $?)"
+}
 
 demo() {
   echo; echo "== demo: agents sharing memory through memcoord"

@@ -378,18 +378,31 @@ void replica_handle(struct node_replica *r, struct node_work *w)
 
 /* ---- turns and sweeps ---- */
 
+static void publish_counts(struct node_replica *r)
+{
+    uint64_t counts[4];
+    shard_counts(r->store, counts); /* O(1): LMDB keeps the totals */
+    for (int t = 0; t < 4; t++) {
+        atomic_store(&r->st_records[t], counts[t]);
+    }
+}
+
 void replica_turn(struct node_replica *r)
 {
     char err[256];
     if (shard_commit(r->store, err, sizeof err) != MC_OK) {
         LOG_ERROR("commit failed shard=%u err=%s", r->id, err);
     }
+    uint64_t entries = shard_applied_entries(r->store);
+    if (entries != atomic_load(&r->st_applied_entries)) {
+        publish_counts(r);
+    }
     atomic_store(&r->st_is_leader, cons_group_is_leader(&r->group));
     atomic_store(&r->st_leader, cons_group_leader(&r->group));
     atomic_store(&r->st_term, cons_group_term(&r->group));
     atomic_store(&r->st_applied, cons_group_applied_index(&r->group));
     atomic_store(&r->st_last, cons_group_last_index(&r->group));
-    atomic_store(&r->st_applied_entries, shard_applied_entries(r->store));
+    atomic_store(&r->st_applied_entries, entries);
     atomic_store(&r->st_skipped_entries, shard_skipped_entries(r->store));
 }
 
@@ -426,11 +439,7 @@ static void expire_cb(struct raft_apply *req, int status, void *result)
 
 void replica_sweep(struct node_replica *r)
 {
-    uint64_t counts[4];
-    shard_counts(r->store, counts);
-    for (int t = 0; t < 4; t++) {
-        atomic_store(&r->st_records[t], counts[t]);
-    }
+    publish_counts(r); /* also after a snapshot install, which applies no entry */
     if (r->expire_busy || !cons_group_is_leader(&r->group)) {
         return;
     }
