@@ -94,7 +94,6 @@ mc_err ctl_read_stdin(size_t max, uint8_t **out, size_t *len, char *msg,
 
 /* ---- json.c ---- */
 
-bool ctl_utf8_valid(const uint8_t *s, size_t len);
 /* Write s as a JSON string: quotes, \" and \\, control characters as
  * \u00XX, invalid UTF-8 as U+FFFD. */
 void ctl_json_str(FILE *f, const uint8_t *s, size_t len);

@@ -28,7 +28,7 @@ static void time_text(FILE *f, int64_t ms)
 /* A value on one line: backslash, control and non-UTF-8 bytes escaped. */
 static void text_escaped(FILE *f, const uint8_t *s, size_t len)
 {
-    bool utf8 = ctl_utf8_valid(s, len);
+    bool utf8 = mc_utf8_valid(s, len);
     for (size_t i = 0; i < len; i++) {
         uint8_t c = s[i];
         if (c == '\\') {
@@ -52,7 +52,7 @@ static void record_json(FILE *f, const mc_record *r, bool with_value)
     fputs("{\"key\":", f);
     ctl_json_str(f, (const uint8_t *)r->key, r->key_len);
     if (with_value) {
-        if (ctl_utf8_valid(r->value, r->value_len)) {
+        if (mc_utf8_valid(r->value, r->value_len)) {
             fputs(",\"value\":", f);
             ctl_json_str(f, r->value, r->value_len);
         } else {

@@ -53,6 +53,12 @@ const char *mc_strerror(mc_err code);
 /* Parse a name such as "CONFLICT"; returns false when it is not one. */
 bool mc_errparse(const char *name, mc_err *out);
 
+/* UTF-8 as the server checks keys: no overlong forms, no surrogates,
+ * nothing above U+10FFFF. mc_utf8_seq_len gives the length of the valid
+ * sequence at s[0..len), or 0 when there is none. */
+bool mc_utf8_valid(const void *s, size_t len);
+size_t mc_utf8_seq_len(const void *s, size_t len);
+
 /* Public limits (DESIGN.md §7). Servers check them; the library checks them
  * before sending so a caller gets the error without a round trip. */
 #define MC_NS_BYTES_MAX 64u        /* namespace: [a-z0-9][a-z0-9._-]{0,63} */

@@ -76,6 +76,16 @@ bool proto_utf8_valid(const uint8_t *s, size_t len)
     return true;
 }
 
+bool mc_utf8_valid(const void *s, size_t len)
+{
+    return proto_utf8_valid(s, len);
+}
+
+size_t mc_utf8_seq_len(const void *s, size_t len)
+{
+    return len == 0 ? 0 : utf8_seq(s, len);
+}
+
 static mc_err text_check(const char *what, const uint8_t *s, size_t len,
                          char *err, size_t err_len)
 {
