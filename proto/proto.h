@@ -62,6 +62,18 @@ mc_err proto_response_decode(const void *buf, size_t len,
 mc_err proto_command_decode(const void *buf, size_t len, Mcpb__Command **out,
                             char *err, size_t err_len);
 
+/* ---- slots (DESIGN.md §4) ---- */
+
+/* The slot of a key: CRC16 (XMODEM, as Redis Cluster) of ns '\0' key, or of
+ * ns '\0' tag when the key holds a non-empty {tag}, modulo MC_SLOTS. */
+uint32_t proto_slot(const uint8_t *ns, size_t ns_len, const uint8_t *key,
+                    size_t key_len);
+/* Slots map to shards in contiguous ranges of (nearly) equal size; shard
+ * owns the slots lo..hi, both inclusive. */
+uint32_t proto_shard_of_slot(uint32_t slot, uint32_t n_shards);
+void proto_slot_range(uint32_t shard, uint32_t n_shards, uint32_t *lo,
+                      uint32_t *hi);
+
 /* ---- validation: each returns MC_OK or INVALID_ARGUMENT / TOO_LARGE with
  * a sentence naming the problem in err ---- */
 

@@ -1,5 +1,4 @@
-/* shard: the state machine of one shard group and its LMDB store, plus slot
- * hashing. It knows nothing of raft: consensus/ feeds it committed entries
+/* shard: the state machine of one shard group and its LMDB store. It knows nothing of raft: consensus/ feeds it committed entries
  * with their index, asks for snapshots and restores them.
  *
  * Storage: one LMDB environment per shard (its own folder), with these
@@ -37,18 +36,6 @@
 
 #include "base/base.h"
 #include "proto/proto.h"
-
-/* ---- slots (DESIGN.md §4) ---- */
-
-/* The slot of a key: CRC16 (XMODEM, as Redis Cluster) of ns '\0' key, or of
- * ns '\0' tag when the key holds a non-empty {tag}, modulo MC_SLOTS. */
-uint32_t shard_slot(const uint8_t *ns, size_t ns_len, const uint8_t *key,
-                    size_t key_len);
-/* Slots map to shards in contiguous ranges of (nearly) equal size; shard
- * owns the slots lo..hi, both inclusive. */
-uint32_t shard_of_slot(uint32_t slot, uint32_t n_shards);
-void shard_slot_range(uint32_t shard, uint32_t n_shards, uint32_t *lo,
-                      uint32_t *hi);
 
 /* ---- the store ---- */
 

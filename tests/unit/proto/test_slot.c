@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "shard/shard.h"
+#include "proto/proto.h"
 
 /* Reference CRC16-XMODEM, bit by bit, straight from its definition. */
 static uint16_t ref_crc16(const uint8_t *p, size_t len)
@@ -40,38 +40,38 @@ static uint32_t ref_slot(const char *ns, const char *hashed)
 
 static uint32_t slot(const char *ns, const char *key)
 {
-    return shard_slot((const uint8_t *)ns, strlen(ns), (const uint8_t *)key,
+    return proto_slot((const uint8_t *)ns, strlen(ns), (const uint8_t *)key,
                       strlen(key));
 }
 
-Test(shard_slot, reference_crc_matches_the_check_value)
+Test(proto_slot, reference_crc_matches_the_check_value)
 {
     /* The standard check value of CRC16-XMODEM (Redis uses it too). */
     cr_assert_eq(ref_crc16((const uint8_t *)"123456789", 9), 0x31c3);
 }
 
-Test(shard_slot, plain_key_hashes_ns_and_key)
+Test(proto_slot, plain_key_hashes_ns_and_key)
 {
     cr_assert_eq(slot("swarm", "agent/1/status"),
                  ref_slot("swarm", "agent/1/status"));
     cr_assert_eq(slot("a", "x"), ref_slot("a", "x"));
 }
 
-Test(shard_slot, keys_with_the_same_tag_share_a_slot)
+Test(proto_slot, keys_with_the_same_tag_share_a_slot)
 {
     cr_assert_eq(slot("ns", "{user1}.a"), slot("ns", "{user1}.b"));
     cr_assert_eq(slot("ns", "{user1}.a"), ref_slot("ns", "user1"));
     cr_assert_eq(slot("ns", "pre{user1}post"), ref_slot("ns", "user1"));
 }
 
-Test(shard_slot, namespace_is_part_of_the_hash)
+Test(proto_slot, namespace_is_part_of_the_hash)
 {
     cr_assert_eq(slot("one", "{t}a"), ref_slot("one", "t"));
     cr_assert_eq(slot("two", "{t}a"), ref_slot("two", "t"));
     cr_assert_neq(ref_slot("one", "t"), ref_slot("two", "t"));
 }
 
-Test(shard_slot, empty_or_unclosed_braces_hash_the_whole_key)
+Test(proto_slot, empty_or_unclosed_braces_hash_the_whole_key)
 {
     cr_assert_eq(slot("ns", "{}.a"), ref_slot("ns", "{}.a"));
     cr_assert_eq(slot("ns", "{}{x}"), ref_slot("ns", "{}{x}"));
@@ -80,14 +80,14 @@ Test(shard_slot, empty_or_unclosed_braces_hash_the_whole_key)
     cr_assert_eq(slot("ns", "{"), ref_slot("ns", "{"));
 }
 
-Test(shard_slot, only_the_first_tag_counts)
+Test(proto_slot, only_the_first_tag_counts)
 {
     cr_assert_eq(slot("ns", "{a}{b}"), ref_slot("ns", "a"));
     cr_assert_eq(slot("ns", "x}{a}"), ref_slot("ns", "a"));
     cr_assert_eq(slot("ns", "{a{b}c}"), ref_slot("ns", "a{b"));
 }
 
-Test(shard_slot, slots_are_in_range)
+Test(proto_slot, slots_are_in_range)
 {
     char key[32];
     for (int i = 0; i < 10000; i++) {
@@ -96,7 +96,7 @@ Test(shard_slot, slots_are_in_range)
     }
 }
 
-Test(shard_slot_range, ranges_cover_every_slot_contiguously)
+Test(proto_slot_range, ranges_cover_every_slot_contiguously)
 {
     static const uint32_t counts[] = {1, 2, 3, 5, 7, 8, 16, 100, 255,
                                       MC_SHARDS_MAX};
@@ -106,7 +106,7 @@ Test(shard_slot_range, ranges_cover_every_slot_contiguously)
         uint32_t min_size = MC_SLOTS, max_size = 0;
         for (uint32_t shard = 0; shard < n; shard++) {
             uint32_t lo, hi;
-            shard_slot_range(shard, n, &lo, &hi);
+            proto_slot_range(shard, n, &lo, &hi);
             cr_assert_eq(lo, next, "n=%u shard=%u", n, shard);
             cr_assert_geq(hi, lo, "n=%u shard=%u", n, shard);
             uint32_t size = hi - lo + 1;
@@ -119,15 +119,15 @@ Test(shard_slot_range, ranges_cover_every_slot_contiguously)
     }
 }
 
-Test(shard_of_slot, agrees_with_the_ranges)
+Test(proto_shard_of_slot, agrees_with_the_ranges)
 {
     static const uint32_t counts[] = {1, 3, 7, 8, 100, MC_SHARDS_MAX};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         uint32_t n = counts[c];
         for (uint32_t s = 0; s < MC_SLOTS; s++) {
-            uint32_t shard = shard_of_slot(s, n);
+            uint32_t shard = proto_shard_of_slot(s, n);
             uint32_t lo, hi;
-            shard_slot_range(shard, n, &lo, &hi);
+            proto_slot_range(shard, n, &lo, &hi);
             cr_assert(lo <= s && s <= hi, "n=%u slot=%u", n, s);
         }
     }

@@ -6,7 +6,7 @@
  * equal size. Nothing here touches a store. */
 #include <string.h>
 
-#include "shard/shard.h"
+#include "proto/proto.h"
 
 /* CRC16-XMODEM: polynomial x^16 + x^12 + x^5 + 1, initial value 0. */
 #define CRC16_POLY 0x1021u
@@ -44,7 +44,7 @@ static void hashed_part(const uint8_t *key, size_t key_len,
     *part_len = (size_t)(close - open - 1);
 }
 
-uint32_t shard_slot(const uint8_t *ns, size_t ns_len, const uint8_t *key,
+uint32_t proto_slot(const uint8_t *ns, size_t ns_len, const uint8_t *key,
                     size_t key_len)
 {
     ASSERT(ns != NULL || ns_len == 0);
@@ -59,7 +59,7 @@ uint32_t shard_slot(const uint8_t *ns, size_t ns_len, const uint8_t *key,
     return crc % MC_SLOTS;
 }
 
-uint32_t shard_of_slot(uint32_t slot, uint32_t n_shards)
+uint32_t proto_shard_of_slot(uint32_t slot, uint32_t n_shards)
 {
     ASSERT(slot < MC_SLOTS);
     ASSERT(n_shards > 0);
@@ -67,7 +67,7 @@ uint32_t shard_of_slot(uint32_t slot, uint32_t n_shards)
     return (uint32_t)((uint64_t)slot * n_shards / MC_SLOTS);
 }
 
-void shard_slot_range(uint32_t shard, uint32_t n_shards, uint32_t *lo,
+void proto_slot_range(uint32_t shard, uint32_t n_shards, uint32_t *lo,
                       uint32_t *hi)
 {
     ASSERT(n_shards > 0);
@@ -75,13 +75,13 @@ void shard_slot_range(uint32_t shard, uint32_t n_shards, uint32_t *lo,
     ASSERT(shard < n_shards);
     ASSERT(lo != NULL);
     ASSERT(hi != NULL);
-    /* shard_of_slot(s) == k  <=>  k * MC_SLOTS <= s * n < (k + 1) * MC_SLOTS
+    /* proto_shard_of_slot(s) == k  <=>  k * MC_SLOTS <= s * n < (k + 1) * MC_SLOTS
      * <=>  ceil(k * MC_SLOTS / n) <= s < ceil((k + 1) * MC_SLOTS / n). */
     uint64_t first = ((uint64_t)shard * MC_SLOTS + n_shards - 1) / n_shards;
     uint64_t end =
         ((uint64_t)(shard + 1) * MC_SLOTS + n_shards - 1) / n_shards;
     *lo = (uint32_t)first;
     *hi = (uint32_t)(end - 1);
-    ASSERT(shard_of_slot(*lo, n_shards) == shard);
-    ASSERT(shard_of_slot(*hi, n_shards) == shard);
+    ASSERT(proto_shard_of_slot(*lo, n_shards) == shard);
+    ASSERT(proto_shard_of_slot(*hi, n_shards) == shard);
 }
