@@ -23,6 +23,14 @@
 #define MC_SHARDS_MAX 256u
 #define MC_SHARDS_DEFAULT 8u
 
+/* Nodes in one cluster (issue 3: 1..64), and replicas of a shard. */
+#define MC_NODES_MAX 64u
+#define MC_REPLICAS_DEFAULT 3u
+
+/* A request forwarded between nodes more often than this is answered
+ * UNAVAILABLE: leadership is moving faster than requests. */
+#define MC_FORWARD_HOPS_MAX 3u
+
 /* Loop threads a node may run. */
 #define MC_LOOPS_MAX 16u
 

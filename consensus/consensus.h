@@ -93,6 +93,17 @@ mc_err cons_group_propose(struct cons_group *g, struct raft_apply *req,
 mc_err cons_group_barrier(struct cons_group *g, struct raft_barrier *req,
                           raft_barrier_cb cb);
 
+/* Hand leadership to node id (0: raft picks the most up-to-date voter).
+ * cb fires on success or after an election timeout; check the leader in
+ * it (DEPS-NOTES.md, raft 10). Leader only. */
+mc_err cons_group_transfer(struct cons_group *g, struct raft_transfer *req,
+                           uint64_t id, raft_transfer_cb cb);
+
+/* Leader only: node id is a voter that answered within the election
+ * timeout and holds every entry. A transfer to any other node would stall
+ * proposals until it times out (raft 0.15 refuses them meanwhile). */
+bool cons_group_peer_is_current(struct cons_group *g, uint64_t id);
+
 bool cons_group_is_leader(struct cons_group *g);
 /* Leader id (0 when unknown). */
 uint64_t cons_group_leader(struct cons_group *g);

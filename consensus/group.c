@@ -114,6 +114,29 @@ mc_err cons_group_barrier(struct cons_group *g, struct raft_barrier *req,
     return cons_err(raft_barrier(&g->raft, req, cb));
 }
 
+mc_err cons_group_transfer(struct cons_group *g, struct raft_transfer *req,
+                           uint64_t id, raft_transfer_cb cb)
+{
+    return cons_err(raft_transfer(&g->raft, req, id, cb));
+}
+
+bool cons_group_peer_is_current(struct cons_group *g, uint64_t id)
+{
+    struct raft *r = &g->raft;
+    if (raft_state(r) != RAFT_LEADER) {
+        return false;
+    }
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        const struct raft_server *srv = &r->configuration.servers[i];
+        if (srv->id == id) {
+            const struct raft_progress *p = &r->leader_state.progress[i];
+            return srv->role == RAFT_VOTER && p->recent_recv &&
+                   p->match_index >= raft_last_index(r);
+        }
+    }
+    return false;
+}
+
 bool cons_group_is_leader(struct cons_group *g)
 {
     return raft_state(&g->raft) == RAFT_LEADER;

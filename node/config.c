@@ -46,6 +46,11 @@ static const struct opt opts[] = {
         "BYTES largest value [1048576]"),
     NUM("log-level", OPT_LEVEL, log_level, 0, 0,
         "L   error|warn|info|debug [info]"),
+    NUM("replicas", OPT_U32, replicas, 1, MC_NODES_MAX,
+        "N replicas of each shard, capped at the members [3]"),
+    STR("initial-cluster", initial_cluster,
+        "LIST ID=URL@IP:PORT,... every member (this node included); "
+        "IP:PORT is its --raft-addr [this node only]"),
 };
 
 static void config_defaults(struct node_config *cfg)
@@ -61,6 +66,7 @@ static void config_defaults(struct node_config *cfg)
         .snapshot_trailing = MC_SNAPSHOT_TRAILING_DEFAULT,
         .value_max = MC_VALUE_BYTES_MAX,
         .log_level = LOG_LEVEL_INFO,
+        .replicas = MC_REPLICAS_DEFAULT,
     };
     strcpy(cfg->listen, "tcp://127.0.0.1:7400");
     strcpy(cfg->raft_addr, "127.0.0.1:7500");
@@ -180,7 +186,123 @@ static mc_err config_file_read(struct node_config *cfg, const char *path,
     return rv;
 }
 
-static mc_err config_check(const struct node_config *cfg, char *err,
+const struct node_member *node_config_member(const struct node_config *cfg,
+                                             uint64_t id)
+{
+    for (uint32_t i = 0; i < cfg->n_members; i++) {
+        if (cfg->members[i].id == id) {
+            return &cfg->members[i];
+        }
+    }
+    return NULL;
+}
+
+/* "a.b.c.d:port" with room for the shards' ports above port. */
+static bool raft_addr_parse(const char *s, uint32_t shards, char ip[16],
+                            uint32_t *port)
+{
+    struct in_addr a;
+    unsigned p;
+    char tail;
+    return sscanf(s, "%15[0-9.]:%u%c", ip, &p, &tail) == 2 &&
+           inet_pton(AF_INET, ip, &a) == 1 && p > 0 && p + shards <= 65536 &&
+           (*port = p, true);
+}
+
+static int member_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const struct node_member *)a)->id;
+    uint64_t y = ((const struct node_member *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/* One entry ID=URL@IP:PORT into m. */
+static mc_err member_parse(char *entry, const struct node_config *cfg,
+                           struct node_member *m, char *err, size_t err_len)
+{
+    char *eq = strchr(entry, '=');
+    char *at = eq ? strrchr(eq, '@') : NULL;
+    char *end;
+    if (eq == NULL || at == NULL) {
+        base_errf(err, err_len, "--initial-cluster: '%s' is not ID=URL@IP:PORT",
+                  entry);
+        return MC_INVALID_ARGUMENT;
+    }
+    *eq = *at = '\0';
+    errno = 0;
+    unsigned long long id = strtoull(entry, &end, 10);
+    if (errno != 0 || *end != '\0' || id == 0 || id > UINT32_MAX) {
+        base_errf(err, err_len, "--initial-cluster: bad node id '%s'", entry);
+        return MC_INVALID_ARGUMENT;
+    }
+    m->id = id;
+    if (strlen(eq + 1) == 0 || strlen(eq + 1) >= sizeof m->url) {
+        base_errf(err, err_len, "--initial-cluster: node %llu has no URL", id);
+        return MC_INVALID_ARGUMENT;
+    }
+    strcpy(m->url, eq + 1);
+    if (!raft_addr_parse(at + 1, cfg->shards, m->raft_ip, &m->raft_port)) {
+        base_errf(err, err_len,
+                  "--initial-cluster: node %llu raft address '%s' must be a "
+                  "numeric IPv4 a.b.c.d:port with room for %u ports",
+                  id, at + 1, cfg->shards);
+        return MC_INVALID_ARGUMENT;
+    }
+    return MC_OK;
+}
+
+/* Fill members from --initial-cluster, or this node alone. The list is
+ * authoritative for this node's own addresses. */
+static mc_err members_parse(struct node_config *cfg, char *err, size_t err_len)
+{
+    cfg->n_members = 0;
+    if (cfg->initial_cluster[0] == '\0') {
+        struct node_member *m = &cfg->members[0];
+        m->id = cfg->node_id;
+        strcpy(m->url, cfg->listen);
+        raft_addr_parse(cfg->raft_addr, cfg->shards, m->raft_ip, &m->raft_port);
+        cfg->n_members = 1;
+    } else {
+        char list[sizeof cfg->initial_cluster];
+        strcpy(list, cfg->initial_cluster);
+        char *save = NULL;
+        for (char *e = strtok_r(list, ",", &save); e != NULL;
+             e = strtok_r(NULL, ",", &save)) {
+            if (cfg->n_members == MC_NODES_MAX) {
+                base_errf(err, err_len, "--initial-cluster: more than %u nodes",
+                          MC_NODES_MAX);
+                return MC_INVALID_ARGUMENT;
+            }
+            mc_err rv = member_parse(e, cfg, &cfg->members[cfg->n_members],
+                                     err, err_len);
+            if (rv != MC_OK) {
+                return rv;
+            }
+            cfg->n_members++;
+        }
+    }
+    qsort(cfg->members, cfg->n_members, sizeof cfg->members[0], member_cmp);
+    for (uint32_t i = 0; i < cfg->n_members; i++) {
+        if (i > 0 && cfg->members[i].id == cfg->members[i - 1].id) {
+            base_errf(err, err_len, "--initial-cluster: node %llu twice",
+                      (unsigned long long)cfg->members[i].id);
+            return MC_INVALID_ARGUMENT;
+        }
+        cfg->member_ids[i] = cfg->members[i].id;
+    }
+    const struct node_member *self = node_config_member(cfg, cfg->node_id);
+    if (self == NULL) {
+        base_errf(err, err_len, "--initial-cluster does not name --node-id %llu",
+                  (unsigned long long)cfg->node_id);
+        return MC_INVALID_ARGUMENT;
+    }
+    strcpy(cfg->listen, self->url);
+    snprintf(cfg->raft_addr, sizeof cfg->raft_addr, "%s:%u", self->raft_ip,
+             self->raft_port);
+    return MC_OK;
+}
+
+static mc_err config_check(struct node_config *cfg, char *err,
                            size_t err_len)
 {
     if (cfg->data[0] == '\0') {
@@ -188,11 +310,8 @@ static mc_err config_check(const struct node_config *cfg, char *err,
         return MC_INVALID_ARGUMENT;
     }
     char ip[16];
-    unsigned port;
-    struct in_addr a;
-    if (sscanf(cfg->raft_addr, "%15[0-9.]:%u", ip, &port) != 2 ||
-        inet_pton(AF_INET, ip, &a) != 1 || port == 0 ||
-        port + cfg->shards > 65536) {
+    uint32_t port;
+    if (!raft_addr_parse(cfg->raft_addr, cfg->shards, ip, &port)) {
         /* raft 0.15 takes numeric IPv4 only (DEPS-NOTES.md, raft 6). */
         base_errf(err, err_len,
                   "--raft-addr '%s' must be a numeric IPv4 a.b.c.d:port with "
@@ -203,7 +322,7 @@ static mc_err config_check(const struct node_config *cfg, char *err,
         base_errf(err, err_len, "--heartbeat-ms must be below --election-ms");
         return MC_INVALID_ARGUMENT;
     }
-    return MC_OK;
+    return members_parse(cfg, err, err_len);
 }
 
 mc_err node_config_parse(int argc, char **argv, struct node_config *cfg,

@@ -10,6 +10,7 @@
 #include "node/node.h"
 
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
 
 enum { WORK_RECV, WORK_SEND };
 
@@ -17,13 +18,21 @@ enum { WORK_RECV, WORK_SEND };
  * sets its receive limit above it. */
 #define REPLY_BYTES_MAX (16u << 20)
 
-void frontend_reply(struct node_work *w, const Mcpb__Response *resp)
+/* Send m (a framed Response) for w and release w's request. */
+static void reply_msg(struct node_work *w, nng_msg *m)
 {
     if (w->req != NULL) {
         mcpb__request__free_unpacked(w->req, NULL);
         w->req = NULL;
         atomic_fetch_sub(&w->fe->inflight, 1);
     }
+    w->state = WORK_SEND;
+    nng_aio_set_msg(w->aio, m);
+    nng_ctx_send(w->ctx, w->aio);
+}
+
+void frontend_reply(struct node_work *w, const Mcpb__Response *resp)
+{
     size_t len = proto_frame_size(
         protobuf_c_message_get_packed_size(&resp->base));
     nng_msg *m;
@@ -31,14 +40,17 @@ void frontend_reply(struct node_work *w, const Mcpb__Response *resp)
         /* Out of memory: drop the reply; the client times out and
          * retries with the same id. */
         LOG_ERROR("reply dropped: out of memory bytes=%zu", len);
+        if (w->req != NULL) {
+            mcpb__request__free_unpacked(w->req, NULL);
+            w->req = NULL;
+            atomic_fetch_sub(&w->fe->inflight, 1);
+        }
         w->state = WORK_RECV;
         nng_ctx_recv(w->ctx, w->aio);
         return;
     }
     proto_frame_pack(&resp->base, PROTO_RESPONSE, nng_msg_body(m), len);
-    w->state = WORK_SEND;
-    nng_aio_set_msg(w->aio, m);
-    nng_ctx_send(w->ctx, w->aio);
+    reply_msg(w, m);
 }
 
 void frontend_reply_err(struct node_work *w, mc_err code, const char *fmt,
@@ -53,6 +65,154 @@ void frontend_reply_err(struct node_work *w, mc_err code, const char *fmt,
     resp.code = code;
     resp.message = msg;
     frontend_reply(w, &resp);
+}
+
+/* ---- forwarding to the leader on another node ---- */
+
+enum { FWD_SEND, FWD_RECV };
+
+/* A forward waits this long for a connection to the leader: a leader that
+ * just died is still named by its followers until they elect another, and
+ * a request that was never sent can be failed at once (it did not apply). */
+#define FORWARD_SEND_MS 250
+/* Then this long for the leader's answer: less than a client's default
+ * call timeout, so the client can still retry elsewhere. */
+#define FORWARD_TIMEOUT_MS 4000
+
+static struct node_peer *peer_of(struct node_frontend *fe, uint64_t id)
+{
+    for (uint32_t i = 0; i < fe->n_peers; i++) {
+        if (fe->peers[i].id == id && fe->peers[i].open) {
+            return &fe->peers[i];
+        }
+    }
+    return NULL;
+}
+
+static void fwd_cb(void *arg)
+{
+    struct node_work *w = arg;
+    int rv = nng_aio_result(w->fwd_aio);
+    if (w->fwd_state == FWD_SEND && rv == 0) {
+        w->fwd_state = FWD_RECV;
+        nng_aio_set_timeout(w->fwd_aio, FORWARD_TIMEOUT_MS);
+        nng_ctx_recv(w->fwd_ctx, w->fwd_aio);
+        return;
+    }
+    nng_ctx_close(w->fwd_ctx);
+    if (rv != 0) {
+        if (w->fwd_state == FWD_SEND) {
+            nng_msg_free(nng_aio_get_msg(w->fwd_aio));
+        }
+        /* Not sent: it did not apply. Sent without an answer: unknown. */
+        frontend_reply_err(w, w->fwd_state == FWD_SEND ? MC_UNAVAILABLE
+                                                       : MC_TIMEOUT,
+                           "forward of shard %u to node %llu: %s", w->shard,
+                           (unsigned long long)w->fwd_to, nng_strerror(rv));
+        return;
+    }
+    reply_msg(w, nng_aio_get_msg(w->fwd_aio)); /* the leader's answer */
+}
+
+static void reply_not_leader(struct node_work *w, const struct node_member *m)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "shard %u is led by node %llu", w->shard,
+             (unsigned long long)m->id);
+    Mcpb__Response resp = MCPB__RESPONSE__INIT;
+    resp.code = MC_NOT_LEADER;
+    resp.message = msg;
+    resp.has_leader_id = true;
+    resp.leader_id = m->id;
+    resp.leader_url = (char *)m->url;
+    frontend_reply(w, &resp);
+}
+
+void frontend_forward(struct node_work *w, uint64_t to)
+{
+    struct node_frontend *fe = w->fe;
+    Mcpb__Request *req = w->req;
+    const struct node_member *m = node_config_member(&fe->node->cfg, to);
+    struct node_peer *peer = peer_of(fe, to);
+    if (m == NULL || peer == NULL) {
+        frontend_reply_err(w, MC_UNAVAILABLE, "shard %u has no leader that "
+                           "this node can reach", w->shard);
+        return;
+    }
+    if (req->no_forward) {
+        reply_not_leader(w, m);
+        return;
+    }
+    if (req->hops >= MC_FORWARD_HOPS_MAX) {
+        frontend_reply_err(w, MC_UNAVAILABLE, "shard %u: forwarded %u times; "
+                           "its leadership is moving", w->shard, req->hops);
+        return;
+    }
+    req->has_hops = true;
+    req->hops++;
+    size_t len = proto_frame_size(
+        protobuf_c_message_get_packed_size(&req->base));
+    nng_msg *msg;
+    int rv = nng_msg_alloc(&msg, len);
+    if (rv == 0) {
+        proto_frame_pack(&req->base, PROTO_REQUEST, nng_msg_body(msg), len);
+        rv = nng_ctx_open(&w->fwd_ctx, peer->sock);
+        if (rv != 0) {
+            nng_msg_free(msg);
+        }
+    }
+    if (rv != 0) {
+        frontend_reply_err(w, MC_UNAVAILABLE, "forward to node %llu: %s",
+                           (unsigned long long)to, nng_strerror(rv));
+        return;
+    }
+    w->fwd_to = to;
+    w->fwd_state = FWD_SEND;
+    nng_aio_set_msg(w->fwd_aio, msg);
+    nng_aio_set_timeout(w->fwd_aio, FORWARD_SEND_MS);
+    nng_ctx_send(w->fwd_ctx, w->fwd_aio);
+}
+
+static void peers_close(struct node_frontend *fe)
+{
+    for (uint32_t i = 0; i < fe->n_peers; i++) {
+        if (fe->peers[i].open) {
+            nng_close(fe->peers[i].sock);
+            fe->peers[i].open = false;
+        }
+    }
+}
+
+static mc_err peers_open(struct node_frontend *fe, char *err, size_t err_len)
+{
+    const struct node_config *cfg = &fe->node->cfg;
+    for (uint32_t i = 0; i < cfg->n_members; i++) {
+        const struct node_member *m = &cfg->members[i];
+        if (m->id == cfg->node_id) {
+            continue;
+        }
+        struct node_peer *p = &fe->peers[fe->n_peers];
+        p->id = m->id;
+        int rv = nng_req0_open(&p->sock);
+        if (rv != 0) {
+            base_errf(err, err_len, "nng_req0_open: %s", nng_strerror(rv));
+            return MC_INTERNAL;
+        }
+        p->open = true;
+        fe->n_peers++;
+        /* Answers relay list pages; requests carry at most one value. */
+        nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, 64u << 20);
+        /* No resends: a forward that fails is answered, the client retries
+         * with the same request id. */
+        nng_socket_set_ms(p->sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+        rv = nng_dial(p->sock, m->url, NULL, NNG_FLAG_NONBLOCK);
+        if (rv != 0) {
+            base_errf(err, err_len, "dial node %llu at %s: %s",
+                      (unsigned long long)m->id, m->url, nng_strerror(rv));
+            return MC_INTERNAL;
+        }
+    }
+    return MC_OK;
 }
 
 static void reply_status(struct node_work *w)
@@ -84,14 +244,18 @@ static void route(struct node_work *w)
         }
         w->shard = req->shard;
     } else {
-        uint32_t slot = shard_slot(req->ns.data, req->ns.len, req->key.data,
+        uint32_t slot = proto_slot(req->ns.data, req->ns.len, req->key.data,
                                    req->key.len);
-        w->shard = shard_of_slot(slot, n->cfg.shards);
+        w->shard = proto_shard_of_slot(slot, n->cfg.shards);
     }
     struct node_replica *r = n->replicas[w->shard];
     if (r == NULL) {
-        frontend_reply_err(w, MC_NOT_LEADER, "shard %u is not hosted here",
-                           w->shard);
+        /* Not hosted here: go to the shard's preferred leader, which
+         * forwards once more if leadership has moved. */
+        uint64_t ids[MC_NODES_MAX];
+        repl_placement(n->cfg.member_ids, n->cfg.n_members, w->shard,
+                       n->cfg.replicas, ids);
+        frontend_forward(w, ids[0]);
         return;
     }
     if (!loop_submit(r->loop, w)) {
@@ -173,10 +337,14 @@ mc_err frontend_start(struct node_frontend *fe, struct node *n, char *err,
         w->fe = fe;
         w->apply.data = w;
         if ((rv = nng_aio_alloc(&w->aio, work_cb, w)) != 0 ||
+            (rv = nng_aio_alloc(&w->fwd_aio, fwd_cb, w)) != 0 ||
             (rv = nng_ctx_open(&w->ctx, fe->sock)) != 0) {
             base_errf(err, err_len, "nng context: %s", nng_strerror(rv));
             goto err_after_works;
         }
+    }
+    if (peers_open(fe, err, err_len) != MC_OK) {
+        goto err_after_works;
     }
     rv = nng_listen(fe->sock, n->cfg.listen, NULL, 0);
     if (rv != 0) {
@@ -192,8 +360,10 @@ mc_err frontend_start(struct node_frontend *fe, struct node *n, char *err,
 
 err_after_works:
     nng_close(fe->sock);
+    peers_close(fe);
     for (uint32_t i = 0; i < fe->n_works; i++) {
         nng_aio_free(fe->works[i].aio); /* NULL-safe */
+        nng_aio_free(fe->works[i].fwd_aio);
     }
     mc_free(fe->works);
     fe->works = NULL;
@@ -222,9 +392,11 @@ void frontend_close(struct node_frontend *fe)
     if (fe->works == NULL) {
         return;
     }
-    /* nng's order: close the socket, stop every aio, then free them. */
+    /* nng's order: close the sockets, stop every aio, then free them. */
     nng_close(fe->sock);
+    peers_close(fe);
     for (uint32_t i = 0; i < fe->n_works; i++) {
+        nng_aio_stop(fe->works[i].fwd_aio);
         nng_aio_stop(fe->works[i].aio);
     }
     for (uint32_t i = 0; i < fe->n_works; i++) {
@@ -233,6 +405,7 @@ void frontend_close(struct node_frontend *fe)
             mcpb__request__free_unpacked(w->req, NULL);
         }
         nng_aio_free(w->aio);
+        nng_aio_free(w->fwd_aio);
     }
     mc_free(fe->works);
     fe->works = NULL;

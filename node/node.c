@@ -33,8 +33,14 @@ static void node_free_replicas(struct node *n)
 
 static mc_err open_replicas(struct node *n, char *err, size_t err_len)
 {
-    for (uint32_t s = 0; s < n->cfg.shards; s++) {
-        struct node_loop *l = &n->loops[s % n->n_loops];
+    const struct node_config *cfg = &n->cfg;
+    unsigned k = 0; /* hosted replicas, spread over the loops */
+    for (uint32_t s = 0; s < cfg->shards; s++) {
+        if (!repl_hosts(cfg->member_ids, cfg->n_members, s, cfg->replicas,
+                        cfg->node_id)) {
+            continue;
+        }
+        struct node_loop *l = &n->loops[k++ % n->n_loops];
         struct node_replica *r = mc_calloc(1, sizeof *r);
         if (r == NULL) {
             base_errf(err, err_len, "out of memory");
@@ -122,7 +128,7 @@ void node_status(struct node *n, struct status_scratch *s)
         mcpb__shard_status__init(ss);
         ss->id = id;
         uint32_t lo, hi;
-        shard_slot_range(id, n->cfg.shards, &lo, &hi);
+        proto_slot_range(id, n->cfg.shards, &lo, &hi);
         ss->has_slot_lo = ss->has_slot_hi = true;
         ss->slot_lo = lo;
         ss->slot_hi = hi;
@@ -141,9 +147,26 @@ void node_status(struct node *n, struct status_scratch *s)
         }
         ss->records = s->records[k];
         ss->n_records = 3;
+        ss->replicas = r->replica_ids;
+        ss->n_replicas = r->n_replica_ids;
         s->ptrs[k] = ss;
         k++;
     }
     s->status.shards = s->ptrs;
     s->status.n_shards = k;
+    s->status.has_shard_count = true;
+    s->status.shard_count = n->cfg.shards;
+    for (uint32_t i = 0; i < n->cfg.n_members; i++) {
+        const struct node_member *m = &n->cfg.members[i];
+        Mcpb__Member *pm = &s->members[i];
+        mcpb__member__init(pm);
+        pm->id = m->id;
+        pm->url = (char *)m->url;
+        snprintf(s->raft_addrs[i], sizeof s->raft_addrs[i], "%s:%u",
+                 m->raft_ip, m->raft_port);
+        pm->raft_addr = s->raft_addrs[i];
+        s->member_ptrs[i] = pm;
+    }
+    s->status.members = s->member_ptrs;
+    s->status.n_members = n->cfg.n_members;
 }

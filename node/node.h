@@ -29,9 +29,17 @@
 #include "base/base.h"
 #include "consensus/consensus.h"
 #include "proto/proto.h"
+#include "replication/replication.h"
 #include "shard/shard.h"
 
 /* ---- configuration (node/config.c) ---- */
+struct node_member {
+    uint64_t id;
+    char url[256];      /* client address */
+    char raft_ip[16];   /* numeric IPv4 */
+    uint32_t raft_port; /* shard s uses raft_port + s */
+};
+
 struct node_config {
     char data[MC_PATH_BYTES_MAX];
     char listen[256];
@@ -46,7 +54,17 @@ struct node_config {
     uint32_t snapshot_trailing;
     uint64_t value_max;
     int log_level;
+    uint32_t replicas;
+    char initial_cluster[8192]; /* ID=URL@IP:PORT,... ("" = only this node) */
+    /* Parsed from initial_cluster, sorted by id; this node included. */
+    struct node_member members[MC_NODES_MAX];
+    uint32_t n_members;
+    uint64_t member_ids[MC_NODES_MAX];
 };
+
+/* The member with this id, or NULL. */
+const struct node_member *node_config_member(const struct node_config *cfg,
+                                             uint64_t id);
 
 /* Parse argv (and the --config file it names; flags win over the file).
  * Errors: INVALID_ARGUMENT with a sentence in err; *help set for --help. */
@@ -66,13 +84,27 @@ struct node_work {
     Mcpb__Request *req;
     uint32_t shard;
     struct raft_apply apply; /* a proposed write */
+    /* Forwarding to the shard leader on another node. */
+    nng_aio *fwd_aio;
+    nng_ctx fwd_ctx;
+    int fwd_state;
+    uint64_t fwd_to;
 };
 
 struct node;
 
+/* A req socket to another node, for forwarding. */
+struct node_peer {
+    uint64_t id;
+    nng_socket sock;
+    bool open;
+};
+
 struct node_frontend {
     struct node *node;
     nng_socket sock;
+    struct node_peer peers[MC_NODES_MAX];
+    uint32_t n_peers;
     struct node_work *works;
     uint32_t n_works;
     atomic_bool draining;
@@ -88,6 +120,10 @@ void frontend_close(struct node_frontend *fe);
 
 /* Send resp for w and release w's request. Any thread; once per work. */
 void frontend_reply(struct node_work *w, const Mcpb__Response *resp);
+/* Forward w's request to node `to` (the shard leader) and relay its answer;
+ * answer NOT_LEADER with the leader's address instead when the client asked
+ * for no forwarding. Any thread. */
+void frontend_forward(struct node_work *w, uint64_t to);
 /* Reply with just a code and a printf-style message. */
 void frontend_reply_err(struct node_work *w, mc_err code, const char *fmt,
                         ...) __attribute__((format(printf, 3, 4)));
@@ -100,6 +136,11 @@ struct node_replica {
     struct node_loop *loop;
     struct shard *store;
     struct cons_group group;
+    uint64_t replica_ids[MC_NODES_MAX]; /* placement: preferred leader first */
+    uint32_t n_replica_ids;
+    struct raft_transfer transfer;
+    bool transfer_busy;
+    int64_t transfer_tried_ms;
     bool group_ready; /* initialized: must be closed */
     /* Linearizable reads wait for a barrier issued after they arrived. */
     struct node_work *reads_waiting;
@@ -183,6 +224,9 @@ struct status_scratch {
     Mcpb__ShardStatus shards[MC_SHARDS_MAX];
     Mcpb__ShardStatus *ptrs[MC_SHARDS_MAX];
     uint64_t records[MC_SHARDS_MAX][3];
+    Mcpb__Member members[MC_NODES_MAX];
+    Mcpb__Member *member_ptrs[MC_NODES_MAX];
+    char raft_addrs[MC_NODES_MAX][24];
 };
 void node_status(struct node *n, struct status_scratch *s);
 

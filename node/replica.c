@@ -52,17 +52,28 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
     if (rv != MC_OK) {
         return rv;
     }
-    char ip[16];
-    unsigned port;
-    sscanf(cfg->raft_addr, "%15[0-9.]:%u", ip, &port); /* checked by config */
-    struct cons_member self = {.id = cfg->node_id};
-    snprintf(self.addr, sizeof self.addr, "%s:%u", ip, (port + id) & 0xffffu);
+    /* The group's initial configuration: the shard's placement. Shard s
+     * of a node listens on that node's raft port + s. */
+    r->n_replica_ids = repl_placement(cfg->member_ids, cfg->n_members, id,
+                                      cfg->replicas, r->replica_ids);
+    struct cons_member members[MC_NODES_MAX];
+    const char *self_addr = NULL;
+    for (uint32_t k = 0; k < r->n_replica_ids; k++) {
+        const struct node_member *m = node_config_member(cfg, r->replica_ids[k]);
+        members[k].id = m->id;
+        snprintf(members[k].addr, sizeof members[k].addr, "%s:%u", m->raft_ip,
+                 (m->raft_port + id) & 0xffffu);
+        if (m->id == cfg->node_id) {
+            self_addr = members[k].addr;
+        }
+    }
+    ASSERT(self_addr != NULL); /* only hosted shards are opened */
     struct cons_group_config gcfg = {
         .node_id = cfg->node_id,
         .dir = raft_dir,
-        .addr = self.addr,
-        .members = &self,
-        .n_members = 1,
+        .addr = self_addr,
+        .members = members,
+        .n_members = r->n_replica_ids,
         .election_ms = cfg->election_ms,
         .heartbeat_ms = cfg->heartbeat_ms,
         .snapshot_threshold = cfg->snapshot_threshold,
@@ -118,6 +129,8 @@ static void write_cb(struct raft_apply *req, int status, void *result)
     frontend_reply(w, &resp);
 }
 
+/* True when this replica leads; else w is forwarded to the leader (or
+ * answered UNAVAILABLE during an election). */
 static bool leads(struct node_replica *r, struct node_work *w)
 {
     if (cons_group_is_leader(&r->group)) {
@@ -128,8 +141,7 @@ static bool leads(struct node_replica *r, struct node_work *w)
         frontend_reply_err(w, MC_UNAVAILABLE,
                            "shard %u has no leader yet (election)", r->id);
     } else {
-        frontend_reply_err(w, MC_NOT_LEADER, "shard %u is led by node %llu",
-                           r->id, (unsigned long long)leader);
+        frontend_forward(w, leader);
     }
     return false;
 }
@@ -437,10 +449,45 @@ static void expire_cb(struct raft_apply *req, int status, void *result)
     }
 }
 
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct node_replica *r = req->data;
+    r->transfer_busy = false;
+    LOG_INFO("leader transfer shard=%u to=%llu leader=%llu", r->id,
+             (unsigned long long)r->replica_ids[0],
+             (unsigned long long)cons_group_leader(&r->group));
+}
+
+/* Leaders spread over nodes: the leader of a shard hands leadership to the
+ * shard's preferred leader (replication/), at start-up and when that node
+ * comes back. Tried at most every SPREAD_RETRY_MS: the target may be down
+ * or behind. */
+#define SPREAD_RETRY_MS 5000
+static void spread_leadership(struct node_replica *r, int64_t now)
+{
+    uint64_t preferred = r->replica_ids[0];
+    uint64_t self = r->loop->node->cfg.node_id;
+    if (preferred == self || r->transfer_busy ||
+        now - r->transfer_tried_ms < SPREAD_RETRY_MS ||
+        !cons_group_peer_is_current(&r->group, preferred)) {
+        return;
+    }
+    r->transfer_tried_ms = now;
+    r->transfer.data = r;
+    if (cons_group_transfer(&r->group, &r->transfer, preferred, transfer_cb) ==
+        MC_OK) {
+        r->transfer_busy = true;
+    }
+}
+
 void replica_sweep(struct node_replica *r)
 {
     publish_counts(r); /* also after a snapshot install, which applies no entry */
-    if (r->expire_busy || !cons_group_is_leader(&r->group)) {
+    if (!cons_group_is_leader(&r->group)) {
+        return;
+    }
+    spread_leadership(r, base_mono_ms());
+    if (r->expire_busy) {
         return;
     }
     int64_t now = base_wall_ms();
