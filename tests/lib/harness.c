@@ -78,7 +78,12 @@ static int port_probe(int port)
 
 static int raft_ports_pick(unsigned count)
 {
-    unsigned seed = (unsigned)getpid() ^ (unsigned)now_ms();
+    /* Seeded once: nodes of one cluster are picked in the same ms and must
+     * not get the same range (their ports are bound only when they run). */
+    static unsigned seed;
+    if (seed == 0) {
+        seed = (unsigned)getpid() ^ (unsigned)now_ms();
+    }
     for (int t = 0; t < RAFT_PORT_TRIES; t++) {
         int base = RAFT_PORT_LO +
                    (int)(rand_r(&seed) % (unsigned)(RAFT_PORT_HI -
@@ -245,6 +250,54 @@ int harness_node_start(struct mc_node_proc *n, ...)
     }
     n->fresh = true;
     return node_spawn(n);
+}
+
+int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...)
+{
+    if (count == 0 || count > HARNESS_NODES_MAX) {
+        fprintf(stderr, "harness: a cluster of %u nodes\n", count);
+        return -1;
+    }
+    /* Every node's ports first: each needs the whole member list. */
+    static char list[HARNESS_NODES_MAX * (HARNESS_URL_BYTES_MAX + 40)];
+    size_t used = 0;
+    for (unsigned i = 0; i < count; i++) {
+        struct mc_node_proc *n = &nodes[i];
+        memset(n, 0, sizeof *n);
+        va_list ap;
+        va_start(ap, count);
+        int rv = extra_copy(n, ap);
+        va_end(ap);
+        if (rv != 0 || dir_make(n) != 0 || ports_pick(n) != 0) {
+            return -1;
+        }
+        used += (size_t)snprintf(list + used, sizeof list - used,
+                                 "%s%u=%s@127.0.0.1:%d", i ? "," : "", i + 1,
+                                 n->url, n->raft_port);
+    }
+    for (unsigned i = 0; i < count; i++) {
+        struct mc_node_proc *n = &nodes[i];
+        size_t k = 0;
+        while (n->extra[k] != NULL) {
+            k++;
+        }
+        if (k + 4 > HARNESS_EXTRA_ARGS_MAX) {
+            fprintf(stderr, "harness: too many extra arguments\n");
+            return -1;
+        }
+        char id[16];
+        snprintf(id, sizeof id, "%u", i + 1);
+        n->extra[k++] = strdup("--node-id");
+        n->extra[k++] = strdup(id);
+        n->extra[k++] = strdup("--initial-cluster");
+        n->extra[k++] = strdup(list);
+        n->extra[k] = NULL;
+        /* Not fresh: a member cannot move to other ports on a retry. */
+        if (node_spawn(n) != 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int harness_node_restart(struct mc_node_proc *n)

@@ -69,6 +69,12 @@ int harness_node_wait_ready(struct mc_node_proc *n, int timeout_ms);
  * ended it), or -1 when it was not running. */
 int harness_node_stop(struct mc_node_proc *n, int sig);
 
+/* Start count nodes as one cluster: each with its own folder and ports,
+ * node ids 1..count, and the same --initial-cluster list; the extra
+ * arguments (NULL-terminated) go to every node. nodes[] is zeroed first.
+ * Returns 0, or -1 with the reason on stderr. */
+int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...);
+
 /* Start the node again with the same folder, ports and arguments. */
 int harness_node_restart(struct mc_node_proc *n);
 

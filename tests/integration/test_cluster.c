@@ -1,0 +1,250 @@
+/* A real cluster: three memcoord processes on loopback, 8 shards of 3
+ * replicas. Any node serves any request (forwarding to the shard leader);
+ * leaders spread over the nodes; killing the node that leads a shard gets
+ * a new leader that accepts writes within 3 s, while a writer runs and
+ * loses no acknowledged write; a killed node restarts and catches up. */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "memcoord.h"
+#include "proto/proto.h"
+#include "tests/lib/harness.h"
+
+#define NODES 3
+#define SHARDS 8
+#define NS "cluster"
+#define WRITES_MAX 20000
+#define FAILOVER_MS_MAX 3000
+
+static struct mc_node_proc nodes[NODES];
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static void start_cluster(void)
+{
+    cr_assert_eq(harness_cluster_start(nodes, NODES, NULL), 0);
+    for (unsigned i = 0; i < NODES; i++) {
+        cr_assert_eq(harness_node_wait_ready(&nodes[i], HARNESS_READY_MS), 0,
+                     "node %u not ready", i + 1);
+    }
+}
+
+static mc_client *client_of(const char *endpoints, int timeout_ms)
+{
+    mc_options o = {.timeout_ms = timeout_ms};
+    mc_client *c;
+    mc_result res;
+    cr_assert_eq(mc_client_open(endpoints, &o, &c, &res), MC_OK, "%s",
+                 res.message);
+    return c;
+}
+
+static void all_endpoints(char *buf, size_t len)
+{
+    buf[0] = '\0';
+    for (unsigned i = 0; i < NODES; i++) {
+        if (i > 0) {
+            strncat(buf, ",", len - strlen(buf) - 1);
+        }
+        strncat(buf, nodes[i].url, len - strlen(buf) - 1);
+    }
+}
+
+/* A key of prefix that lands in shard s. */
+static void key_in_shard(const char *prefix, uint32_t s, char *key, size_t len)
+{
+    for (unsigned i = 0;; i++) {
+        snprintf(key, len, "%s/%u", prefix, i);
+        uint32_t slot = proto_slot((const uint8_t *)NS, strlen(NS),
+                                   (const uint8_t *)key, strlen(key));
+        if (proto_shard_of_slot(slot, SHARDS) == s) {
+            return;
+        }
+    }
+}
+
+Test(cluster, every_node_serves_every_shard, .fini = harness_fini,
+     .timeout = 90)
+{
+    start_cluster();
+    mc_client *via[NODES];
+    for (unsigned i = 0; i < NODES; i++) {
+        via[i] = client_of(nodes[i].url, 5000);
+    }
+    /* Write each shard's key through each node, read it through all. */
+    for (uint32_t s = 0; s < SHARDS; s++) {
+        for (unsigned i = 0; i < NODES; i++) {
+            char prefix[32], key[64];
+            snprintf(prefix, sizeof prefix, "spread/n%u", i);
+            key_in_shard(prefix, s, key, sizeof key);
+            mc_result res;
+            cr_assert_eq(mc_put(via[i], NS, key, key, strlen(key), NULL, &res),
+                         MC_OK, "put %s via node %u: %s", key, i + 1,
+                         res.message);
+            for (unsigned j = 0; j < NODES; j++) {
+                mc_record *rec;
+                cr_assert_eq(mc_get(via[j], NS, key, NULL, &rec, &res), MC_OK,
+                             "get %s via node %u: %s", key, j + 1, res.message);
+                cr_assert_eq(rec->value_len, strlen(key));
+                mc_record_free(rec);
+            }
+        }
+    }
+    /* The list through any node is the sorted union of every shard. */
+    mc_list_opts lo = {.limit = MC_LIST_PAGE_MAX, .keys_only = true};
+    mc_page *page;
+    mc_result res;
+    cr_assert_eq(mc_list(via[1], NS, "spread/", &lo, &page, &res), MC_OK, "%s",
+                 res.message);
+    cr_assert_eq(page->n, SHARDS * NODES);
+    for (size_t k = 1; k < page->n; k++) {
+        cr_assert_lt(strcmp(page->records[k - 1].key, page->records[k].key), 0);
+    }
+    mc_page_free(page);
+    for (unsigned i = 0; i < NODES; i++) {
+        mc_client_close(via[i]);
+    }
+}
+
+/* ---- failover under a writer ---- */
+
+struct writer {
+    mc_client *c;
+    atomic_bool stop;
+    atomic_uint acked;
+    unsigned n;
+    bool ok[WRITES_MAX];
+};
+
+static struct writer W;
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < WRITES_MAX && !atomic_load(&W.stop); i++) {
+        char key[32];
+        snprintf(key, sizeof key, "w/%05u", i);
+        mc_result res;
+        mc_err rv = mc_put(W.c, NS, key, key, strlen(key), NULL, &res);
+        W.ok[i] = rv == MC_OK;
+        cr_assert(rv == MC_OK || rv == MC_TIMEOUT || rv == MC_UNAVAILABLE,
+                  "put %s: %s %s", key, mc_errname(rv), res.message);
+        W.n = i + 1;
+        atomic_fetch_add(&W.acked, rv == MC_OK);
+    }
+    return NULL;
+}
+
+/* A shard that node i leads now (from its own status), or -1. */
+static int shard_led_by(unsigned i)
+{
+    mc_client *c = client_of(nodes[i].url, 2000);
+    mc_status *st;
+    mc_result res;
+    int led = -1;
+    if (mc_status_get(c, &st, &res) == MC_OK) {
+        for (size_t k = 0; k < st->n_shards && led < 0; k++) {
+            if (st->shards[k].is_leader) {
+                led = (int)st->shards[k].id;
+            }
+        }
+        mc_status_free(st);
+    }
+    mc_client_close(c);
+    return led;
+}
+
+Test(cluster, leader_kill_fails_over_and_loses_nothing, .fini = harness_fini,
+     .timeout = 150)
+{
+    start_cluster();
+    char eps[512];
+    all_endpoints(eps, sizeof eps);
+    W.c = client_of(eps, 5000);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, writer_main, NULL), 0);
+
+    int64_t failover_ms[NODES];
+    for (unsigned victim = 0; victim < NODES; victim++) {
+        /* Leaders spread over the nodes: wait until the victim leads one. */
+        int shard = -1;
+        for (int64_t deadline = mono_ms() + 20000;
+             shard < 0 && mono_ms() < deadline; nap_ms(50)) {
+            shard = shard_led_by(victim);
+        }
+        cr_assert_geq(shard, 0, "node %u never led a shard", victim + 1);
+        char key[64], others[512] = "";
+        key_in_shard("probe", (uint32_t)shard, key, sizeof key);
+        for (unsigned i = 0; i < NODES; i++) {
+            if (i != victim) {
+                strncat(others, others[0] ? "," : "", sizeof others - 1);
+                strncat(others, nodes[i].url, sizeof others - strlen(others) - 1);
+            }
+        }
+        mc_client *probe = client_of(others, 1000);
+        cr_assert_eq(harness_node_stop(&nodes[victim], SIGKILL), 128 + SIGKILL);
+        int64_t t0 = mono_ms();
+        mc_result res;
+        while (mc_put(probe, NS, key, "x", 1, NULL, &res) != MC_OK) {
+            cr_assert_lt(mono_ms() - t0, 10000, "shard %d never failed over",
+                         shard);
+        }
+        failover_ms[victim] = mono_ms() - t0;
+        mc_client_close(probe);
+        fprintf(stderr, "cluster: killed node %u (leader of shard %d): writes "
+                        "to the shard accepted again after %lld ms\n",
+                victim + 1, shard, (long long)failover_ms[victim]);
+        cr_assert_eq(harness_node_restart(&nodes[victim]), 0);
+        cr_assert_eq(harness_node_wait_ready(&nodes[victim], HARNESS_READY_MS), 0);
+    }
+    atomic_store(&W.stop, true);
+    pthread_join(th, NULL);
+    for (unsigned v = 0; v < NODES; v++) {
+        cr_assert_leq(failover_ms[v], FAILOVER_MS_MAX,
+                      "failover took %lld ms", (long long)failover_ms[v]);
+    }
+
+    /* Every acknowledged write is there, applied once, on every node. */
+    unsigned acked = 0;
+    for (unsigned i = 0; i < NODES; i++) {
+        mc_client *c = client_of(nodes[i].url, 5000);
+        for (unsigned k = 0; k < W.n; k++) {
+            char key[32];
+            snprintf(key, sizeof key, "w/%05u", k);
+            mc_record *rec = NULL;
+            mc_result res;
+            mc_read_opts ro = {.serializable = false};
+            mc_err rv = mc_get(c, NS, key, &ro, &rec, &res);
+            if (W.ok[k]) {
+                cr_assert_eq(rv, MC_OK, "acknowledged %s lost (via node %u): "
+                             "%s", key, i + 1, res.message);
+                acked += i == 0;
+            }
+            if (rv == MC_OK) {
+                cr_assert_eq(rec->version, 1, "%s applied twice", key);
+                mc_record_free(rec);
+            }
+        }
+        mc_client_close(c);
+    }
+    fprintf(stderr, "cluster: %u acknowledged writes across 3 leader kills, "
+                    "all present\n", acked);
+    cr_assert_gt(acked, 100);
+    mc_client_close(W.c);
+}
