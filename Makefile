@@ -2,8 +2,8 @@
 #
 #   make            binaries and libmemcoord.{a,so} into build/
 #   make test       install missing packages, build, run every test
-#   make run        start a node on the embedded default and run the demo
-#   make stop       stop what make run started
+#   make run        start a local 3-node cluster and run the demo
+#   make stop       stop it
 #   make asan       the whole suite under ASan + UBSan (build-asan/)
 #   make install    PREFIX=/usr/local: binaries, header, libs, memcoord.pc
 #   make check-deps fail when a module includes against DESIGN.md §8 order
@@ -162,14 +162,13 @@ asan: deps
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	  all test-unit test-integration
 
-# ---- run: a node on the embedded default and a short demo ----
-RUN_DIR := $(abspath $(BUILD))/run
+# ---- run: a local 3-node cluster and a short demo ----
 run: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(abspath $(BUILD)) RUN_DIR=$(RUN_DIR) deploy/run-demo.sh
+	@BUILD=$(abspath $(BUILD)) deploy/run-demo.sh
 
 stop:
-	@RUN_DIR=$(RUN_DIR) deploy/run-demo.sh stop
+	@BUILD=$(abspath $(BUILD)) deploy/run-demo.sh stop
 
 # ---- install ----
 install: all

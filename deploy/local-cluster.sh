@@ -64,7 +64,13 @@ cmd_up() {
   if [ "$(n_nodes)" != 0 ] && [ "$(n_nodes)" != "$n" ]; then
     echo "a cluster of $(n_nodes) nodes is in $CLUSTER_DIR: 'down' and remove it first" >&2; exit 1
   fi
-  mkdir -p "$CLUSTER_DIR"; echo "$n" >"$CLUSTER_DIR/size"
+  # Raft keeps the membership it was bootstrapped with: the same folder
+  # cannot serve a cluster on other ports.
+  local was; was=$(cat "$CLUSTER_DIR/base_port" 2>/dev/null || echo "$BASE_PORT")
+  if [ "$was" != "$BASE_PORT" ]; then
+    echo "$CLUSTER_DIR holds a cluster on BASE_PORT=$was: use that, or remove the folder" >&2; exit 1
+  fi
+  mkdir -p "$CLUSTER_DIR"; echo "$n" >"$CLUSTER_DIR/size"; echo "$BASE_PORT" >"$CLUSTER_DIR/base_port"
   for i in $(seq 1 "$n"); do start_node "$i"; done
   for i in $(seq 1 "$n"); do wait_ready "$i"; done
   echo "cluster of $n nodes up in $CLUSTER_DIR"

@@ -1,49 +1,28 @@
 #!/usr/bin/env bash
-# make run / make stop: one node on the embedded default (tcp://127.0.0.1:7400)
-# with its data under build/run, and a short demo through memcoordctl.
+# make run / make stop: a local 3-node cluster (deploy/local-cluster.sh) on
+# 127.0.0.1:7400-7402 with its data under build/cluster, and a short demo
+# through memcoordctl.
 #   deploy/run-demo.sh        start (if not running) and run the demo
-#   deploy/run-demo.sh stop   stop the node started here, by its PID
+#   deploy/run-demo.sh stop   stop the cluster, every node by its PID
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-$PWD/build}
-RUN_DIR=${RUN_DIR:-$BUILD/run}
-ENDPOINT=${MEMCOORD_ENDPOINT:-tcp://127.0.0.1:7400}
-PIDFILE=$RUN_DIR/memcoord.pid
-LOG=$RUN_DIR/memcoord.log
-CTL="$BUILD/memcoordctl --endpoints $ENDPOINT"
+export BASE_PORT=${BASE_PORT:-7400}
+export CLUSTER_DIR=${CLUSTER_DIR:-$BUILD/cluster}
+export MEMCOORD_BIN=$BUILD/memcoord MEMCOORDCTL_BIN=$BUILD/memcoordctl
+NODES=3
+ENDPOINTS=$(seq -s, -f "tcp://127.0.0.1:%g" "$BASE_PORT" $((BASE_PORT + NODES - 1)))
+CTL="$BUILD/memcoordctl --endpoints $ENDPOINTS"
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
-
-stop() {
-  if ! running; then echo "memcoord is not running"; rm -f "$PIDFILE"; return 0; fi
-  pid=$(cat "$PIDFILE")
-  kill -TERM "$pid"
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "memcoord (pid $pid) did not stop in 10 s; sending SIGKILL"; kill -KILL "$pid"
-  fi
-  rm -f "$PIDFILE"
-  echo "memcoord (pid $pid) stopped"
-}
+stop() { deploy/local-cluster.sh down; }
 
 start() {
-  mkdir -p "$RUN_DIR"
-  if running; then echo "memcoord already running (pid $(cat "$PIDFILE"))"; return 0; fi
-  nohup "$BUILD/memcoord" --data "$RUN_DIR/data" --listen "$ENDPOINT" \
-    >>"$LOG" 2>&1 </dev/null &
-  echo $! >"$PIDFILE"
-  # Ready when a read is answered (NOT_FOUND is an answer), within 30 s.
-  deadline=$((SECONDS + 30))
-  while :; do
-    # memcoordctl exits 1 for NOT_FOUND: look at what it said, not its code.
-    probe=$($CTL --timeout 1s get memcoord/ready-probe 2>&1 || true)
-    case "$probe" in *NOT_FOUND*) break ;; esac
-    if ! running || [ $SECONDS -ge $deadline ]; then
-      echo "memcoord did not start; the end of $LOG:"; tail -20 "$LOG"; exit 1
-    fi
-    sleep 0.1
+  deploy/local-cluster.sh up "$NODES"
+  # Leaders move to their preferred nodes within a few seconds.
+  local deadline=$((SECONDS + 15))
+  until [ "$($CTL status 2>/dev/null | grep -c '[0-9]\*')" -ge 3 ] || [ $SECONDS -ge $deadline ]; do
+    sleep 0.2
   done
-  echo "memcoord running (pid $(cat "$PIDFILE")), listening on $ENDPOINT, data in $RUN_DIR/data"
 }
 
 # Print the command as one would type it (quoted), then run it.
@@ -67,12 +46,12 @@ demo() {
   show status
   cat <<TXT
 
-memcoord is running. Try:
-  export MEMCOORD_ENDPOINTS=$ENDPOINT
+memcoord is running: $NODES nodes, node i on tcp://127.0.0.1:$((BASE_PORT))+i-1. Try:
+  export MEMCOORD_ENDPOINTS=$ENDPOINTS
   $BUILD/memcoordctl -n myteam put handoff/step1 done
   $BUILD/memcoordctl -n myteam get handoff/step1 --meta
-  $BUILD/memcoordctl --help
-Stop it with: make stop    (log: $LOG)
+  deploy/local-cluster.sh status | kill 2 | restart 2
+Stop it with: make stop    (logs: $CLUSTER_DIR/node-*/node.log)
 TXT
 }
 
