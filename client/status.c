@@ -10,6 +10,11 @@ void mc_status_free(mc_status *s)
         mc_free(s->version);
         mc_free(s->listen);
         mc_free(s->shards);
+        for (size_t i = 0; i < s->n_members; i++) {
+            mc_free(s->members[i].url);
+            mc_free(s->members[i].raft_addr);
+        }
+        mc_free(s->members);
         mc_free(s);
     }
 }
@@ -31,6 +36,36 @@ static void shard_copy(mc_shard_status *d, const Mcpb__ShardStatus *w)
     d->applied_entries = w->applied_entries;
     d->skipped_entries = w->skipped_entries;
     d->is_leader = w->is_leader;
+    for (size_t k = 0; k < w->n_replicas && k < MC_REPLICAS_MAX; k++) {
+        d->replicas[d->n_replicas++] = w->replicas[k];
+    }
+}
+
+/* Shards in the cluster: list fans out over all of them, not only over
+ * those the answering node hosts. */
+static uint32_t status_shard_count(const Mcpb__NodeStatus *w)
+{
+    return w->has_shard_count ? w->shard_count : (uint32_t)w->n_shards;
+}
+
+static mc_err members_copy(const Mcpb__NodeStatus *w, mc_status *s)
+{
+    s->members = mc_calloc(w->n_members > 0 ? w->n_members : 1,
+                           sizeof *s->members);
+    if (s->members == NULL) {
+        return MC_INTERNAL;
+    }
+    for (size_t i = 0; i < w->n_members; i++) {
+        const Mcpb__Member *m = w->members[i];
+        mc_member *d = &s->members[s->n_members++];
+        d->id = m->id;
+        d->url = mc_strdup(m->url != NULL ? m->url : "");
+        d->raft_addr = mc_strdup(m->raft_addr != NULL ? m->raft_addr : "");
+        if (d->url == NULL || d->raft_addr == NULL) {
+            return MC_INTERNAL;
+        }
+    }
+    return MC_OK;
 }
 
 static mc_err status_copy(const Mcpb__NodeStatus *w, mc_status **out)
@@ -55,6 +90,11 @@ static mc_err status_copy(const Mcpb__NodeStatus *w, mc_status **out)
     }
     for (size_t i = 0; i < w->n_shards; i++) {
         shard_copy(&s->shards[i], w->shards[i]);
+    }
+    s->shard_count = status_shard_count(w);
+    if (w->n_members > MC_NODES_MAX || members_copy(w, s) != MC_OK) {
+        mc_status_free(s);
+        return MC_INTERNAL;
     }
     *out = s;
     return MC_OK;
@@ -96,8 +136,8 @@ mc_err mc_status_get(mc_client *c, mc_status **out, mc_result *res)
     if (rv != MC_OK) {
         return rv;
     }
-    if (r->status->n_shards > 0) {
-        atomic_store(&c->n_shards, (unsigned)r->status->n_shards);
+    if (status_shard_count(r->status) > 0) {
+        atomic_store(&c->n_shards, status_shard_count(r->status));
     }
     rv = status_copy(r->status, out);
     mcpb__response__free_unpacked(r, NULL);
@@ -115,7 +155,7 @@ mc_err client_shard_count_refresh(mc_client *c, int64_t deadline_ms,
     if (rv != MC_OK) {
         return rv;
     }
-    uint32_t n = (uint32_t)r->status->n_shards;
+    uint32_t n = status_shard_count(r->status);
     mcpb__response__free_unpacked(r, NULL);
     if (n == 0) {
         /* A node that is still starting knows no shards yet. */

@@ -59,6 +59,9 @@ enum ctl_opt_bit {
      CTL_OPT_TIMEOUT | CTL_OPT_HELP)
 
 /* The parsed command line. Strings borrow from argv or the environment. */
+/* Members memcoordctl status asks (the cluster limit of DESIGN: 64). */
+#define CTL_NODES_MAX 64
+
 struct ctl {
     const char *endpoints;
     const char *ns;

@@ -18,9 +18,11 @@ stop() { deploy/local-cluster.sh down; }
 
 start() {
   deploy/local-cluster.sh up "$NODES"
-  # Leaders move to their preferred nodes within a few seconds.
+  # Leaders move to their preferred nodes within a few seconds: wait until
+  # every node leads a shard (the LEADER column of the shard rows).
   local deadline=$((SECONDS + 15))
-  until [ "$($CTL status 2>/dev/null | grep -c '[0-9]\*')" -ge 3 ] || [ $SECONDS -ge $deadline ]; do
+  until [ "$($CTL status 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $3}' | sort -u | wc -l)" -ge "$NODES" ] ||
+        [ $SECONDS -ge $deadline ]; do
     sleep 0.2
   done
 }

@@ -167,6 +167,10 @@ mc_err mc_list(mc_client *c, const char *ns, const char *prefix,
                const mc_list_opts *opts, mc_page **out, mc_result *res);
 void mc_page_free(mc_page *p);
 
+/* Replicas of one shard: a Raft group of more than 7 voters buys no
+ * safety worth its write cost. */
+#define MC_REPLICAS_MAX 7u
+
 typedef struct mc_shard_status {
     uint32_t id;
     uint32_t slot_lo, slot_hi; /* inclusive slot range */
@@ -178,15 +182,28 @@ typedef struct mc_shard_status {
     uint64_t applied_entries; /* entries applied since start */
     uint64_t skipped_entries; /* entries skipped at start: already in LMDB */
     bool is_leader;
+    uint64_t replicas[MC_REPLICAS_MAX]; /* node ids, preferred leader first */
+    uint32_t n_replicas;
 } mc_shard_status;
 
+typedef struct mc_member {
+    uint64_t id;
+    char *url;       /* client address */
+    char *raft_addr; /* raft address of its shard 0 */
+} mc_member;
+
+/* One node's view: itself, the shards it hosts, and the cluster's members.
+ * mc_cluster_status in memcoordctl asks every member for the whole view. */
 typedef struct mc_status {
     uint64_t node_id;
     char *version;
     char *listen;
     uint64_t uptime_ms;
-    mc_shard_status *shards;
+    uint32_t shard_count; /* shards in the cluster */
+    mc_shard_status *shards; /* the shards this node hosts */
     size_t n_shards;
+    mc_member *members;
+    size_t n_members;
 } mc_status;
 
 mc_err mc_status_get(mc_client *c, mc_status **out, mc_result *res);

@@ -46,7 +46,7 @@ static const struct opt opts[] = {
         "BYTES largest value [1048576]"),
     NUM("log-level", OPT_LEVEL, log_level, 0, 0,
         "L   error|warn|info|debug [info]"),
-    NUM("replicas", OPT_U32, replicas, 1, MC_NODES_MAX,
+    NUM("replicas", OPT_U32, replicas, 1, MC_REPLICAS_MAX,
         "N replicas of each shard, capped at the members [3]"),
     STR("initial-cluster", initial_cluster,
         "LIST ID=URL@IP:PORT,... every member (this node included); "
