@@ -21,6 +21,27 @@ static void raise_fd_limit(void)
     }
 }
 
+/* mkdir -p: the data folder and any missing parents, as etcd does. */
+static mc_err mkdir_p(const char *path, char *err, size_t err_len)
+{
+    char p[MC_PATH_BYTES_MAX];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *c = p + 1;; c++) {
+        bool end = *c == '\0';
+        if (*c == '/' || end) {
+            *c = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                base_errf(err, err_len, "mkdir %s: %s", p, strerror(errno));
+                return MC_INTERNAL;
+            }
+            if (end) {
+                return MC_OK;
+            }
+            *c = '/';
+        }
+    }
+}
+
 static void node_free_replicas(struct node *n)
 {
     for (uint32_t s = 0; s < MC_SHARDS_MAX; s++) {
@@ -69,8 +90,7 @@ mc_err node_start(struct node *n, const struct node_config *cfg, char *err,
     n->start_ms = base_mono_ms();
     n->n_loops = cfg->loops < cfg->shards ? cfg->loops : cfg->shards;
     raise_fd_limit();
-    if (mkdir(cfg->data, 0755) != 0 && errno != EEXIST) {
-        base_errf(err, err_len, "mkdir %s: %s", cfg->data, strerror(errno));
+    if (mkdir_p(cfg->data, err, err_len) != MC_OK) {
         return MC_INTERNAL;
     }
     mc_err rv = MC_OK;
