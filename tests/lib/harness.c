@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -97,6 +98,48 @@ static int raft_ports_pick(unsigned count)
         }
     }
     return -1;
+}
+
+/* Ports are picked by probing and bound only when the node runs raft_start;
+ * test processes that run at once (Criterion's jobs, several suites) could
+ * pick the same ports in between. A node whose raft port another test's
+ * node holds may even talk raft to that foreign node. So picking and
+ * binding happen under one lock shared by every test process. */
+#define PORTS_LOCK_PATH "/tmp/memcoord-harness-ports.lock"
+#define PORTS_BOUND_MS 10000
+
+static int ports_lock(void)
+{
+    int fd = open(PORTS_LOCK_PATH, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd >= 0 && flock(fd, LOCK_EX) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd; /* -1: no lock, go on unprotected */
+}
+
+static void ports_unlock(int fd)
+{
+    if (fd >= 0) {
+        flock(fd, LOCK_UN);
+        close(fd);
+    }
+}
+
+/* Wait until node n holds every raft port it was given, or has exited. */
+static void ports_wait_bound(const struct mc_node_proc *n)
+{
+    int64_t deadline = now_ms() + PORTS_BOUND_MS;
+    for (unsigned i = 0; i < n->n_shards && now_ms() < deadline;) {
+        if (n->pid == 0 || kill(n->pid, 0) != 0) {
+            return;
+        }
+        if (port_probe(n->raft_port + (int)i) < 0) {
+            i++; /* taken: by the node, since nobody else picks under lock */
+        } else {
+            pause_ms(POLL_MS);
+        }
+    }
 }
 
 /* ---- processes ---- */
@@ -245,30 +288,28 @@ int harness_node_start(struct mc_node_proc *n, ...)
     va_start(ap, n);
     int rv = extra_copy(n, ap);
     va_end(ap);
-    if (rv != 0 || dir_make(n) != 0 || ports_pick(n) != 0) {
+    if (rv != 0 || dir_make(n) != 0) {
         return -1;
     }
+    int lock = ports_lock();
+    rv = ports_pick(n) == 0 ? node_spawn(n) : -1;
+    if (rv == 0) {
+        ports_wait_bound(n);
+    }
+    ports_unlock(lock);
     n->fresh = true;
-    return node_spawn(n);
+    return rv;
 }
 
-int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...)
+/* Pick every member's ports, then start each with the whole member list.
+ * The extra arguments are already in nodes[i].extra. */
+static int cluster_spawn(struct mc_node_proc *nodes, unsigned count)
 {
-    if (count == 0 || count > HARNESS_NODES_MAX) {
-        fprintf(stderr, "harness: a cluster of %u nodes\n", count);
-        return -1;
-    }
-    /* Every node's ports first: each needs the whole member list. */
     static char list[HARNESS_NODES_MAX * (HARNESS_URL_BYTES_MAX + 40)];
     size_t used = 0;
     for (unsigned i = 0; i < count; i++) {
         struct mc_node_proc *n = &nodes[i];
-        memset(n, 0, sizeof *n);
-        va_list ap;
-        va_start(ap, count);
-        int rv = extra_copy(n, ap);
-        va_end(ap);
-        if (rv != 0 || dir_make(n) != 0 || ports_pick(n) != 0) {
+        if (ports_pick(n) != 0) {
             return -1;
         }
         used += (size_t)snprintf(list + used, sizeof list - used,
@@ -298,6 +339,31 @@ int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...)
         }
     }
     return 0;
+}
+
+int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...)
+{
+    if (count == 0 || count > HARNESS_NODES_MAX) {
+        fprintf(stderr, "harness: a cluster of %u nodes\n", count);
+        return -1;
+    }
+    for (unsigned i = 0; i < count; i++) {
+        memset(&nodes[i], 0, sizeof nodes[i]);
+        va_list ap;
+        va_start(ap, count);
+        int rv = extra_copy(&nodes[i], ap);
+        va_end(ap);
+        if (rv != 0 || dir_make(&nodes[i]) != 0) {
+            return -1;
+        }
+    }
+    int lock = ports_lock();
+    int rv = cluster_spawn(nodes, count);
+    for (unsigned i = 0; rv == 0 && i < count; i++) {
+        ports_wait_bound(&nodes[i]);
+    }
+    ports_unlock(lock);
+    return rv;
 }
 
 int harness_node_restart(struct mc_node_proc *n)
