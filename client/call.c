@@ -1,7 +1,7 @@
 /* One request of libmemcoord, from frame to answer, with retries.
  *
- * An attempt sends the framed request on a fresh nng_ctx of one endpoint's
- * req socket and waits for the reply. It ends in one of four ways:
+ * An attempt sends the framed request on a fresh nng_ctx of one socket and
+ * waits for the reply. It ends in one of four ways:
  *
  *   ANSWERED  the node answered; the answer's code decides what follows
  *   NOT_SENT  no connection took the request: it certainly did not apply
@@ -10,24 +10,34 @@
  *   FATAL     a local failure (out of memory, bad reply): stop at once
  *
  * NOT_SENT, UNKNOWN and the answers UNAVAILABLE, NOT_LEADER and TIMEOUT are
- * retried on the next endpoint after an exponential backoff with jitter,
- * until the deadline. A write is retried with the same bytes, so the same
- * (client_id, seq), which the server dedupes. If any attempt of a write
- * ended UNKNOWN and no later answer settled it, the call says TIMEOUT: the
- * write may have applied. */
+ * retried after an exponential backoff with jitter, until the deadline. A
+ * write is retried with the same (client_id, seq), which the shard dedupes.
+ * If any attempt of a write ended UNKNOWN and no later answer settled it,
+ * the call says TIMEOUT: the write may have applied.
+ *
+ * Where each attempt goes: a request for a shard (a key, or LIST of one
+ * shard) goes "direct", to the node the shard map (route.c) names as the
+ * leader, or for a serializable read to a replica the caller listed, with
+ * no_forward set, so a node that does not lead answers NOT_LEADER with the
+ * leader's address instead of forwarding. Such a hint is learned and
+ * followed at once. A direct attempt that fails marks the map stale, and
+ * the next attempt first refreshes it (refresh.c, rate-limited). After
+ * MC_CLIENT_DIRECT_TRIES_MAX direct failures in a row, one attempt goes the
+ * old way: to the caller's endpoints in turn, without no_forward, and that
+ * node forwards. Requests without a shard (STATUS) always go that way.
+ *
+ *   attempt:  map names a usable node? --yes--> DIRECT (no_forward)
+ *                  |no, or direct failed twice in a row
+ *                  v
+ *             FORWARDED via the caller's next endpoint
+ *   answer:   final -> done;  NOT_LEADER + hint (direct) -> learn, at once;
+ *             other retryable or no answer -> map stale, pause, again */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "client/internal.h"
-
-enum attempt_outcome {
-    ATTEMPT_ANSWERED,
-    ATTEMPT_NOT_SENT,
-    ATTEMPT_UNKNOWN,
-    ATTEMPT_FATAL,
-};
 
 int client_backoff_ms(mc_client *c, unsigned attempt)
 {
@@ -60,13 +70,13 @@ static bool is_retryable(mc_err code)
            code == MC_TIMEOUT;
 }
 
-static int wait_ms(int64_t deadline_ms, int cap_ms, size_t n_eps)
+static int wait_ms(int64_t deadline_ms, int cap_ms, size_t n_sockets)
 {
     int64_t left = deadline_ms - base_mono_ms();
     if (left < 1) {
         left = 1;
     }
-    if (n_eps > 1 && left > cap_ms) {
+    if (n_sockets > 1 && left > cap_ms) {
         left = cap_ms;
     }
     return (int)(left > INT32_MAX ? INT32_MAX : left);
@@ -112,7 +122,7 @@ static enum attempt_outcome attempt_recv(const struct client_endpoint *ep,
     return ATTEMPT_ANSWERED;
 }
 
-static enum attempt_outcome attempt(const struct client_endpoint *ep,
+enum attempt_outcome client_attempt(const struct client_endpoint *ep,
                                     const void *frame, size_t frame_len,
                                     int send_wait_ms, int reply_wait_ms,
                                     Mcpb__Response **out, mc_result *res)
@@ -226,55 +236,170 @@ static mc_err give_up(const Mcpb__Request *req, bool unknown, int attempts,
     return code;
 }
 
-/* The attempts of one call, one endpoint after the other, until a final
- * answer or the deadline. */
-static mc_err attempts_run(mc_client *c, const Mcpb__Request *req,
-                           const void *frame, size_t frame_len,
-                           int64_t deadline_ms, Mcpb__Response **out,
+/* One call in progress. */
+struct call {
+    mc_client *c;
+    const Mcpb__Request *req;
+    int64_t deadline_ms;
+    int64_t started_ms;
+    void *fwd;          /* req as given: a node that does not lead forwards */
+    size_t fwd_len;
+    void *direct;       /* req with no_forward; NULL when req has no shard */
+    size_t direct_len;
+    unsigned direct_fails; /* direct attempts failed in a row */
+    unsigned hints;        /* NOT_LEADER hints followed */
+    unsigned next_ep;      /* caller endpoint of the next forwarded attempt */
+    bool unknown;          /* an attempt of a write may have applied */
+    mc_result last;        /* what the last attempt said */
+};
+
+/* Where one attempt goes. */
+struct target {
+    size_t ep;
+    bool direct;
+    uint32_t shard; /* when direct */
+};
+
+/* Straight to the node the shard map names while it has one and direct
+ * attempts did not fail MC_CLIENT_DIRECT_TRIES_MAX times in a row; else
+ * through the caller's endpoints in turn, which forward to the leader, so
+ * a wrong or missing map never stops a call. */
+static void target_choose(struct call *k, struct target *t)
+{
+    mc_client *c = k->c;
+    if (k->direct != NULL && k->direct_fails < MC_CLIENT_DIRECT_TRIES_MAX) {
+        client_route_refresh(c, k->deadline_ms);
+        if (client_route_pick(c, k->req, &t->ep, &t->shard)) {
+            t->direct = true;
+            return;
+        }
+    }
+    k->direct_fails = 0; /* after this forwarded attempt, direct ones again */
+    t->direct = false;
+    t->ep = k->next_ep;
+    k->next_ep = (k->next_ep + 1) % (unsigned)c->n_eps;
+}
+
+enum next { NEXT_DONE, NEXT_NOW, NEXT_PAUSE };
+
+/* A node answered r to an attempt at t. Final answers end the call (*out
+ * takes r); a NOT_LEADER hint to a direct attempt is followed at once; the
+ * other retryable answers pause first. */
+static enum next answered(struct call *k, const struct target *t,
+                          Mcpb__Response *r, Mcpb__Response **out)
+{
+    mc_client *c = k->c;
+    result_from_response(&k->last, r);
+    client_route_answered(c, t->ep);
+    if (!is_retryable((mc_err)r->code)) {
+        if (t->ep < c->n_eps) {
+            atomic_store(&c->preferred_ep, (unsigned)t->ep);
+        }
+        *out = r;
+        return NEXT_DONE;
+    }
+    bool follow = t->direct && r->code == MC_NOT_LEADER && r->has_leader_id &&
+                  r->leader_id != 0 && k->hints < MC_CLIENT_HINTS_MAX;
+    if (follow) {
+        client_route_learn_hint(c, t->shard, r->leader_id, r->leader_url);
+        k->hints++;
+    } else if (k->direct != NULL) {
+        k->direct_fails += t->direct;
+        client_route_stale(c);
+    }
+    k->unknown = k->unknown || r->code == MC_TIMEOUT;
+    mcpb__response__free_unpacked(r, NULL);
+    return follow ? NEXT_NOW : NEXT_PAUSE;
+}
+
+/* No answer came through t's socket: it is suspect, the map may be
+ * stale, and a write sent may have applied. */
+static void not_answered(struct call *k, const struct target *t,
+                         enum attempt_outcome o)
+{
+    client_route_failed(k->c, t->ep);
+    k->direct_fails += t->direct;
+    k->unknown = k->unknown || o == ATTEMPT_UNKNOWN;
+}
+
+/* Pause before the next attempt, but leave at least half of what is left
+ * for it; false when too little is left to try again. */
+static bool pause_before(struct call *k, int attempts)
+{
+    int64_t left = k->deadline_ms - base_mono_ms();
+    if (left <= MC_CLIENT_BACKOFF_MS_MIN) {
+        return false;
+    }
+    int pause = client_backoff_ms(k->c, (unsigned)attempts - 1);
+    sleep_ms(pause < left / 2 ? pause : (int)(left / 2));
+    return true;
+}
+
+/* The attempts of one call, until a final answer or the deadline. */
+static mc_err attempts_run(struct call *k, Mcpb__Response **out,
                            mc_result *res)
 {
-    int64_t started_ms = base_mono_ms();
-    mc_result last = {0};
-    bool unknown = false;
-    unsigned ep_i = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps;
+    mc_client *c = k->c;
     for (int attempts = 1;; attempts++) {
+        struct target t;
+        target_choose(k, &t);
+        /* With another socket to try, one attempt must not take the whole
+         * call. */
+        size_t n = k->direct != NULL ? client_route_sockets(c) : c->n_eps;
         Mcpb__Response *r = NULL;
-        enum attempt_outcome o = attempt(
-            &c->eps[ep_i], frame, frame_len,
-            wait_ms(deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, c->n_eps),
-            wait_ms(deadline_ms, MC_CLIENT_REPLY_WAIT_MS, c->n_eps), &r,
-            &last);
+        enum attempt_outcome o = client_attempt(
+            &c->eps[t.ep], t.direct ? k->direct : k->fwd,
+            t.direct ? k->direct_len : k->fwd_len,
+            wait_ms(k->deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, n),
+            wait_ms(k->deadline_ms, MC_CLIENT_REPLY_WAIT_MS, n), &r, &k->last);
+        enum next step = NEXT_PAUSE;
         if (o == ATTEMPT_FATAL) {
             if (res != NULL) {
-                *res = last;
+                *res = k->last;
             }
-            return last.code;
+            return k->last.code;
+        } else if (o == ATTEMPT_ANSWERED) {
+            step = answered(k, &t, r, out);
+        } else {
+            not_answered(k, &t, o);
         }
-        if (o == ATTEMPT_ANSWERED) {
-            result_from_response(&last, r);
-            if (!is_retryable((mc_err)r->code)) {
-                atomic_store(&c->preferred_ep, ep_i);
-                if (res != NULL) {
-                    *res = last;
-                }
-                *out = r;
-                return (mc_err)r->code;
+        if (step == NEXT_DONE) {
+            if (res != NULL) {
+                *res = k->last;
             }
-            unknown = unknown || r->code == MC_TIMEOUT;
-            mcpb__response__free_unpacked(r, NULL);
+            return (mc_err)(*out)->code;
         }
-        unknown = unknown || o == ATTEMPT_UNKNOWN;
-
-        /* Pause, but leave at least half of what is left for one more
-         * attempt; with too little left, stop now. */
-        int64_t left = deadline_ms - base_mono_ms();
-        if (left <= MC_CLIENT_BACKOFF_MS_MIN) {
-            return give_up(req, unknown, attempts, started_ms, &last, res);
+        bool again = step == NEXT_NOW ? base_mono_ms() < k->deadline_ms
+                                      : pause_before(k, attempts);
+        if (!again) {
+            return give_up(k->req, k->unknown, attempts, k->started_ms,
+                           &k->last, res);
         }
-        int pause = client_backoff_ms(c, (unsigned)attempts - 1);
-        sleep_ms(pause < left / 2 ? pause : (int)(left / 2));
-        ep_i = (ep_i + 1) % (unsigned)c->n_eps;
     }
+}
+
+/* Encode req twice when it has a shard: as given, and with no_forward. The
+ * two frames carry the same (client_id, seq), so the shard dedupes a write
+ * whichever of them applied it. */
+static mc_err frames_encode(struct call *k)
+{
+    if (proto_frame_encode(&k->req->base, PROTO_REQUEST, NULL, &k->fwd,
+                           &k->fwd_len) != MC_OK) {
+        return MC_INTERNAL;
+    }
+    if (!client_route_wants(k->req)) {
+        return MC_OK;
+    }
+    Mcpb__Request d = *k->req; /* shallow: packing only reads it */
+    d.has_no_forward = true;
+    d.no_forward = true;
+    if (proto_frame_encode(&d.base, PROTO_REQUEST, NULL, &k->direct,
+                           &k->direct_len) != MC_OK) {
+        mc_free(k->fwd);
+        k->fwd = NULL;
+        return MC_INTERNAL;
+    }
+    return MC_OK;
 }
 
 mc_err client_call(mc_client *c, const Mcpb__Request *req,
@@ -288,14 +413,19 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
     *out = NULL;
     client_result_clear(res);
 
-    void *frame;
-    size_t frame_len;
-    if (proto_frame_encode(&req->base, PROTO_REQUEST, NULL, &frame,
-                           &frame_len) != MC_OK) {
+    struct call k = {
+        .c = c,
+        .req = req,
+        .deadline_ms = deadline_ms,
+        .started_ms = base_mono_ms(),
+        .next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps,
+    };
+    if (frames_encode(&k) != MC_OK) {
         return client_result_set(res, MC_INTERNAL, "out of memory");
     }
-    mc_err rv = attempts_run(c, req, frame, frame_len, deadline_ms, out, res);
-    mc_free(frame);
+    mc_err rv = attempts_run(&k, out, res);
+    mc_free(k.fwd);
+    mc_free(k.direct);
     ASSERT(rv == MC_OK || *out == NULL || (*out)->code == (uint32_t)rv);
     ASSERT(rv != MC_OK || *out != NULL);
     return rv;

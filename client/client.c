@@ -127,7 +127,7 @@ void client_lane_give(mc_client *c, struct client_lane *lane)
 
 /* Open the req socket of one endpoint and start dialing in the background:
  * a node that is down now is found when it comes up. */
-static mc_err endpoint_open(struct client_endpoint *ep, mc_result *res)
+mc_err client_endpoint_open(struct client_endpoint *ep, mc_result *res)
 {
     int rv = nng_req0_open(&ep->sock);
     if (rv != 0) {
@@ -209,7 +209,8 @@ static mc_err endpoints_parse(mc_client *c, const char *endpoints,
 
 static void client_free(mc_client *c)
 {
-    for (size_t i = 0; i < c->n_eps; i++) {
+    size_t n = c->n_socks > c->n_eps ? c->n_socks : c->n_eps;
+    for (size_t i = 0; i < n; i++) {
         if (c->eps[i].sock_open) {
             /* Closing fails only for a socket that is already closed. */
             (void)nng_close(c->eps[i].sock);
@@ -255,7 +256,6 @@ mc_err mc_client_open(const char *endpoints, const mc_options *opts,
     (void)random_u64(&seed); /* the clock is seed enough when this fails */
     atomic_init(&c->jitter, seed);
     atomic_init(&c->preferred_ep, 0);
-    atomic_init(&c->n_shards, 0);
     if (pthread_mutex_init(&c->mu, NULL) != 0) {
         rv = client_result_set(res, MC_INTERNAL, "pthread_mutex_init failed");
         goto err_after_alloc;
@@ -264,26 +264,35 @@ mc_err mc_client_open(const char *endpoints, const mc_options *opts,
         rv = client_result_set(res, MC_INTERNAL, "pthread_cond_init failed");
         goto err_after_mutex;
     }
-    c->eps = mc_calloc(MC_CLIENT_ENDPOINTS_MAX, sizeof *c->eps);
+    if (client_route_init(&c->route) != MC_OK) {
+        rv = client_result_set(res, MC_INTERNAL, "pthread_mutex_init failed");
+        goto err_after_cond;
+    }
+    /* Room for the members' sockets too, so that the array never moves
+     * while other threads use its sockets. */
+    c->eps = mc_calloc(MC_CLIENT_SOCKETS_MAX, sizeof *c->eps);
     if (c->eps == NULL) {
         rv = client_result_set(res, MC_INTERNAL, "out of memory");
-        goto err_after_cond;
+        goto err_after_route;
     }
     rv = endpoints_parse(c, endpoints, res);
     if (rv != MC_OK) {
-        goto err_after_cond;
+        goto err_after_route;
     }
     for (size_t i = 0; i < c->n_eps; i++) {
-        rv = endpoint_open(&c->eps[i], res);
+        rv = client_endpoint_open(&c->eps[i], res);
         if (rv != MC_OK) {
-            goto err_after_cond;
+            goto err_after_route;
         }
     }
+    c->n_socks = c->n_eps;
     /* Spread clients over the nodes; the first answer then sticks. */
     atomic_store(&c->preferred_ep, (unsigned)(seed % c->n_eps));
     *out = c;
     return MC_OK;
 
+err_after_route:
+    client_route_fini(&c->route);
 err_after_cond:
     pthread_cond_destroy(&c->lane_freed);
 err_after_mutex:
@@ -309,6 +318,7 @@ void mc_client_close(mc_client *c)
     }
     ASSERT(n_free == c->n_lanes);
     pthread_mutex_unlock(&c->mu);
+    client_route_fini(&c->route);
     pthread_cond_destroy(&c->lane_freed);
     pthread_mutex_destroy(&c->mu);
     client_free(c);

@@ -1,16 +1,21 @@
 /* client: the private half of libmemcoord. The public contract is
  * include/memcoord.h; this header ties the files of client/ together:
  *
- *   client.c  open/close, endpoints, lanes (request ids), result helpers
- *   call.c    one request: encode, send, wait, retry with backoff
- *   kv.c      put, delete, get and records
- *   list.c    list: fan-out over shards, merge, pages
- *   status.c  status and the cached shard count
+ *   client.c   open/close, endpoints, lanes (request ids), result helpers
+ *   call.c     one request: encode, send, wait, retry with backoff, and
+ *              the choice of the node for each attempt
+ *   route.c    the shard map: leaders, replicas, members and their sockets
+ *   refresh.c  learning the shard map from nodes' STATUS answers
+ *   kv.c       put, delete, get and records
+ *   list.c     list: fan-out over shards, merge, pages
+ *   status.c   status, and the shard count list needs
  *
- * Threads: an mc_client is shared by many threads. The endpoints and their
- * nng sockets are fixed at open (nng sockets are thread-safe, each call
- * opens its own nng_ctx); the lane pool is under mu; the preferred endpoint,
- * the jitter state and the shard count are atomics.
+ * Threads: an mc_client is shared by many threads. The caller's endpoints
+ * and their nng sockets are fixed at open; sockets to other members are
+ * added later, under route.mu, to an array that never moves (nng sockets
+ * are thread-safe, each call opens its own nng_ctx). The lane pool is under
+ * mu; the shard map is under route.mu; the preferred endpoint and the
+ * jitter state are atomics.
  *
  * Invariants:
  *   (1) A lane is held by at most one call at a time, so each client_id has
@@ -62,6 +67,34 @@
 #define MC_CLIENT_LIST_LIMIT_DEFAULT 1000u
 /* list: rounds of "the shard count changed, ask again" per page. */
 #define MC_CLIENT_SHARD_REFRESH_MAX 1u
+/* Sockets of one client: the caller's endpoints, and one per member of the
+ * cluster that the caller did not list (members answer STATUS with their
+ * addresses, and requests go straight to shard leaders). */
+#define MC_CLIENT_SOCKETS_MAX (MC_CLIENT_ENDPOINTS_MAX + MC_NODES_MAX)
+/* The shard map is refreshed at most once per this interval: a cluster in
+ * an election answers UNAVAILABLE to every request, and each of them must
+ * not turn into a round of STATUS calls. About a third of an election
+ * timeout in the tests, a tenth of the default. */
+#define MC_CLIENT_REFRESH_MS_MIN 100
+/* A refresh takes at most this long, and at most half of what is left of
+ * the call that runs it: the call still needs time for its request. */
+#define MC_CLIENT_REFRESH_MS_MAX 1000
+/* One STATUS of a refresh: waits for a connection and for the answer. A
+ * node answers STATUS from its front end without a raft round, so a live
+ * node answers in well under a millisecond on a LAN. */
+#define MC_CLIENT_STATUS_CONNECT_MS 200
+#define MC_CLIENT_STATUS_REPLY_MS 500
+/* Direct attempts (to the leader the map names, with no_forward) that may
+ * fail in a row before one attempt goes through any endpoint with
+ * forwarding, so a wrong map costs a call at most this many attempts. */
+#define MC_CLIENT_DIRECT_TRIES_MAX 2u
+/* NOT_LEADER hints one call follows at once, without a pause. Leadership
+ * that moves more often than this is an election: wait it out. */
+#define MC_CLIENT_HINTS_MAX MC_FORWARD_HOPS_MAX
+/* A socket whose attempt got no answer (no connection, lost reply) is
+ * suspect this long: requests go around it (through forwarding) and a
+ * refresh asks it last. An answer through it clears the mark. */
+#define MC_CLIENT_SUSPECT_MS 1000
 
 _Static_assert(MC_CLIENT_BACKOFF_MS_MIN > 0 &&
                    MC_CLIENT_BACKOFF_MS_MIN <= MC_CLIENT_BACKOFF_MS_MAX,
@@ -73,11 +106,58 @@ _Static_assert(MC_LIST_PAGE_MAX * (MC_KEY_BYTES_MAX + 64u) <
                "a keys-only page of maximal keys fits in one reply");
 _Static_assert(MC_CLIENT_LIST_LIMIT_DEFAULT <= MC_LIST_PAGE_MAX,
                "the default page is a valid page");
+_Static_assert(MC_CLIENT_REFRESH_MS_MIN > 0 &&
+                   MC_CLIENT_REFRESH_MS_MIN < MC_CLIENT_SUSPECT_MS,
+               "a suspect node can be found alive again by a refresh");
+_Static_assert(MC_CLIENT_DIRECT_TRIES_MAX >= 1,
+               "a call with a shard map tries the leader at least once");
 
 struct client_endpoint {
     char *url;
     nng_socket sock;
     bool sock_open;
+    /* Under route.mu: */
+    uint64_t node_id;  /* the node behind it: 0 = not known yet */
+    int64_t failed_ms; /* base_mono_ms of its last attempt without an
+                          answer; 0 = it answered since */
+};
+
+/* One shard in the map. */
+struct route_shard {
+    uint64_t leader_id; /* 0 = not known (an election, or never told) */
+    uint64_t term;      /* the raft term in which leader_id was reported */
+    uint64_t replicas[MC_REPLICAS_MAX]; /* node ids, preferred leader first */
+    uint32_t n_replicas;
+};
+
+/* One member of the cluster, as STATUS lists it. */
+struct route_member {
+    uint64_t id;
+    char url[MC_CLIENT_URL_BYTES_MAX];
+    bool unusable; /* its url failed to open: do not try again */
+};
+
+/* The shard map (route.c). A cache: a wrong entry costs an attempt or a
+ * NOT_LEADER hint, never a wrong answer, because nodes check leadership
+ * themselves.
+ *
+ * Invariants (under mu):
+ *   (1) shards[s] is zero for s >= shard_count; shard_count is 0 until a
+ *       node told it.
+ *   (2) A shard's leader is replaced by a report of a higher term, by a
+ *       report of the same term when none was known, or by a hint.
+ *   (3) mc_client.n_socks only grows; eps[0..n_eps) are the caller's
+ *       endpoints in the caller's order. */
+struct client_route {
+    pthread_mutex_t mu;
+    uint32_t shard_count;
+    struct route_shard shards[MC_SHARDS_MAX];
+    struct route_member members[MC_NODES_MAX];
+    uint32_t n_members;
+    bool stale;          /* an attempt failed: the map may be wrong */
+    unsigned stale_gen;  /* counts stale marks, see refresh_end */
+    bool refreshing;     /* a thread is refreshing: others do not */
+    int64_t refreshed_ms; /* start of the last refresh; 0 = never */
 };
 
 /* A request id source: (client_id, seq). See invariant (1). */
@@ -88,13 +168,14 @@ struct client_lane {
 };
 
 struct mc_client {
-    struct client_endpoint *eps;
-    size_t n_eps;
+    struct client_endpoint *eps; /* MC_CLIENT_SOCKETS_MAX, never moves */
+    size_t n_eps;                /* the caller's endpoints */
+    size_t n_socks;              /* all open: n_eps + members; route.mu */
     int timeout_ms;
 
-    atomic_uint preferred_ep;   /* the endpoint that answered last */
+    atomic_uint preferred_ep;   /* the caller endpoint that answered last */
     atomic_uint_fast64_t jitter; /* splitmix64 state for backoff jitter */
-    atomic_uint n_shards;       /* 0 = not known yet (status.c) */
+    struct client_route route;
 
     pthread_mutex_t mu;
     pthread_cond_t lane_freed;
@@ -125,13 +206,39 @@ int64_t client_deadline(const mc_client *c);
 /* Random 64 bits for jitter; never blocks. */
 uint64_t client_random(mc_client *c);
 
+/* Open ep's req socket for ep->url and start dialing in the background.
+ * On failure ep->sock_open tells whether the socket must still be closed.
+ * Errors: INTERNAL (nng), INVALID_ARGUMENT (a URL nng cannot dial). */
+mc_err client_endpoint_open(struct client_endpoint *ep, mc_result *res);
+
 /* ---- call.c ---- */
+
+/* How one attempt ended (call.c explains each). */
+enum attempt_outcome {
+    ATTEMPT_ANSWERED,
+    ATTEMPT_NOT_SENT,
+    ATTEMPT_UNKNOWN,
+    ATTEMPT_FATAL,
+};
+
+/* One attempt: send frame on a fresh context of ep's socket, waiting up to
+ * send_wait_ms for a connection, then up to reply_wait_ms for the answer.
+ * On ATTEMPT_ANSWERED *out is the decoded answer, which the caller frees;
+ * otherwise res says what happened. */
+enum attempt_outcome client_attempt(const struct client_endpoint *ep,
+                                    const void *frame, size_t frame_len,
+                                    int send_wait_ms, int reply_wait_ms,
+                                    Mcpb__Response **out, mc_result *res);
 
 /* Send req to the cluster and wait for the answer, retrying transport
  * failures and the answers UNAVAILABLE, NOT_LEADER and TIMEOUT with backoff
- * over the endpoints until deadline_ms (base_mono_ms). A write (OP_PUT,
- * OP_DELETE) must carry its lane's (client_id, seq): every attempt sends
- * the same bytes.
+ * until deadline_ms (base_mono_ms). A request for a shard (a key, or LIST
+ * of one shard) goes straight to the shard's leader (or, serializable, to
+ * a replica) that the shard map names, asking it not to forward; the other
+ * attempts go through the caller's endpoints, which forward. A write
+ * (OP_PUT, OP_DELETE) must carry its lane's (client_id, seq): every attempt
+ * sends the same request with the same id; the two kinds differ only in
+ * no_forward.
  *
  * Returns the final code and fills res (which may be NULL) from the answer.
  * When the server answered, *out is its response (also for error codes);
@@ -146,13 +253,86 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
 /* The backoff before retry number attempt (0-based), jitter included. */
 int client_backoff_ms(mc_client *c, unsigned attempt);
 
+/* ---- route.c: the shard map ---- */
+
+/* Zero the map and create its mutex. Errors: INTERNAL (pthread). Call
+ * fini once, after a successful init, when no call is running. */
+mc_err client_route_init(struct client_route *r);
+void client_route_fini(struct client_route *r);
+
+/* True when req has a shard: a key (put, delete, get) or LIST of one
+ * shard. Needs no map. */
+bool client_route_wants(const Mcpb__Request *req);
+
+/* The socket for the next direct attempt of req, and req's shard: the
+ * shard's leader or, for a serializable read, the first of the caller's
+ * endpoints that holds a replica. Opens a socket to a member the caller did
+ * not list. False when the map cannot say (no map, no leader, the node's
+ * socket is suspect): the map is then marked stale. */
+bool client_route_pick(mc_client *c, const Mcpb__Request *req, size_t *ep,
+                       uint32_t *shard);
+
+/* No socket: for an answer whose socket is not known. */
+#define CLIENT_EP_NONE SIZE_MAX
+
+/* Learn from st, a node's STATUS answer that came through socket ep
+ * (CLIENT_EP_NONE when not known): the shard count, the members, the node behind ep, and
+ * for each shard the node hosts its replicas and, by term, its leader. */
+void client_route_learn_status(mc_client *c, size_t ep,
+                               const Mcpb__NodeStatus *st);
+/* Learn a NOT_LEADER hint: leader_id leads shard, at leader_url (may be
+ * NULL) when it is not a known member. */
+void client_route_learn_hint(mc_client *c, uint32_t shard, uint64_t leader_id,
+                             const char *leader_url);
+
+/* ep answered: it is not suspect. */
+void client_route_answered(mc_client *c, size_t ep);
+/* An attempt through ep got no answer: ep is suspect for
+ * MC_CLIENT_SUSPECT_MS, and the map is stale. */
+void client_route_failed(mc_client *c, size_t ep);
+/* An answer said the map may be wrong (UNAVAILABLE, NOT_LEADER, ...). */
+void client_route_stale(mc_client *c);
+
+/* Shards in the cluster; 0 while no node has told. */
+uint32_t client_route_shard_count(mc_client *c);
+/* Sockets open now: attempts wait less when there is another to try. */
+size_t client_route_sockets(mc_client *c);
+
+/* Refresh bookkeeping (refresh.c). begin is true for the one caller that
+ * should refresh now: the map is missing or stale, nobody else refreshes,
+ * and the last refresh began MC_CLIENT_REFRESH_MS_MIN ago or more. That
+ * caller must call end; complete says it learned a leader for every
+ * shard, which clears the stale mark unless a newer one came meanwhile. */
+bool client_route_refresh_begin(mc_client *c, unsigned *gen);
+void client_route_refresh_end(mc_client *c, unsigned gen, bool complete);
+/* Every shard has a leader whose socket is not suspect. */
+bool client_route_is_complete(mc_client *c);
+/* The next socket a refresh should ask, not in asked[0..
+ * MC_CLIENT_SOCKETS_MAX) and not behind a node already asked: the caller's
+ * endpoints from the preferred one on, then members (opening sockets),
+ * suspect ones only while include_suspect. False when none is left. */
+bool client_route_next_ask(mc_client *c, const bool *asked,
+                           bool include_suspect, size_t *ep);
+
+/* ---- refresh.c ---- */
+
+/* Refresh the shard map when it is missing or stale (rate-limited, one
+ * thread at a time; others go on with the map they have): ask nodes for
+ * STATUS, one attempt each with short waits, until every shard has a
+ * leader, using at most half of the time left before deadline_ms. Best
+ * effort: a failure leaves the map as it was, and calls still work through
+ * forwarding. */
+void client_route_refresh(mc_client *c, int64_t deadline_ms);
+
 /* ---- status.c ---- */
 
-/* The number of shards, from the cache or else from an OP_STATUS call
- * before deadline_ms. Errors: those of client_call. */
+/* The number of shards in the cluster, from the shard map or else from an
+ * OP_STATUS call (with retries) before deadline_ms.
+ * Errors: those of client_call; UNAVAILABLE when the node knows none. */
 mc_err client_shard_count(mc_client *c, int64_t deadline_ms, uint32_t *out,
                           mc_result *res);
-/* Forget the cached shard count and ask a node again. */
+/* Ask a node again (the shard count may have changed) and learn its
+ * answer into the shard map. */
 mc_err client_shard_count_refresh(mc_client *c, int64_t deadline_ms,
                                   uint32_t *out, mc_result *res);
 

@@ -8,12 +8,13 @@
  * next page starts after the last key returned, so keys cut from this
  * merge are asked for again.
  *
- * The shard count comes from status and is cached in the client. A node
- * that answers INVALID_ARGUMENT may have been asked for a shard it does
- * not have (the count changed): the count is asked again, and when it did
- * change, the page is fetched again. Shards are asked one after another;
- * with the count of shards a node has (8 by default) that costs a few
- * round trips of ~0.1 ms each. */
+ * The shard count is the cluster's, from the shard map (route.c), which a
+ * node's status fills. A node that answers INVALID_ARGUMENT may have been
+ * asked for a shard it does not have (the count changed): the count is
+ * asked again, and when it did change, the page is fetched again. Shards
+ * are asked one after another, each straight at its leader (or, for a
+ * serializable list, at a replica the caller listed; call.c); with the
+ * default 8 shards that costs a few round trips of ~0.1 ms each. */
 #include <stdlib.h>
 #include <string.h>
 

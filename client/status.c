@@ -1,5 +1,6 @@
 /* status of libmemcoord: a node's view of itself and its shards, and the
- * shard count that list needs, cached in the client. */
+ * shard count that list needs. Every status that passes through here also
+ * feeds the shard map (route.c). */
 #include <string.h>
 
 #include "client/internal.h"
@@ -136,9 +137,7 @@ mc_err mc_status_get(mc_client *c, mc_status **out, mc_result *res)
     if (rv != MC_OK) {
         return rv;
     }
-    if (status_shard_count(r->status) > 0) {
-        atomic_store(&c->n_shards, status_shard_count(r->status));
-    }
+    client_route_learn_status(c, CLIENT_EP_NONE, r->status);
     rv = status_copy(r->status, out);
     mcpb__response__free_unpacked(r, NULL);
     if (rv != MC_OK) {
@@ -156,13 +155,13 @@ mc_err client_shard_count_refresh(mc_client *c, int64_t deadline_ms,
         return rv;
     }
     uint32_t n = status_shard_count(r->status);
+    client_route_learn_status(c, CLIENT_EP_NONE, r->status);
     mcpb__response__free_unpacked(r, NULL);
     if (n == 0) {
         /* A node that is still starting knows no shards yet. */
         return client_result_set(res, MC_UNAVAILABLE,
                                  "the node reports no shards yet");
     }
-    atomic_store(&c->n_shards, n);
     *out = n;
     return MC_OK;
 }
@@ -170,7 +169,7 @@ mc_err client_shard_count_refresh(mc_client *c, int64_t deadline_ms,
 mc_err client_shard_count(mc_client *c, int64_t deadline_ms, uint32_t *out,
                           mc_result *res)
 {
-    unsigned n = atomic_load(&c->n_shards);
+    uint32_t n = client_route_shard_count(c);
     if (n > 0) {
         *out = n;
         return MC_OK;

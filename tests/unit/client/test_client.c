@@ -1,192 +1,12 @@
-/* Unit tests of libmemcoord (client/) against fake nodes.
+/* Unit tests of libmemcoord (client/) against fake nodes (fake_node.h).
  *
- * A fake node is an nng rep0 socket on an inproc:// address, served by a
- * thread that decodes each request, records it, and answers as the test's
- * handler says: an answer, no answer at all (a lost reply), or garbage.
- * No process, no TCP, no raft: what is tested is the library's side of the
- * protocol: local checks, request ids and their reuse across retries,
- * backoff and endpoint rotation, the TIMEOUT/UNAVAILABLE verdicts, list's
- * merge of shards, and the copies handed to the caller.
- *
- * The unit-test link line carries the server's objects, not libmemcoord,
- * so the client's sources are compiled into this file; that also lets the
- * tests reach the internals (lanes, backoff, endpoints). */
-#include <criterion/criterion.h>
-#include <pthread.h>
-#include <stdlib.h>
-#include <unistd.h>
-#include <stdio.h>
-#include <string.h>
-
-#include "client/call.c"
-#include "client/client.c"
-#include "client/kv.c"
-#include "client/list.c"
-#include "client/status.c"
-
-#include <nng/protocol/reqrep0/rep.h>
-
-/* ---- the fake node ---- */
-
-enum fake_action { FAKE_ANSWER, FAKE_DROP, FAKE_GARBAGE };
-
-struct fake;
-/* Fill resp (code OK already) for the nth request (0-based) of this fake.
- * Pointers put in resp must stay valid until the handler is called again. */
-typedef enum fake_action (*fake_handler)(struct fake *f,
-                                         const Mcpb__Request *req,
-                                         unsigned nth, Mcpb__Response *resp);
-
-#define FAKE_SEEN_MAX 4096u
-
-struct seen {
-    uint32_t op;
-    uint64_t client_id, seq;
-    bool has_client_id, has_expect_version, has_tier, has_ttl_ms;
-    int64_t expect_version;
-    uint32_t tier, shard, limit;
-    uint64_t ttl_ms;
-    bool keys_only, serializable;
-    char key[64];
-    char start_after[64];
-    size_t value_len;
-};
-
-struct fake {
-    nng_socket sock;
-    pthread_t thread;
-    char url[64];
-    fake_handler handler;
-    void *arg;
-    atomic_bool stop;
-    pthread_mutex_t mu;
-    struct seen seen[FAKE_SEEN_MAX];
-    unsigned n_seen;
-};
-
-static void seen_add(struct fake *f, const Mcpb__Request *r)
-{
-    pthread_mutex_lock(&f->mu);
-    if (f->n_seen < FAKE_SEEN_MAX) {
-        struct seen *s = &f->seen[f->n_seen++];
-        s->op = r->op;
-        s->has_client_id = r->has_client_id;
-        s->client_id = r->client_id;
-        s->seq = r->seq;
-        s->has_expect_version = r->has_expect_version;
-        s->expect_version = r->expect_version;
-        s->has_tier = r->has_tier;
-        s->tier = r->tier;
-        s->has_ttl_ms = r->has_ttl_ms;
-        s->ttl_ms = r->ttl_ms;
-        s->shard = r->shard;
-        s->limit = r->limit;
-        s->keys_only = r->keys_only;
-        s->serializable = r->serializable;
-        snprintf(s->key, sizeof s->key, "%.*s", (int)r->key.len,
-                 (const char *)r->key.data);
-        snprintf(s->start_after, sizeof s->start_after, "%.*s",
-                 (int)r->start_after.len, (const char *)r->start_after.data);
-        s->value_len = r->value.len;
-    }
-    pthread_mutex_unlock(&f->mu);
-}
-
-static unsigned seen_count(struct fake *f)
-{
-    pthread_mutex_lock(&f->mu);
-    unsigned n = f->n_seen;
-    pthread_mutex_unlock(&f->mu);
-    return n;
-}
-
-static void fake_reply(struct fake *f, enum fake_action act,
-                       const Mcpb__Response *resp)
-{
-    void *buf;
-    size_t len;
-    if (act == FAKE_GARBAGE) {
-        static const char junk[] = "this is not a memcoord frame";
-        nng_send(f->sock, (void *)junk, sizeof junk, 0);
-        return;
-    }
-    cr_assert_eq(proto_frame_encode(&resp->base, PROTO_RESPONSE, NULL, &buf,
-                                    &len),
-                 MC_OK);
-    nng_send(f->sock, buf, len, 0);
-    mc_free(buf);
-}
-
-static void *fake_main(void *arg)
-{
-    struct fake *f = arg;
-    unsigned nth = 0;
-    while (!atomic_load(&f->stop)) {
-        char *buf = NULL;
-        size_t len = 0;
-        int rv = nng_recv(f->sock, &buf, &len, NNG_FLAG_ALLOC);
-        if (rv == NNG_ETIMEDOUT) {
-            continue;
-        }
-        if (rv != 0) {
-            break;
-        }
-        Mcpb__Request *req;
-        char err[128];
-        mc_err code = proto_request_decode(buf, len, &req, err, sizeof err);
-        nng_free(buf, len);
-        Mcpb__Response resp = MCPB__RESPONSE__INIT;
-        if (code != MC_OK) {
-            resp.code = MC_INVALID_ARGUMENT;
-            resp.message = err;
-            fake_reply(f, FAKE_ANSWER, &resp);
-            continue;
-        }
-        seen_add(f, req);
-        enum fake_action act = f->handler(f, req, nth++, &resp);
-        if (act != FAKE_DROP) {
-            fake_reply(f, act, &resp);
-        }
-        mcpb__request__free_unpacked(req, NULL);
-    }
-    return NULL;
-}
-
-static struct fake *fake_start(fake_handler h, void *arg)
-{
-    static unsigned counter;
-    struct fake *f = calloc(1, sizeof *f);
-    f->handler = h;
-    f->arg = arg;
-    pthread_mutex_init(&f->mu, NULL);
-    snprintf(f->url, sizeof f->url, "inproc://fake-%d-%u", (int)getpid(),
-             counter++);
-    cr_assert_eq(nng_rep0_open(&f->sock), 0);
-    nng_socket_set_ms(f->sock, NNG_OPT_RECVTIMEO, 20);
-    nng_socket_set_size(f->sock, NNG_OPT_RECVMAXSZ, 4u << 20);
-    cr_assert_eq(nng_listen(f->sock, f->url, NULL, 0), 0);
-    cr_assert_eq(pthread_create(&f->thread, NULL, fake_main, f), 0);
-    return f;
-}
-
-static void fake_stop(struct fake *f)
-{
-    atomic_store(&f->stop, true);
-    pthread_join(f->thread, NULL);
-    nng_close(f->sock);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
-}
-
-static mc_client *client_on(const char *endpoints, int timeout_ms)
-{
-    mc_options opts = {.timeout_ms = timeout_ms};
-    mc_client *c;
-    mc_result res;
-    cr_assert_eq(mc_client_open(endpoints, &opts, &c, &res), MC_OK, "%s",
-                 res.message);
-    return c;
-}
+ * What is tested is the library's side of the protocol: local checks,
+ * request ids and their reuse across retries, backoff and endpoint
+ * rotation, the TIMEOUT/UNAVAILABLE verdicts, list's merge of shards, and
+ * the copies handed to the caller. Each fake answers STATUS as a one-node
+ * cluster unless a test says otherwise, so the shard map sends every
+ * request to the one fake; test_route.c tests the map itself. */
+#include "tests/unit/client/fake_node.h"
 
 /* ---- handlers ---- */
 
@@ -689,32 +509,33 @@ struct shard_world {
     char keys[KEYS][16];    /* sorted */
 };
 
-static unsigned shard_of(const char *key, unsigned n)
+static unsigned world_shard_of(const char *key, unsigned n)
 {
     return (unsigned)(base_fnv64(BASE_FNV64_INIT, key, strlen(key)) % n);
+}
+
+/* A one-node cluster of w->n_shards shards, all led by the fake. */
+static enum fake_action list_status(struct fake *f, const Mcpb__Request *req,
+                                    unsigned nth, Mcpb__Response *resp)
+{
+    struct shard_world *w = f->arg;
+    cr_assert_leq(w->n_shards, FAKE_SHARDS_MAX);
+    fake_status_begin(f, resp, w->n_shards);
+    fake_status_member(f, 0, f->id, f->url);
+    f->st.n_members = 1;
+    for (unsigned i = 0; i < w->n_shards; i++) {
+        fake_status_shard(f, i, i, f->id, 1, &f->id, 1);
+    }
+    f->st.n_shards = w->n_shards;
+    return FAKE_ANSWER;
 }
 
 static enum fake_action list_handler(struct fake *f, const Mcpb__Request *req,
                                      unsigned nth, Mcpb__Response *resp)
 {
     struct shard_world *w = f->arg;
-    static Mcpb__ShardStatus sh[MC_SHARDS_MAX];
-    static Mcpb__ShardStatus *shp[MC_SHARDS_MAX];
-    static Mcpb__NodeStatus st;
     static Mcpb__Record recs[KEYS];
     static Mcpb__Record *recp[KEYS];
-    if (req->op == MCPB__OP__OP_STATUS) {
-        st = (Mcpb__NodeStatus)MCPB__NODE_STATUS__INIT;
-        for (unsigned i = 0; i < w->n_shards; i++) {
-            sh[i] = (Mcpb__ShardStatus)MCPB__SHARD_STATUS__INIT;
-            sh[i].id = i;
-            shp[i] = &sh[i];
-        }
-        st.n_shards = w->n_shards;
-        st.shards = shp;
-        resp->status = &st;
-        return FAKE_ANSWER;
-    }
     cr_assert_eq(req->op, MCPB__OP__OP_LIST);
     if (req->shard >= w->valid_shards) {
         resp->code = MC_INVALID_ARGUMENT;
@@ -730,7 +551,7 @@ static enum fake_action list_handler(struct fake *f, const Mcpb__Request *req,
     bool more = false;
     for (unsigned i = 0; i < KEYS; i++) {
         const char *k = w->keys[i];
-        if (shard_of(k, w->valid_shards) != req->shard ||
+        if (world_shard_of(k, w->valid_shards) != req->shard ||
             (req->prefix.len > 0 &&
              strncmp(k, (const char *)req->prefix.data, req->prefix.len) !=
                  0) ||
@@ -777,7 +598,7 @@ Test(mc_list, pages_through_the_merge_of_all_shards)
 {
     struct shard_world w;
     world_init(&w, 3);
-    struct fake *f = fake_start(list_handler, &w);
+    struct fake *f = fake_start_with(list_handler, list_status, &w);
     mc_client *c = client_on(f->url, 2000);
     char cursor[32] = "";
     unsigned got = 0, pages = 0;
@@ -805,11 +626,10 @@ Test(mc_list, pages_through_the_merge_of_all_shards)
     }
     cr_assert_eq(got, KEYS);
     cr_assert_eq(pages, (KEYS + 6) / 7);
-    unsigned statuses = 0;
+    cr_assert_eq(atomic_load(&f->n_status), 1, "the shard map is cached");
     for (unsigned i = 0; i < seen_count(f); i++) {
-        statuses += f->seen[i].op == MCPB__OP__OP_STATUS;
+        cr_assert(f->seen[i].no_forward, "LIST goes straight to the leader");
     }
-    cr_assert_eq(statuses, 1, "the shard count is cached");
     mc_client_close(c);
     fake_stop(f);
 }
@@ -818,7 +638,7 @@ Test(mc_list, prefix_and_keys_only)
 {
     struct shard_world w;
     world_init(&w, 4);
-    struct fake *f = fake_start(list_handler, &w);
+    struct fake *f = fake_start_with(list_handler, list_status, &w);
     mc_client *c = client_on(f->url, 2000);
     mc_list_opts o = {.keys_only = true, .serializable = true};
     mc_page *p;
@@ -850,14 +670,14 @@ Test(mc_list, asks_again_when_the_shard_count_changed)
     struct shard_world w;
     world_init(&w, 3);
     w.n_shards = 5; /* a stale count: shards 3 and 4 do not exist */
-    struct fake *f = fake_start(list_handler, &w);
+    struct fake *f = fake_start_with(list_handler, list_status, &w);
     mc_client *c = client_on(f->url, 2000);
     mc_page *p;
     mc_result res;
     cr_assert_eq(mc_list(c, "default", "", NULL, &p, &res), MC_OK, "%s",
                  res.message);
     cr_assert_eq(p->n, KEYS);
-    cr_assert_eq(atomic_load(&c->n_shards), 3);
+    cr_assert_eq(client_route_shard_count(c), 3);
     mc_page_free(p);
     mc_client_close(c);
     fake_stop(f);
@@ -873,6 +693,21 @@ static enum fake_action status_handler(struct fake *f,
     static Mcpb__ShardStatus sh = MCPB__SHARD_STATUS__INIT;
     static Mcpb__ShardStatus *shp[1] = {&sh};
     static Mcpb__NodeStatus st = MCPB__NODE_STATUS__INIT;
+    static uint64_t replicas[2] = {1, 2};
+    static Mcpb__Member m1 = MCPB__MEMBER__INIT, m2 = MCPB__MEMBER__INIT;
+    static Mcpb__Member *members[2] = {&m1, &m2};
+    m1.id = 1;
+    m1.url = "tcp://127.0.0.1:7400";
+    m1.raft_addr = "127.0.0.1:7500";
+    m2.id = 2;
+    m2.url = "tcp://127.0.0.1:7401";
+    m2.raft_addr = "127.0.0.1:7600";
+    st.members = members;
+    st.n_members = 2;
+    st.has_shard_count = true;
+    st.shard_count = 4; /* the cluster's; this node hosts one of them */
+    sh.replicas = replicas;
+    sh.n_replicas = 2;
     /* proto2: an optional field goes on the wire only with its has_. */
     sh.id = 0;
     sh.has_slot_lo = sh.has_slot_hi = sh.has_leader_id = sh.has_term = true;
@@ -904,7 +739,7 @@ static enum fake_action status_handler(struct fake *f,
 
 Test(mc_status_get, maps_the_tiers_and_copies_everything)
 {
-    struct fake *f = fake_start(status_handler, NULL);
+    struct fake *f = fake_start_with(answer_ok, status_handler, NULL);
     mc_client *c = client_on(f->url, 2000);
     mc_status *s;
     mc_result res;
@@ -925,7 +760,16 @@ Test(mc_status_get, maps_the_tiers_and_copies_everything)
     cr_assert_eq(s->shards[0].applied_entries, 8);
     cr_assert_eq(s->shards[0].skipped_entries, 2);
     cr_assert(s->shards[0].is_leader);
-    cr_assert_eq(atomic_load(&c->n_shards), 1);
+    cr_assert_eq(s->shards[0].n_replicas, 2);
+    cr_assert_eq(s->shards[0].replicas[1], 2);
+    cr_assert_eq(s->shard_count, 4);
+    cr_assert_eq(s->n_members, 2);
+    cr_assert_eq(s->members[1].id, 2);
+    cr_assert_str_eq(s->members[1].url, "tcp://127.0.0.1:7401");
+    cr_assert_str_eq(s->members[1].raft_addr, "127.0.0.1:7600");
+    /* The answer also taught the shard map. */
+    cr_assert_eq(client_route_shard_count(c), 4);
+    cr_assert_eq(c->route.shards[0].leader_id, 1);
     mc_status_free(s);
     mc_client_close(c);
     fake_stop(f);
