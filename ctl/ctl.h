@@ -53,15 +53,16 @@ enum ctl_opt_bit {
     CTL_OPT_KEYS_ONLY = 1u << 9,
     CTL_OPT_SERIALIZABLE = 1u << 10,
     CTL_OPT_META = 1u << 11,
+    CTL_OPT_TO = 1u << 12,
 };
 #define CTL_OPTS_GLOBAL                                                    \
     (CTL_OPT_ENDPOINTS | CTL_OPT_NAMESPACE | CTL_OPT_OUTPUT |              \
      CTL_OPT_TIMEOUT | CTL_OPT_HELP)
 
-/* The parsed command line. Strings borrow from argv or the environment. */
 /* Members memcoordctl status asks (the cluster limit of DESIGN: 64). */
 #define CTL_NODES_MAX 64
 
+/* The parsed command line. Strings borrow from argv or the environment. */
 struct ctl {
     const char *endpoints;
     const char *ns;
@@ -74,6 +75,7 @@ struct ctl {
     bool keys_only;
     bool serializable;
     bool meta;
+    uint64_t to_node; /* shard transfer-leader --to: 0 = raft's choice */
     unsigned given; /* enum ctl_opt_bit of the options on the line */
     const char *command;
     const char *args[CTL_ARGS_MAX];
@@ -126,5 +128,6 @@ int ctl_cmd_get(struct ctl *x);
 int ctl_cmd_del(struct ctl *x);
 int ctl_cmd_ls(struct ctl *x);
 int ctl_cmd_status(struct ctl *x);
+int ctl_cmd_shard(struct ctl *x);
 
 #endif

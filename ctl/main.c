@@ -19,6 +19,9 @@ static const char usage_text[] =
     "  ls [PREFIX]       list keys in byte order, across all shards\n"
     "                    [--limit N] [--keys-only] [--serializable]\n"
     "  status            the cluster: every node, every shard\n"
+    "  shard transfer-leader SHARD [--to NODE]\n"
+    "                    move a shard's leadership (default: to the most\n"
+    "                    up-to-date other replica)\n"
     "\n"
     "options:\n"
     "  --endpoints URL,...  nodes to ask, tried in turn (default: $"
@@ -164,6 +167,11 @@ struct option_def {
     opt_parse_fn parse;
 };
 
+static bool opt_to(struct ctl *x, const char *arg)
+{
+    return ctl_parse_u64(arg, UINT32_MAX, &x->to_node) && x->to_node > 0;
+}
+
 static const struct option_def options[] = {
     {"endpoints", 0, true, CTL_OPT_ENDPOINTS, opt_endpoints},
     {"namespace", 'n', true, CTL_OPT_NAMESPACE, opt_namespace},
@@ -176,6 +184,7 @@ static const struct option_def options[] = {
     {"keys-only", 0, false, CTL_OPT_KEYS_ONLY, opt_keys_only},
     {"serializable", 0, false, CTL_OPT_SERIALIZABLE, opt_serializable},
     {"meta", 0, false, CTL_OPT_META, opt_meta},
+    {"to", 0, true, CTL_OPT_TO, opt_to},
     {"help", 'h', false, CTL_OPT_HELP, opt_help},
 };
 
@@ -264,6 +273,7 @@ static const struct command_def commands[] = {
     {"ls", 0, 1, CTL_OPT_LIMIT | CTL_OPT_KEYS_ONLY | CTL_OPT_SERIALIZABLE,
      ctl_cmd_ls},
     {"status", 0, 0, 0, ctl_cmd_status},
+    {"shard", 2, 2, CTL_OPT_TO, ctl_cmd_shard},
 };
 
 static const struct command_def *command_find(const char *name)

@@ -207,6 +207,15 @@ typedef struct mc_status {
 } mc_status;
 
 mc_err mc_status_get(mc_client *c, mc_status **out, mc_result *res);
+
+/* Move the leadership of shard to node to_node (0: the most up-to-date
+ * replica). On MC_OK *new_leader (if not NULL) is the shard's new leader.
+ * Errors: INVALID_ARGUMENT (no such shard, or to_node holds no replica),
+ * UNAVAILABLE (the transfer did not complete: the target is behind or
+ * down; or one is already in progress). */
+mc_err mc_shard_transfer_leader(mc_client *c, uint32_t shard,
+                                uint64_t to_node, uint64_t *new_leader,
+                                mc_result *res);
 void mc_status_free(mc_status *s);
 
 #ifdef __cplusplus

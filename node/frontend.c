@@ -235,7 +235,7 @@ static void route(struct node_work *w)
 {
     struct node *n = w->fe->node;
     const Mcpb__Request *req = w->req;
-    if (req->op == MCPB__OP__OP_LIST) {
+    if (req->op == MCPB__OP__OP_LIST || req->op == MCPB__OP__OP_TRANSFER) {
         if (req->shard >= n->cfg.shards) {
             frontend_reply_err(w, MC_INVALID_ARGUMENT,
                                "shard %u does not exist (the cluster has %u)",

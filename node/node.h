@@ -140,6 +140,7 @@ struct node_replica {
     uint32_t n_replica_ids;
     struct raft_transfer transfer;
     bool transfer_busy;
+    struct node_work *transfer_work; /* an admin transfer awaiting its cb */
     int64_t transfer_tried_ms;
     bool group_ready; /* initialized: must be closed */
     /* Linearizable reads wait for a barrier issued after they arrived. */

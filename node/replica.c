@@ -367,12 +367,19 @@ static void reads_kick(struct node_replica *r)
     }
 }
 
+static void replica_transfer(struct node_replica *r, struct node_work *w);
+
 void replica_handle(struct node_replica *r, struct node_work *w)
 {
     switch (w->req->op) {
     case MCPB__OP__OP_PUT:
     case MCPB__OP__OP_DELETE:
         replica_write(r, w);
+        return;
+    case MCPB__OP__OP_TRANSFER:
+        if (leads(r, w)) {
+            replica_transfer(r, w);
+        }
         return;
     default:
         if (w->req->serializable) {
@@ -453,9 +460,70 @@ static void transfer_cb(struct raft_transfer *req)
 {
     struct node_replica *r = req->data;
     r->transfer_busy = false;
-    LOG_INFO("leader transfer shard=%u to=%llu leader=%llu", r->id,
-             (unsigned long long)r->replica_ids[0],
-             (unsigned long long)cons_group_leader(&r->group));
+    uint64_t leader = cons_group_leader(&r->group);
+    LOG_INFO("leader transfer shard=%u leader=%llu", r->id,
+             (unsigned long long)leader);
+    struct node_work *w = r->transfer_work;
+    if (w == NULL) {
+        return;
+    }
+    r->transfer_work = NULL;
+    /* The callback fires on success and on timeout alike: look. */
+    uint64_t self = r->loop->node->cfg.node_id;
+    uint64_t to = w->req->to_node;
+    if (leader != 0 && leader != self && (to == 0 || leader == to)) {
+        Mcpb__Response resp = MCPB__RESPONSE__INIT;
+        char msg[96];
+        snprintf(msg, sizeof msg, "shard %u is now led by node %llu", r->id,
+                 (unsigned long long)leader);
+        resp.code = MC_OK;
+        resp.message = msg;
+        resp.has_leader_id = true;
+        resp.leader_id = leader;
+        frontend_reply(w, &resp);
+    } else {
+        frontend_reply_err(w, MC_UNAVAILABLE,
+                           "shard %u: the transfer did not complete (leader "
+                           "%llu); the target may be behind or down",
+                           r->id, (unsigned long long)leader);
+    }
+}
+
+/* memcoordctl shard transfer-leader: on the leader (leads() forwarded it
+ * here). */
+static void replica_transfer(struct node_replica *r, struct node_work *w)
+{
+    uint64_t to = w->req->to_node;
+    uint64_t self = r->loop->node->cfg.node_id;
+    bool member = to == 0;
+    for (uint32_t k = 0; k < r->n_replica_ids; k++) {
+        member = member || r->replica_ids[k] == to;
+    }
+    if (!member) {
+        frontend_reply_err(w, MC_INVALID_ARGUMENT,
+                           "node %llu holds no replica of shard %u",
+                           (unsigned long long)to, r->id);
+    } else if (to == self) {
+        Mcpb__Response resp = MCPB__RESPONSE__INIT;
+        resp.code = MC_OK;
+        resp.message = "already the leader";
+        resp.has_leader_id = true;
+        resp.leader_id = self;
+        frontend_reply(w, &resp);
+    } else if (r->transfer_busy) {
+        frontend_reply_err(w, MC_UNAVAILABLE,
+                           "shard %u: a transfer is in progress", r->id);
+    } else {
+        r->transfer.data = r;
+        mc_err rv = cons_group_transfer(&r->group, &r->transfer, to,
+                                        transfer_cb);
+        if (rv != MC_OK) {
+            frontend_reply_err(w, rv, "shard %u: transfer refused", r->id);
+            return;
+        }
+        r->transfer_busy = true;
+        r->transfer_work = w;
+    }
 }
 
 /* Leaders spread over nodes: the leader of a shard hands leadership to the
@@ -528,6 +596,10 @@ void replica_close(struct node_replica *r, cons_group_close_cb cb)
 {
     reads_fail(r->reads_waiting, MC_UNAVAILABLE, "node is shutting down");
     r->reads_waiting = NULL;
+    if (r->transfer_work != NULL) {
+        reads_fail(r->transfer_work, MC_UNAVAILABLE, "node is shutting down");
+        r->transfer_work = NULL;
+    }
     /* Reads behind a barrier, proposals and the expire command get their
      * callbacks from raft_close with a non-zero status. */
     cons_group_close(&r->group, cb);

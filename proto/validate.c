@@ -216,6 +216,12 @@ mc_err proto_request_check(const Mcpb__Request *req, uint64_t value_max,
         return list_check(req, err, err_len);
     case MCPB__OP__OP_STATUS:
         return MC_OK;
+    case MCPB__OP__OP_TRANSFER:
+        if (!req->has_shard) {
+            base_errf(err, err_len, "transfer names no shard");
+            return MC_INVALID_ARGUMENT;
+        }
+        return MC_OK;
     default:
         base_errf(err, err_len, "unknown operation %u", req->op);
         return MC_INVALID_ARGUMENT;

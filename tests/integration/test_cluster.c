@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -247,4 +248,88 @@ Test(cluster, leader_kill_fails_over_and_loses_nothing, .fini = harness_fini,
                     "all present\n", acked);
     cr_assert_gt(acked, 100);
     mc_client_close(W.c);
+}
+
+/* A whole-cluster stop (SIGTERM to every node) and start: every write of
+ * every tier is still there, and the cluster serves again. */
+Test(cluster, whole_cluster_restart_keeps_every_tier, .fini = harness_fini,
+     .timeout = 90)
+{
+    start_cluster();
+    char eps[512];
+    all_endpoints(eps, sizeof eps);
+    mc_client *c = client_of(eps, 5000);
+    const unsigned n = 90;
+    for (unsigned i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "restart/%03u", i);
+        mc_put_opts po = MC_PUT_OPTS_INIT;
+        po.tier = (mc_tier)(MC_TIER_SHORT + i % 3);
+        mc_result res;
+        cr_assert_eq(mc_put(c, NS, key, key, strlen(key), &po, &res), MC_OK,
+                     "%s", res.message);
+    }
+    mc_client_close(c);
+    for (unsigned i = 0; i < NODES; i++) {
+        cr_assert_eq(harness_node_stop(&nodes[i], SIGTERM), 0);
+    }
+    for (unsigned i = 0; i < NODES; i++) {
+        cr_assert_eq(harness_node_restart(&nodes[i]), 0);
+    }
+    for (unsigned i = 0; i < NODES; i++) {
+        cr_assert_eq(harness_node_wait_ready(&nodes[i], HARNESS_READY_MS), 0);
+    }
+    c = client_of(eps, 5000);
+    for (unsigned i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "restart/%03u", i);
+        mc_record *rec;
+        mc_result res;
+        cr_assert_eq(mc_get(c, NS, key, NULL, &rec, &res), MC_OK, "%s lost: %s",
+                     key, res.message);
+        cr_assert_eq(rec->tier, (mc_tier)(MC_TIER_SHORT + i % 3));
+        cr_assert_eq(rec->version, 1);
+        mc_record_free(rec);
+    }
+    mc_result res;
+    cr_assert_eq(mc_put(c, NS, "restart/after", "x", 1, NULL, &res), MC_OK,
+                 "%s", res.message);
+    mc_client_close(c);
+}
+
+/* memcoordctl shard transfer-leader moves a shard's leadership. */
+Test(cluster, ctl_transfers_leadership, .fini = harness_fini, .timeout = 90)
+{
+    start_cluster();
+    for (unsigned to = 1; to <= NODES; to++) {
+        char to_s[8];
+        snprintf(to_s, sizeof to_s, "%u", to);
+        char *out = NULL, *err = NULL;
+        int64_t deadline = mono_ms() + 10000;
+        int rc;
+        /* A transfer to a node that is still catching up is refused:
+         * try again until the deadline. */
+        while ((rc = harness_run_ctl(&nodes[0], NULL, &out, &err, "shard",
+                                     "transfer-leader", "0", "--to", to_s,
+                                     NULL)) != 0 &&
+               mono_ms() < deadline) {
+            free(out);
+            free(err);
+            nap_ms(200);
+        }
+        cr_assert_eq(rc, 0, "transfer to %u: %s", to, err);
+        cr_assert(strstr(out, "led by node") != NULL, "%s", out);
+        char want[32];
+        snprintf(want, sizeof want, "led by node %u", to);
+        cr_assert(strstr(out, want) != NULL, "%s", out);
+        free(out);
+        free(err);
+    }
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(harness_run_ctl(&nodes[0], NULL, &out, &err, "shard",
+                                 "transfer-leader", "0", "--to", "9", NULL),
+                 1);
+    cr_assert(strstr(err, "INVALID_ARGUMENT") != NULL, "%s", err);
+    free(out);
+    free(err);
 }

@@ -1,0 +1,27 @@
+/* Administration calls of libmemcoord: moving a shard's leadership. */
+#include "client/internal.h"
+
+mc_err mc_shard_transfer_leader(mc_client *c, uint32_t shard,
+                                uint64_t to_node, uint64_t *new_leader,
+                                mc_result *res)
+{
+    ASSERT(c != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req = MCPB__REQUEST__INIT;
+    req.op = MCPB__OP__OP_TRANSFER;
+    req.has_shard = true;
+    req.shard = shard;
+    req.has_to_node = to_node != 0;
+    req.to_node = to_node;
+    Mcpb__Response *r;
+    mc_err rv = client_call(c, &req, deadline_ms, &r, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    if (new_leader != NULL) {
+        *new_leader = r->leader_id;
+    }
+    mcpb__response__free_unpacked(r, NULL);
+    return MC_OK;
+}
