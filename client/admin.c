@@ -1,4 +1,5 @@
-/* Administration calls of libmemcoord: moving a shard's leadership. */
+/* Administration calls of libmemcoord: moving a shard's leadership and
+ * reading one replica's state hash. */
 #include "client/internal.h"
 
 mc_err mc_shard_transfer_leader(mc_client *c, uint32_t shard,
@@ -22,6 +23,27 @@ mc_err mc_shard_transfer_leader(mc_client *c, uint32_t shard,
     if (new_leader != NULL) {
         *new_leader = r->leader_id;
     }
+    mcpb__response__free_unpacked(r, NULL);
+    return MC_OK;
+}
+
+mc_err mc_shard_hash(mc_client *c, uint32_t shard, uint64_t *applied_index,
+                     uint64_t *state_hash, mc_result *res)
+{
+    ASSERT(c != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req = MCPB__REQUEST__INIT;
+    req.op = MCPB__OP__OP_HASH;
+    req.has_shard = true;
+    req.shard = shard;
+    Mcpb__Response *r;
+    mc_err rv = client_call(c, &req, deadline_ms, &r, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    *applied_index = r->applied_index;
+    *state_hash = r->state_hash;
     mcpb__response__free_unpacked(r, NULL);
     return MC_OK;
 }

@@ -216,6 +216,13 @@ mc_err mc_status_get(mc_client *c, mc_status **out, mc_result *res);
 mc_err mc_shard_transfer_leader(mc_client *c, uint32_t shard,
                                 uint64_t to_node, uint64_t *new_leader,
                                 mc_result *res);
+
+/* The applied index and state hash of the replica of shard held by the
+ * first node that answers (open the client on one node to ask that node).
+ * Replicas that applied the same entries have equal hashes.
+ * Errors: NOT_FOUND (that node holds no replica of the shard). */
+mc_err mc_shard_hash(mc_client *c, uint32_t shard, uint64_t *applied_index,
+                     uint64_t *state_hash, mc_result *res);
 void mc_status_free(mc_status *s);
 
 #ifdef __cplusplus

@@ -235,7 +235,8 @@ static void route(struct node_work *w)
 {
     struct node *n = w->fe->node;
     const Mcpb__Request *req = w->req;
-    if (req->op == MCPB__OP__OP_LIST || req->op == MCPB__OP__OP_TRANSFER) {
+    if (req->op == MCPB__OP__OP_LIST || req->op == MCPB__OP__OP_TRANSFER ||
+        req->op == MCPB__OP__OP_HASH) {
         if (req->shard >= n->cfg.shards) {
             frontend_reply_err(w, MC_INVALID_ARGUMENT,
                                "shard %u does not exist (the cluster has %u)",
@@ -249,6 +250,12 @@ static void route(struct node_work *w)
         w->shard = proto_shard_of_slot(slot, n->cfg.shards);
     }
     struct node_replica *r = n->replicas[w->shard];
+    if (r == NULL && req->op == MCPB__OP__OP_HASH) {
+        frontend_reply_err(w, MC_NOT_FOUND, "node %llu hosts no replica of "
+                           "shard %u", (unsigned long long)n->cfg.node_id,
+                           w->shard);
+        return;
+    }
     if (r == NULL) {
         /* Not hosted here: go to the shard's preferred leader, which
          * forwards once more if leadership has moved. */

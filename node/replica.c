@@ -381,6 +381,17 @@ void replica_handle(struct node_replica *r, struct node_work *w)
             replica_transfer(r, w);
         }
         return;
+    case MCPB__OP__OP_HASH: {
+        /* This replica's own state, whoever leads: how tests and operators
+         * check that replicas agree. O(records) on the loop: admin only. */
+        Mcpb__Response resp = MCPB__RESPONSE__INIT;
+        resp.code = MC_OK;
+        resp.has_state_hash = resp.has_applied_index = true;
+        resp.applied_index = shard_applied_index(r->store);
+        resp.state_hash = shard_state_hash(r->store);
+        frontend_reply(w, &resp);
+        return;
+    }
     default:
         if (w->req->serializable) {
             read_now(r, w);

@@ -217,8 +217,9 @@ mc_err proto_request_check(const Mcpb__Request *req, uint64_t value_max,
     case MCPB__OP__OP_STATUS:
         return MC_OK;
     case MCPB__OP__OP_TRANSFER:
+    case MCPB__OP__OP_HASH:
         if (!req->has_shard) {
-            base_errf(err, err_len, "transfer names no shard");
+            base_errf(err, err_len, "request names no shard");
             return MC_INVALID_ARGUMENT;
         }
         return MC_OK;

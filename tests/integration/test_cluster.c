@@ -333,3 +333,76 @@ Test(cluster, ctl_transfers_leadership, .fini = harness_fini, .timeout = 90)
     free(out);
     free(err);
 }
+
+/* Every replica of every shard has applied the same entries and holds the
+ * same state: equal applied index and equal state hash on all nodes. */
+static bool replicas_agree(char *why, size_t why_len)
+{
+    mc_client *via[NODES];
+    for (unsigned i = 0; i < NODES; i++) {
+        via[i] = client_of(nodes[i].url, 2000);
+    }
+    bool agree = true;
+    for (uint32_t s = 0; s < SHARDS && agree; s++) {
+        uint64_t applied0 = 0, hash0 = 0;
+        for (unsigned i = 0; i < NODES && agree; i++) {
+            uint64_t applied, hash;
+            mc_result res;
+            if (mc_shard_hash(via[i], s, &applied, &hash, &res) != MC_OK) {
+                snprintf(why, why_len, "shard %u on node %u: %.160s", s,
+                         i + 1, res.message);
+                agree = false;
+            } else if (i == 0) {
+                applied0 = applied, hash0 = hash;
+            } else if (applied != applied0 || hash != hash0) {
+                snprintf(why, why_len, "shard %u: node 1 at %llu/%016llx, "
+                         "node %u at %llu/%016llx", s,
+                         (unsigned long long)applied0, (unsigned long long)hash0,
+                         i + 1, (unsigned long long)applied,
+                         (unsigned long long)hash);
+                agree = false;
+            }
+        }
+    }
+    for (unsigned i = 0; i < NODES; i++) {
+        mc_client_close(via[i]);
+    }
+    return agree;
+}
+
+/* A follower killed while writes go on restarts, catches up from the log
+ * and ends with the same state as the other replicas. */
+Test(cluster, restarted_follower_catches_up_to_equal_state,
+     .fini = harness_fini, .timeout = 90)
+{
+    start_cluster();
+    char eps[512];
+    all_endpoints(eps, sizeof eps);
+    mc_client *c = client_of(eps, 5000);
+    for (unsigned round = 0; round < 3; round++) {
+        if (round == 1) { /* node 3 misses the second round */
+            cr_assert_eq(harness_node_stop(&nodes[2], SIGKILL), 128 + SIGKILL);
+        }
+        for (unsigned i = 0; i < 200; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "catchup/%u/%03u", round, i);
+            mc_put_opts po = MC_PUT_OPTS_INIT;
+            po.tier = (mc_tier)(MC_TIER_SHORT + i % 3);
+            mc_result res;
+            cr_assert_eq(mc_put(c, NS, key, key, strlen(key), &po, &res), MC_OK,
+                         "%s", res.message);
+        }
+        if (round == 1) {
+            cr_assert_eq(harness_node_restart(&nodes[2]), 0);
+            cr_assert_eq(harness_node_wait_ready(&nodes[2], HARNESS_READY_MS), 0);
+        }
+    }
+    mc_client_close(c);
+    char why[256] = "";
+    int64_t deadline = mono_ms() + 10000;
+    while (!replicas_agree(why, sizeof why) && mono_ms() < deadline) {
+        nap_ms(100);
+    }
+    cr_assert(replicas_agree(why, sizeof why),
+              "replicas differ 10 s after the writes stopped: %s", why);
+}
