@@ -17,14 +17,13 @@ mc_err mc_shard_transfer_leader(mc_client *c, uint32_t shard,
     req.to_node = to_node;
     Mcpb__Response *r;
     mc_err rv = client_call(c, &req, deadline_ms, &r, res);
-    if (rv != MC_OK) {
-        return rv;
-    }
-    if (new_leader != NULL) {
+    if (rv == MC_OK && new_leader != NULL) {
         *new_leader = r->leader_id;
     }
-    mcpb__response__free_unpacked(r, NULL);
-    return MC_OK;
+    if (r != NULL) { /* an answer, an error code included */
+        mcpb__response__free_unpacked(r, NULL);
+    }
+    return rv;
 }
 
 mc_err mc_shard_hash(mc_client *c, uint32_t shard, uint64_t *applied_index,
@@ -39,11 +38,12 @@ mc_err mc_shard_hash(mc_client *c, uint32_t shard, uint64_t *applied_index,
     req.shard = shard;
     Mcpb__Response *r;
     mc_err rv = client_call(c, &req, deadline_ms, &r, res);
-    if (rv != MC_OK) {
-        return rv;
+    if (rv == MC_OK) {
+        *applied_index = r->applied_index;
+        *state_hash = r->state_hash;
     }
-    *applied_index = r->applied_index;
-    *state_hash = r->state_hash;
-    mcpb__response__free_unpacked(r, NULL);
-    return MC_OK;
+    if (r != NULL) { /* an answer, an error code included */
+        mcpb__response__free_unpacked(r, NULL);
+    }
+    return rv;
 }
