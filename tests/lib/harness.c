@@ -77,10 +77,31 @@ static int port_probe(int port)
     return got;
 }
 
+/* Ranges this process handed out: the nodes of one cluster are all picked
+ * before any of them binds, so probing alone cannot keep them apart. */
+#define PICKED_MAX 64
+static struct { int lo, hi; } picked[PICKED_MAX];
+static unsigned n_picked;
+
+static bool picked_overlaps(int lo, int hi)
+{
+    for (unsigned i = 0; i < n_picked && i < PICKED_MAX; i++) {
+        if (lo < picked[i].hi && picked[i].lo < hi) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void picked_add(int lo, int hi)
+{
+    picked[n_picked % PICKED_MAX].lo = lo;
+    picked[n_picked % PICKED_MAX].hi = hi;
+    n_picked++;
+}
+
 static int raft_ports_pick(unsigned count)
 {
-    /* Seeded once: nodes of one cluster are picked in the same ms and must
-     * not get the same range (their ports are bound only when they run). */
     static unsigned seed;
     if (seed == 0) {
         seed = (unsigned)getpid() ^ (unsigned)now_ms();
@@ -89,11 +110,15 @@ static int raft_ports_pick(unsigned count)
         int base = RAFT_PORT_LO +
                    (int)(rand_r(&seed) % (unsigned)(RAFT_PORT_HI -
                                                     RAFT_PORT_LO - count));
+        if (picked_overlaps(base, base + (int)count)) {
+            continue;
+        }
         unsigned ok = 0;
         while (ok < count && port_probe(base + (int)ok) > 0) {
             ok++;
         }
         if (ok == count) {
+            picked_add(base, base + (int)count);
             return base;
         }
     }
@@ -271,7 +296,13 @@ static int dir_make(struct mc_node_proc *n)
 
 static int ports_pick(struct mc_node_proc *n)
 {
-    n->port = port_probe(0);
+    /* The kernel may hand the same free port to two probes in a row. */
+    do {
+        n->port = port_probe(0);
+    } while (n->port > 0 && picked_overlaps(n->port, n->port + 1));
+    if (n->port > 0) {
+        picked_add(n->port, n->port + 1);
+    }
     n->raft_port = raft_ports_pick(n->n_shards);
     if (n->port <= 0 || n->raft_port <= 0) {
         fprintf(stderr, "harness: no free ports\n");
