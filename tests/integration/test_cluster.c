@@ -24,19 +24,6 @@
 
 static struct mc_node_proc nodes[NODES];
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static void start_cluster(void)
 {
     cr_assert_eq(harness_cluster_start(nodes, NODES, NULL), 0);
@@ -185,8 +172,8 @@ Test(cluster, leader_kill_fails_over_and_loses_nothing, .fini = harness_fini,
     for (unsigned victim = 0; victim < NODES; victim++) {
         /* Leaders spread over the nodes: wait until the victim leads one. */
         int shard = -1;
-        for (int64_t deadline = mono_ms() + 20000;
-             shard < 0 && mono_ms() < deadline; nap_ms(50)) {
+        for (int64_t deadline = harness_now_ms() + 20000;
+             shard < 0 && harness_now_ms() < deadline; harness_pause_ms(50)) {
             shard = shard_led_by(victim);
         }
         cr_assert_geq(shard, 0, "node %u never led a shard", victim + 1);
@@ -200,13 +187,13 @@ Test(cluster, leader_kill_fails_over_and_loses_nothing, .fini = harness_fini,
         }
         mc_client *probe = client_of(others, 1000);
         cr_assert_eq(harness_node_stop(&nodes[victim], SIGKILL), 128 + SIGKILL);
-        int64_t t0 = mono_ms();
+        int64_t t0 = harness_now_ms();
         mc_result res;
         while (mc_put(probe, NS, key, "x", 1, NULL, &res) != MC_OK) {
-            cr_assert_lt(mono_ms() - t0, 10000, "shard %d never failed over",
+            cr_assert_lt(harness_now_ms() - t0, 10000, "shard %d never failed over",
                          shard);
         }
-        failover_ms[victim] = mono_ms() - t0;
+        failover_ms[victim] = harness_now_ms() - t0;
         mc_client_close(probe);
         fprintf(stderr, "cluster: killed node %u (leader of shard %d): writes "
                         "to the shard accepted again after %lld ms\n",
@@ -305,17 +292,17 @@ Test(cluster, ctl_transfers_leadership, .fini = harness_fini, .timeout = 90)
         char to_s[8];
         snprintf(to_s, sizeof to_s, "%u", to);
         char *out = NULL, *err = NULL;
-        int64_t deadline = mono_ms() + 10000;
+        int64_t deadline = harness_now_ms() + 10000;
         int rc;
         /* A transfer to a node that is still catching up is refused:
          * try again until the deadline. */
         while ((rc = harness_run_ctl(&nodes[0], NULL, &out, &err, "shard",
                                      "transfer-leader", "0", "--to", to_s,
                                      NULL)) != 0 &&
-               mono_ms() < deadline) {
+               harness_now_ms() < deadline) {
             free(out);
             free(err);
-            nap_ms(200);
+            harness_pause_ms(200);
         }
         cr_assert_eq(rc, 0, "transfer to %u: %s", to, err);
         cr_assert(strstr(out, "led by node") != NULL, "%s", out);
@@ -399,9 +386,9 @@ Test(cluster, restarted_follower_catches_up_to_equal_state,
     }
     mc_client_close(c);
     char why[256] = "";
-    int64_t deadline = mono_ms() + 10000;
-    while (!replicas_agree(why, sizeof why) && mono_ms() < deadline) {
-        nap_ms(100);
+    int64_t deadline = harness_now_ms() + 10000;
+    while (!replicas_agree(why, sizeof why) && harness_now_ms() < deadline) {
+        harness_pause_ms(100);
     }
     cr_assert(replicas_agree(why, sizeof why),
               "replicas differ 10 s after the writes stopped: %s", why);

@@ -71,13 +71,12 @@ static void *writer_main(void *arg)
 
 static void wait_for(atomic_uint *counter, unsigned target, int timeout_ms)
 {
-    int64_t deadline = (int64_t)time(NULL) * 1000 + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     while (atomic_load(counter) < target) {
-        cr_assert_lt((int64_t)time(NULL) * 1000, deadline,
+        cr_assert_lt(harness_now_ms(), deadline,
                      "only %u of %u writes acknowledged in time",
                      atomic_load(counter), target);
-        struct timespec ts = {0, 2 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        harness_pause_ms(2);
     }
 }
 

@@ -40,19 +40,6 @@
 
 static struct mc_node_proc nodes[NODES];
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void nap_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
 static mc_client *client_of(const char *endpoints, int timeout_ms)
 {
     mc_options o = {.timeout_ms = timeout_ms};
@@ -118,19 +105,19 @@ static void start_settled_cluster(int lead[SHARDS])
         cr_assert_eq(harness_node_wait_ready(&nodes[i], HARNESS_READY_MS), 0,
                      "node %u not ready", i + 1);
     }
-    int64_t deadline = mono_ms() + SETTLE_MS;
+    int64_t deadline = harness_now_ms() + SETTLE_MS;
     while (!leaders_settled(lead)) {
-        cr_assert_lt(mono_ms(), deadline, "leaders never settled");
-        nap_ms(100);
+        cr_assert_lt(harness_now_ms(), deadline, "leaders never settled");
+        harness_pause_ms(100);
     }
 }
 
 static int64_t timed_put(mc_client *c, const char *key, mc_err *rv,
                          mc_result *res)
 {
-    int64_t t0 = mono_ms();
+    int64_t t0 = harness_now_ms();
     *rv = mc_put(c, NS, key, key, strlen(key), NULL, res);
-    return mono_ms() - t0;
+    return harness_now_ms() - t0;
 }
 
 /* ---- straight to the leader ---- */
@@ -170,11 +157,11 @@ Test(routing, requests_go_straight_to_the_leader, .fini = harness_fini,
         cr_assert_leq(ms, DIRECT_MS_MAX, "put to shard %u took %lld ms", s,
                       (long long)ms);
         mc_record *rec;
-        int64_t t0 = mono_ms();
+        int64_t t0 = harness_now_ms();
         cr_assert_eq(mc_get(c, NS, key, NULL, &rec, &res), MC_OK, "%s",
                      res.message);
         mc_record_free(rec);
-        ms = ms > mono_ms() - t0 ? ms : mono_ms() - t0;
+        ms = ms > harness_now_ms() - t0 ? ms : harness_now_ms() - t0;
         worst_ms = ms > worst_ms ? ms : worst_ms;
         direct++;
     }
@@ -237,9 +224,9 @@ static void *writer_main(void *arg)
         mc_put_opts o = MC_PUT_OPTS_INIT;
         o.expect_version = 0;
         mc_result res;
-        int64_t t0 = mono_ms();
+        int64_t t0 = harness_now_ms();
         W.rv[i] = mc_put(W.c, NS, key, "v", 1, &o, &res);
-        W.ms[i] = mono_ms() - t0;
+        W.ms[i] = harness_now_ms() - t0;
         W.version[i] = res.version;
         atomic_store(&W.n, i + 1);
     }
@@ -307,19 +294,19 @@ Test(routing, a_killed_leader_is_found_again_and_writes_apply_once,
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, writer_main, NULL), 0);
     while (atomic_load(&W.n) < 50) {
-        nap_ms(5);
+        harness_pause_ms(5);
     }
 
     cr_assert_eq(harness_node_stop(&nodes[victim], SIGKILL), 128 + SIGKILL);
-    int64_t t0 = mono_ms();
+    int64_t t0 = harness_now_ms();
     while (mc_put(probe, NS, key, "x", 1, NULL, &res) != MC_OK) {
-        cr_assert_lt(mono_ms() - t0, 10000, "shard %d never failed over: %s",
+        cr_assert_lt(harness_now_ms() - t0, 10000, "shard %d never failed over: %s",
                      shard, res.message);
     }
-    int64_t failover_ms = mono_ms() - t0;
+    int64_t failover_ms = harness_now_ms() - t0;
     unsigned n_at_failover = atomic_load(&W.n);
     while (atomic_load(&W.n) < n_at_failover + 200) {
-        nap_ms(10);
+        harness_pause_ms(10);
     }
     atomic_store(&W.stop, true);
     pthread_join(th, NULL);
@@ -371,9 +358,9 @@ Test(routing, serializable_reads_come_from_the_first_listed_replica,
         cr_assert_eq(mc_put(c[i], NS, key, "v", 1, NULL, &res), MC_OK, "%s",
                      res.message);
         /* Node 3's replica applies the write a moment later. */
-        for (int64_t deadline = mono_ms() + 5000;
-             mc_get(c[i], NS, key, &ser, &rec, &res) != MC_OK; nap_ms(10)) {
-            cr_assert_lt(mono_ms(), deadline, "node 3 never saw %s", key);
+        for (int64_t deadline = harness_now_ms() + 5000;
+             mc_get(c[i], NS, key, &ser, &rec, &res) != MC_OK; harness_pause_ms(10)) {
+            cr_assert_lt(harness_now_ms(), deadline, "node 3 never saw %s", key);
         }
         mc_record_free(rec);
     }
@@ -383,10 +370,10 @@ Test(routing, serializable_reads_come_from_the_first_listed_replica,
     cr_assert_eq(kill(nodes[1].pid, SIGSTOP), 0);
     int64_t worst_ms = 0;
     for (unsigned i = 0; i < READERS; i++) {
-        int64_t t0 = mono_ms();
+        int64_t t0 = harness_now_ms();
         cr_assert_eq(mc_get(c[i], NS, key, &ser, &rec, &res), MC_OK, "%s",
                      res.message);
-        int64_t ms = mono_ms() - t0;
+        int64_t ms = harness_now_ms() - t0;
         cr_assert_geq(rec->version, 1);
         mc_record_free(rec);
         cr_assert_leq(ms, DIRECT_MS_MAX, "reader %u took %lld ms", i,

@@ -35,14 +35,14 @@
 
 static struct mc_node_proc *started[HARNESS_NODES_MAX];
 
-static int64_t now_ms(void)
+int64_t harness_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void pause_ms(int ms)
+void harness_pause_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -104,7 +104,7 @@ static int raft_ports_pick(unsigned count)
 {
     static unsigned seed;
     if (seed == 0) {
-        seed = (unsigned)getpid() ^ (unsigned)now_ms();
+        seed = (unsigned)getpid() ^ (unsigned)harness_now_ms();
     }
     for (int t = 0; t < RAFT_PORT_TRIES; t++) {
         int base = RAFT_PORT_LO +
@@ -154,15 +154,15 @@ static void ports_unlock(int fd)
 /* Wait until node n holds every raft port it was given, or has exited. */
 static void ports_wait_bound(const struct mc_node_proc *n)
 {
-    int64_t deadline = now_ms() + PORTS_BOUND_MS;
-    for (unsigned i = 0; i < n->n_shards && now_ms() < deadline;) {
+    int64_t deadline = harness_now_ms() + PORTS_BOUND_MS;
+    for (unsigned i = 0; i < n->n_shards && harness_now_ms() < deadline;) {
         if (n->pid == 0 || kill(n->pid, 0) != 0) {
             return;
         }
         if (port_probe(n->raft_port + (int)i) < 0) {
             i++; /* taken: by the node, since nobody else picks under lock */
         } else {
-            pause_ms(POLL_MS);
+            harness_pause_ms(POLL_MS);
         }
     }
 }
@@ -417,7 +417,7 @@ static int exit_code(int wstatus)
 /* Reap pid within timeout_ms; returns its exit code, or -1 if it runs. */
 static int reap(pid_t pid, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     for (;;) {
         int wstatus;
         pid_t got = waitpid(pid, &wstatus, WNOHANG);
@@ -427,10 +427,10 @@ static int reap(pid_t pid, int timeout_ms)
         if (got < 0 && errno != EINTR) {
             return -1;
         }
-        if (now_ms() >= deadline) {
+        if (harness_now_ms() >= deadline) {
             return -1;
         }
-        pause_ms(5);
+        harness_pause_ms(5);
     }
 }
 
@@ -720,9 +720,9 @@ static int node_respawn(struct mc_node_proc *n, int code)
 
 int harness_node_wait_ready(struct mc_node_proc *n, int timeout_ms)
 {
-    int64_t deadline = now_ms() + timeout_ms;
+    int64_t deadline = harness_now_ms() + timeout_ms;
     int tries = 1;
-    while (now_ms() < deadline) {
+    while (harness_now_ms() < deadline) {
         int wstatus;
         if (n->pid != 0 && waitpid(n->pid, &wstatus, WNOHANG) == n->pid) {
             int code = exit_code(wstatus);
@@ -737,12 +737,12 @@ int harness_node_wait_ready(struct mc_node_proc *n, int timeout_ms)
             harness_node_log_tail(n, 30);
             return -1;
         }
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - harness_now_ms();
         if (status_ready(n, left < 500 ? (int)left + 1 : 500)) {
             n->fresh = false;
             return 0;
         }
-        pause_ms(POLL_MS);
+        harness_pause_ms(POLL_MS);
     }
     fprintf(stderr, "harness: node at %s not ready within %d ms\n", n->url,
             timeout_ms);
@@ -802,7 +802,7 @@ static void ctl_pump(int fds[3], const void *in, size_t in_len,
         close(fds[0]);
         fds[0] = -1;
     }
-    while ((fds[1] >= 0 || fds[2] >= 0) && now_ms() < deadline) {
+    while ((fds[1] >= 0 || fds[2] >= 0) && harness_now_ms() < deadline) {
         struct pollfd p[3] = {{fds[0], POLLOUT, 0},
                               {fds[1], POLLIN, 0},
                               {fds[2], POLLIN, 0}};
@@ -865,7 +865,7 @@ int harness_ctl_exec(const char *const *args, const char *const *env,
     struct capture cap[2] = {{0}};
     capture_add(&cap[0], "", 0);
     capture_add(&cap[1], "", 0);
-    ctl_pump(fds, in, in_len, cap, now_ms() + HARNESS_CTL_MS);
+    ctl_pump(fds, in, in_len, cap, harness_now_ms() + HARNESS_CTL_MS);
     int code = reap(pid, 1000);
     if (code < 0) {
         fprintf(stderr, "harness: memcoordctl hung; killing it\n");

@@ -85,6 +85,11 @@ void harness_node_log_tail(const struct mc_node_proc *n, unsigned lines);
  * delete its data (keeping node.log). */
 void harness_fini(void);
 
+/* Monotonic ms, and a pause between polls of a condition (waits poll
+ * against a deadline; never a bare sleep). */
+int64_t harness_now_ms(void);
+void harness_pause_ms(int ms);
+
 /* ---- raw nng ---- */
 
 /* Send len bytes as one req0 message to url (tcp://127.0.0.1:PORT) on a
