@@ -129,20 +129,38 @@ static void write_cb(struct raft_apply *req, int status, void *result)
     frontend_reply(w, &resp);
 }
 
-/* True when this replica leads; else w is forwarded to the leader (or
- * answered UNAVAILABLE during an election). */
-static bool leads(struct node_replica *r, struct node_work *w)
+/* True when this replica leads and can take proposals. raft 0.15 refuses
+ * them while a leadership transfer is pending, and then names no leader
+ * (raft_leader gives 0) though its state is still LEADER. */
+static bool is_serving_leader(struct node_replica *r)
 {
-    if (cons_group_is_leader(&r->group)) {
-        return true;
-    }
+    return cons_group_is_leader(&r->group) &&
+           cons_group_leader(&r->group) == r->loop->node->cfg.node_id;
+}
+
+/* Answer w for a replica that cannot serve it as leader: forward it to the
+ * leader, or UNAVAILABLE during an election or a transfer. */
+static void not_leading(struct node_replica *r, struct node_work *w)
+{
     uint64_t leader = cons_group_leader(&r->group);
-    if (leader == 0) {
+    if (leader != 0) {
+        frontend_forward(w, leader);
+    } else if (cons_group_is_leader(&r->group)) {
+        frontend_reply_err(w, MC_UNAVAILABLE,
+                           "shard %u: leadership transfer in progress", r->id);
+    } else {
         frontend_reply_err(w, MC_UNAVAILABLE,
                            "shard %u has no leader yet (election)", r->id);
-    } else {
-        frontend_forward(w, leader);
     }
+}
+
+/* True when this replica serves w as leader; else w is answered. */
+static bool leads(struct node_replica *r, struct node_work *w)
+{
+    if (is_serving_leader(r)) {
+        return true;
+    }
+    not_leading(r, w);
     return false;
 }
 
@@ -322,8 +340,10 @@ static void reads_fail(struct node_work *list, mc_err code, const char *why)
     }
 }
 
-static void reads_kick(struct node_replica *r);
-
+/* Never calls into raft: raft 0.15 fails pending barriers while stepping
+ * down with its state still LEADER and its leader state already freed, so
+ * a raft_barrier from here crashed the node. The next barrier for the reads
+ * that wait is issued by replica_turn, later in the same loop iteration. */
 static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct node_replica *r = req->data;
@@ -332,14 +352,13 @@ static void barrier_cb(struct raft_barrier *req, int status)
     r->barrier_busy = false;
     if (status != 0) {
         reads_fail(list, cons_err(status), raft_strerror(status));
-    } else {
-        while (list != NULL) {
-            struct node_work *next = list->next;
-            read_now(r, list);
-            list = next;
-        }
+        return;
     }
-    reads_kick(r);
+    while (list != NULL) {
+        struct node_work *next = list->next;
+        read_now(r, list);
+        list = next;
+    }
 }
 
 static void reads_kick(struct node_replica *r)
@@ -347,12 +366,14 @@ static void reads_kick(struct node_replica *r)
     if (r->barrier_busy || r->reads_waiting == NULL) {
         return;
     }
-    if (!cons_group_is_leader(&r->group)) {
+    if (!is_serving_leader(r)) {
         struct node_work *list = r->reads_waiting;
         r->reads_waiting = NULL;
-        reads_fail(list, cons_group_leader(&r->group) ? MC_NOT_LEADER
-                                                      : MC_UNAVAILABLE,
-                   "this node does not lead the shard");
+        while (list != NULL) {
+            struct node_work *next = list->next;
+            not_leading(r, list);
+            list = next;
+        }
         return;
     }
     r->reads_inflight = r->reads_waiting;
@@ -427,6 +448,7 @@ void replica_turn(struct node_replica *r)
     if (entries != atomic_load(&r->st_applied_entries)) {
         publish_counts(r);
     }
+    reads_kick(r); /* reads that arrived while a barrier was in flight */
     atomic_store(&r->st_is_leader, cons_group_is_leader(&r->group));
     atomic_store(&r->st_leader, cons_group_leader(&r->group));
     atomic_store(&r->st_term, cons_group_term(&r->group));
@@ -524,6 +546,11 @@ static void replica_transfer(struct node_replica *r, struct node_work *w)
     } else if (r->transfer_busy) {
         frontend_reply_err(w, MC_UNAVAILABLE,
                            "shard %u: a transfer is in progress", r->id);
+    } else if (to != 0 && !cons_group_peer_is_current(&r->group, to)) {
+        /* raft refuses proposals while a transfer is pending: do not start
+         * one that would stall the shard until it times out. */
+        frontend_reply_err(w, MC_UNAVAILABLE, "shard %u: node %llu is behind "
+                           "or unreachable", r->id, (unsigned long long)to);
     } else {
         r->transfer.data = r;
         mc_err rv = cons_group_transfer(&r->group, &r->transfer, to,

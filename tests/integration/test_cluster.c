@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "memcoord.h"
@@ -392,4 +393,73 @@ Test(cluster, restarted_follower_catches_up_to_equal_state,
     }
     cr_assert(replicas_agree(why, sizeof why),
               "replicas differ 10 s after the writes stopped: %s", why);
+}
+
+/* ---- a leader that steps down while linearizable reads queue ---- */
+
+struct reader {
+    pthread_t thread;
+    mc_client *c;
+    char key[64];
+    atomic_bool *stop;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    while (!atomic_load(r->stop)) {
+        mc_record *rec = NULL;
+        mc_result res;
+        if (mc_get(r->c, NS, r->key, NULL, &rec, &res) == MC_OK) {
+            mc_record_free(rec);
+        }
+    }
+    return NULL;
+}
+
+/* The followers of the shards node 1 leads are frozen: node 1 loses its
+ * quorum and steps down while reads wait for barriers. raft 0.15 fails
+ * the pending barrier while still reporting itself leader; the node
+ * crashed when it asked raft for the next barrier from that callback. */
+Test(cluster, leader_steps_down_under_reads_and_survives,
+     .fini = harness_fini, .timeout = 90)
+{
+    start_cluster();
+    int shard = -1;
+    for (int64_t deadline = harness_now_ms() + 20000;
+         shard < 0 && harness_now_ms() < deadline; harness_pause_ms(50)) {
+        shard = shard_led_by(0);
+    }
+    cr_assert_geq(shard, 0, "node 1 never led a shard");
+    atomic_bool stop = false;
+    enum { READERS = 4 };
+    struct reader readers[READERS];
+    for (unsigned i = 0; i < READERS; i++) {
+        readers[i] = (struct reader){.c = client_of(nodes[0].url, 300),
+                                     .stop = &stop};
+        key_in_shard("stepdown", (uint32_t)shard, readers[i].key,
+                     sizeof readers[i].key);
+        cr_assert_eq(pthread_create(&readers[i].thread, NULL, reader_main,
+                                    &readers[i]), 0);
+    }
+    harness_pause_ms(200);
+    kill(nodes[1].pid, SIGSTOP);
+    kill(nodes[2].pid, SIGSTOP);
+    harness_pause_ms(1500); /* several election timeouts of 300 ms */
+    kill(nodes[1].pid, SIGCONT);
+    kill(nodes[2].pid, SIGCONT);
+    atomic_store(&stop, true);
+    for (unsigned i = 0; i < READERS; i++) {
+        pthread_join(readers[i].thread, NULL);
+        mc_client_close(readers[i].c);
+    }
+    int wstatus;
+    cr_assert_eq(waitpid(nodes[0].pid, &wstatus, WNOHANG), 0,
+                 "node 1 died while stepping down (status %d)", wstatus);
+    cr_assert_eq(harness_node_wait_ready(&nodes[0], HARNESS_READY_MS), 0);
+    mc_client *c = client_of(nodes[0].url, 5000);
+    mc_result res;
+    cr_assert_eq(mc_put(c, NS, readers[0].key, "after", 5, NULL, &res), MC_OK,
+                 "%s", res.message);
+    mc_client_close(c);
 }
