@@ -79,6 +79,9 @@ mc_err cons_err(int raft_rv)
         return MC_OK;
     case RAFT_NOTLEADER:
         return MC_NOT_LEADER;
+    case RAFT_NOTFOUND: /* transfer: no such voter */
+    case RAFT_BADID:
+        return MC_INVALID_ARGUMENT;
     case RAFT_LEADERSHIPLOST:
     case RAFT_SHUTDOWN:
     case RAFT_IOERR:

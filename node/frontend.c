@@ -18,13 +18,22 @@ enum { WORK_RECV, WORK_SEND };
  * sets its receive limit above it. */
 #define REPLY_BYTES_MAX (16u << 20)
 
+/* The request of w is answered (its reply sent, or dropped): drain may now
+ * stop waiting for it. */
+static void uncount(struct node_work *w)
+{
+    if (w->counted) {
+        w->counted = false;
+        atomic_fetch_sub(&w->fe->inflight, 1);
+    }
+}
+
 /* Send m (a framed Response) for w and release w's request. */
 static void reply_msg(struct node_work *w, nng_msg *m)
 {
     if (w->req != NULL) {
         mcpb__request__free_unpacked(w->req, NULL);
         w->req = NULL;
-        atomic_fetch_sub(&w->fe->inflight, 1);
     }
     w->state = WORK_SEND;
     nng_aio_set_msg(w->aio, m);
@@ -43,8 +52,8 @@ void frontend_reply(struct node_work *w, const Mcpb__Response *resp)
         if (w->req != NULL) {
             mcpb__request__free_unpacked(w->req, NULL);
             w->req = NULL;
-            atomic_fetch_sub(&w->fe->inflight, 1);
         }
+        uncount(w);
         w->state = WORK_RECV;
         nng_ctx_recv(w->ctx, w->aio);
         return;
@@ -71,18 +80,11 @@ void frontend_reply_err(struct node_work *w, mc_err code, const char *fmt,
 
 enum { FWD_SEND, FWD_RECV };
 
-/* A forward waits this long for a connection to the leader: a leader that
- * just died is still named by its followers until they elect another, and
- * a request that was never sent can be failed at once (it did not apply). */
-#define FORWARD_SEND_MS 250
-/* Then this long for the leader's answer: less than a client's default
- * call timeout, so the client can still retry elsewhere. */
-#define FORWARD_TIMEOUT_MS 4000
 
 static struct node_peer *peer_of(struct node_frontend *fe, uint64_t id)
 {
     for (uint32_t i = 0; i < fe->n_peers; i++) {
-        if (fe->peers[i].id == id && fe->peers[i].open) {
+        if (fe->peers[i].id == id && atomic_load(&fe->peers[i].open)) {
             return &fe->peers[i];
         }
     }
@@ -133,14 +135,14 @@ void frontend_forward(struct node_work *w, uint64_t to)
     struct node_frontend *fe = w->fe;
     Mcpb__Request *req = w->req;
     const struct node_member *m = node_config_member(&fe->node->cfg, to);
+    if (req->no_forward && m != NULL) {
+        reply_not_leader(w, m);
+        return;
+    }
     struct node_peer *peer = peer_of(fe, to);
     if (m == NULL || peer == NULL) {
         frontend_reply_err(w, MC_UNAVAILABLE, "shard %u has no leader that "
                            "this node can reach", w->shard);
-        return;
-    }
-    if (req->no_forward) {
-        reply_not_leader(w, m);
         return;
     }
     if (req->hops >= MC_FORWARD_HOPS_MAX) {
@@ -176,9 +178,8 @@ void frontend_forward(struct node_work *w, uint64_t to)
 static void peers_close(struct node_frontend *fe)
 {
     for (uint32_t i = 0; i < fe->n_peers; i++) {
-        if (fe->peers[i].open) {
+        if (atomic_exchange(&fe->peers[i].open, false)) {
             nng_close(fe->peers[i].sock);
-            fe->peers[i].open = false;
         }
     }
 }
@@ -198,7 +199,7 @@ static mc_err peers_open(struct node_frontend *fe, char *err, size_t err_len)
             base_errf(err, err_len, "nng_req0_open: %s", nng_strerror(rv));
             return MC_INTERNAL;
         }
-        p->open = true;
+        atomic_store(&p->open, true);
         fe->n_peers++;
         /* Answers relay list pages; requests carry at most one value. */
         nng_socket_set_size(p->sock, NNG_OPT_RECVMAXSZ, 64u << 20);
@@ -256,6 +257,13 @@ static void route(struct node_work *w)
                            w->shard);
         return;
     }
+    if (r == NULL && req->no_forward) {
+        /* No hint to give: this node does not know who leads. */
+        frontend_reply_err(w, MC_NOT_LEADER, "node %llu hosts no replica of "
+                           "shard %u", (unsigned long long)n->cfg.node_id,
+                           w->shard);
+        return;
+    }
     if (r == NULL) {
         /* Not hosted here: go to the shard's preferred leader, which
          * forwards once more if leadership has moved. */
@@ -283,6 +291,7 @@ static void on_request(struct node_work *w, nng_msg *m)
         return;
     }
     w->req = req;
+    w->counted = true;
     atomic_fetch_add(&w->fe->inflight, 1);
     rv = proto_request_check(req, w->fe->node->cfg.value_max, err, sizeof err);
     if (rv != MC_OK) {
@@ -304,6 +313,7 @@ static void work_cb(void *arg)
         if (rv != 0) {
             nng_msg_free(nng_aio_get_msg(w->aio));
         }
+        uncount(w);
         w->state = WORK_RECV;
         nng_ctx_recv(w->ctx, w->aio);
         return;

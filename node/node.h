@@ -82,6 +82,7 @@ struct node_work {
     nng_ctx ctx;
     int state;
     Mcpb__Request *req;
+    bool counted; /* in fe->inflight until its reply is sent */
     uint32_t shard;
     struct raft_apply apply; /* a proposed write */
     /* Forwarding to the shard leader on another node. */
@@ -97,8 +98,19 @@ struct node;
 struct node_peer {
     uint64_t id;
     nng_socket sock;
-    bool open;
+    atomic_bool open; /* read by forwards on any thread, cleared at close */
 };
+
+/* A forward waits this long for a connection to the leader: a leader that
+ * just died is still named by its followers until they elect another, and
+ * a request that was never sent can be failed at once (it did not apply). */
+#define FORWARD_SEND_MS 250
+/* Then this long for the leader's answer: less than a client's default
+ * call timeout, so the client can still retry elsewhere. */
+#define FORWARD_TIMEOUT_MS 4000
+/* Shutdown waits this long for requests in flight; a forward is the
+ * longest of them. */
+#define FRONTEND_DRAIN_MS (FORWARD_SEND_MS + FORWARD_TIMEOUT_MS + 500)
 
 struct node_frontend {
     struct node *node;
