@@ -116,7 +116,7 @@ void node_stop(struct node *n)
 {
     /* Let in-flight requests finish while raft still runs. */
     if (n->fe.works != NULL) {
-        frontend_drain(&n->fe, 2000);
+        frontend_drain(&n->fe, FRONTEND_DRAIN_MS);
     }
     for (unsigned i = 0; i < n->n_loops; i++) {
         if (n->loops[i].node != NULL) {
