@@ -107,7 +107,25 @@ static mc_err page_merge(const struct shard_answers *a, uint32_t limit,
     }
     ASSERT(k == total);
     qsort(all, total, sizeof *all, key_cmp);
+    /* A shard that holds keys back (more) vouches only for keys up to the
+     * last one it returned: it may stop before its limit (a reply is cut
+     * at a size bound). Keys past the smallest such last key may have
+     * neighbours not fetched yet, so the page ends there. The bound is
+     * one of the merged records, so every page makes progress. */
+    const Mcpb__Record *bound = NULL;
+    for (uint32_t s = 0; s < a->n; s++) {
+        const Mcpb__Response *r = a->r[s];
+        if (r->more && r->n_records > 0) {
+            const Mcpb__Record *last = r->records[r->n_records - 1];
+            if (bound == NULL || key_cmp(&last, &bound) < 0) {
+                bound = last;
+            }
+        }
+    }
     size_t n = total < limit ? total : limit;
+    while (bound != NULL && n > 0 && key_cmp(&all[n - 1], &bound) > 0) {
+        n--;
+    }
     mc_page *p = mc_calloc(1, sizeof *p);
     if (p == NULL) {
         goto err_after_all;

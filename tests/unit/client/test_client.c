@@ -507,6 +507,9 @@ struct shard_world {
     unsigned n_shards;      /* what status reports */
     unsigned valid_shards;  /* LIST of a shard >= this: INVALID_ARGUMENT */
     char keys[KEYS][16];    /* sorted */
+    unsigned cut_shard0;    /* > 0: shard 0 answers at most this many
+                               records with more (as a node cuts a reply
+                               at its size bound) */
 };
 
 static unsigned world_shard_of(const char *key, unsigned n)
@@ -558,7 +561,8 @@ static enum fake_action list_handler(struct fake *f, const Mcpb__Request *req,
             strcmp(k, after) <= 0) {
             continue;
         }
-        if (n == req->limit) {
+        if (n == req->limit ||
+            (w->cut_shard0 > 0 && req->shard == 0 && n == w->cut_shard0)) {
             more = true;
             break;
         }
@@ -771,6 +775,67 @@ Test(mc_status_get, maps_the_tiers_and_copies_everything)
     cr_assert_eq(client_route_shard_count(c), 4);
     cr_assert_eq(c->route.shards[0].leader_id, 1);
     mc_status_free(s);
+    mc_client_close(c);
+    fake_stop(f);
+}
+
+/* A node cuts a list reply at a size bound, returning fewer records than
+ * the limit with more set. The merge must not run past such a shard's last
+ * key: its next keys would fall behind the cursor and never be listed. */
+Test(mc_list, reply_cut_short_by_size_leaves_no_gap)
+{
+    struct shard_world w;
+    world_init(&w, 3);
+    w.cut_shard0 = 2;
+    struct fake *f = fake_start_with(list_handler, list_status, &w);
+    mc_client *c = client_on(f->url, 2000);
+    char cursor[32] = "";
+    unsigned got = 0;
+    for (unsigned pages = 0;; pages++) {
+        cr_assert_lt(pages, KEYS, "paging does not end");
+        mc_list_opts o = {.start_after = got ? cursor : NULL, .limit = 7};
+        mc_page *p;
+        mc_result res;
+        cr_assert_eq(mc_list(c, "default", "", &o, &p, &res), MC_OK, "%s",
+                     res.message);
+        for (size_t i = 0; i < p->n; i++) {
+            cr_assert_str_eq(p->records[i].key, w.keys[got + i],
+                             "a gap before page key %s", p->records[i].key);
+        }
+        got += (unsigned)p->n;
+        bool more = p->more;
+        if (more) {
+            snprintf(cursor, sizeof cursor, "%s", p->next_cursor);
+        }
+        mc_page_free(p);
+        if (!more) {
+            break;
+        }
+    }
+    cr_assert_eq(got, KEYS, "listed %u of %u keys", got, KEYS);
+    mc_client_close(c);
+    fake_stop(f);
+}
+
+static enum fake_action drop_then_garbage(struct fake *f,
+                                          const Mcpb__Request *req,
+                                          unsigned nth, Mcpb__Response *resp)
+{
+    return nth == 0 ? FAKE_DROP : FAKE_GARBAGE;
+}
+
+/* The first attempt of a put reaches the node but its answer is lost; the
+ * retry gets an answer that does not decode. The put may have applied: the
+ * caller must hear TIMEOUT, never a plain failure. */
+Test(mc_put, unknown_outcome_then_bad_answer_is_timeout)
+{
+    struct fake *f = fake_start(drop_then_garbage, NULL);
+    char eps[600];
+    snprintf(eps, sizeof eps, "%s,%s", f->url, f->url);
+    mc_client *c = client_on(eps, 5000);
+    mc_result res;
+    mc_err rv = mc_put(c, "default", "k", "v", 1, NULL, &res);
+    cr_assert_eq(rv, MC_TIMEOUT, "%s: %s", mc_errname(rv), res.message);
     mc_client_close(c);
     fake_stop(f);
 }
