@@ -109,7 +109,7 @@ static enum attempt_outcome attempt_recv(const struct client_endpoint *ep,
     if (code != MC_OK) {
         client_result_set(res, MC_INTERNAL, "bad answer from %s: %s",
                           ep->url, err);
-        return ATTEMPT_FATAL;
+        return ATTEMPT_BAD_ANSWER;
     }
     if ((*out)->code >= MC_ERR_COUNT) {
         client_result_set(res, MC_INTERNAL,
@@ -117,7 +117,7 @@ static enum attempt_outcome attempt_recv(const struct client_endpoint *ep,
                           (*out)->code);
         mcpb__response__free_unpacked(*out, NULL);
         *out = NULL;
-        return ATTEMPT_FATAL;
+        return ATTEMPT_BAD_ANSWER;
     }
     return ATTEMPT_ANSWERED;
 }
@@ -217,6 +217,11 @@ static mc_err give_up(const Mcpb__Request *req, bool unknown, int attempts,
     }
     if (code == MC_OK) {
         code = MC_TIMEOUT; /* the deadline passed before any attempt */
+    }
+    if (code == MC_NOT_LEADER) {
+        /* No leader could be found in time: to the caller that is the
+         * shard being unavailable, as the API documents. */
+        code = MC_UNAVAILABLE;
     }
     if (res != NULL) {
         *res = *last;
@@ -353,7 +358,14 @@ static mc_err attempts_run(struct call *k, Mcpb__Response **out,
             wait_ms(k->deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, n),
             wait_ms(k->deadline_ms, MC_CLIENT_REPLY_WAIT_MS, n), &r, &k->last);
         enum next step = NEXT_PAUSE;
-        if (o == ATTEMPT_FATAL) {
+        if (o == ATTEMPT_FATAL || o == ATTEMPT_BAD_ANSWER) {
+            /* No retry helps. A write that may have reached a node (this
+             * attempt was sent, or an earlier one's outcome is unknown)
+             * must be reported as TIMEOUT, never as a plain failure. */
+            if (is_write(k->req) && (k->unknown || o == ATTEMPT_BAD_ANSWER)) {
+                return give_up(k->req, true, attempts, k->started_ms,
+                               &k->last, res);
+            }
             if (res != NULL) {
                 *res = k->last;
             }

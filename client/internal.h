@@ -218,7 +218,8 @@ enum attempt_outcome {
     ATTEMPT_ANSWERED,
     ATTEMPT_NOT_SENT,
     ATTEMPT_UNKNOWN,
-    ATTEMPT_FATAL,
+    ATTEMPT_BAD_ANSWER, /* sent; the answer does not decode */
+    ATTEMPT_FATAL,      /* a local failure before sending */
 };
 
 /* One attempt: send frame on a fresh context of ep's socket, waiting up to
