@@ -128,6 +128,7 @@ enum attempt_outcome client_attempt(const struct client_endpoint *ep,
                                     Mcpb__Response **out, mc_result *res)
 {
     enum attempt_outcome outcome = ATTEMPT_FATAL;
+    int64_t started_ms = base_mono_ms();
     nng_ctx ctx;
     int rv = nng_ctx_open(&ctx, ep->sock);
     if (rv != 0) {
@@ -168,7 +169,12 @@ enum attempt_outcome client_attempt(const struct client_endpoint *ep,
         outcome = ATTEMPT_NOT_SENT;
         goto out_after_aio;
     }
-    outcome = attempt_recv(ep, ctx, aio, reply_wait_ms, out, res);
+    /* Both waits were set from the time left when the attempt began: the
+     * time spent waiting for a connection comes off the reply's, or a call
+     * could outlast its deadline. */
+    int64_t left_ms = reply_wait_ms - (base_mono_ms() - started_ms);
+    outcome = attempt_recv(ep, ctx, aio, left_ms > 1 ? (int)left_ms : 1, out,
+                           res);
 
 out_after_aio:
     nng_aio_free(aio);
