@@ -4,20 +4,6 @@
 
 #include "proto/proto.h"
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
 size_t proto_frame_size(size_t body_len)
 {
     return (PROTO_FRAME_HEADER_BYTES + body_len + 7u) & ~(size_t)7u;
@@ -29,8 +15,8 @@ void proto_frame_pack(const ProtobufCMessage *msg, enum proto_type type,
     size_t body_len = protobuf_c_message_get_packed_size(msg);
     ASSERT(body_len <= UINT32_MAX);
     ASSERT(dst_len == proto_frame_size(body_len));
-    put_u32(dst, (uint32_t)body_len);
-    put_u32(dst + 4, PROTO_MAGIC << 16 | (uint32_t)type);
+    bytes_put_u32le(dst, (uint32_t)body_len);
+    bytes_put_u32le(dst + 4, PROTO_MAGIC << 16 | (uint32_t)type);
     size_t packed = protobuf_c_message_pack(msg, dst + PROTO_FRAME_HEADER_BYTES);
     ASSERT(packed == body_len);
     memset(dst + PROTO_FRAME_HEADER_BYTES + body_len, 0,
@@ -62,8 +48,8 @@ mc_err proto_frame_open(const void *buf, size_t len, enum proto_type type,
         base_errf(err, err_len, "message of %zu bytes is shorter than a frame header", len);
         return MC_INVALID_ARGUMENT;
     }
-    uint32_t n = get_u32(p);
-    uint32_t kind = get_u32(p + 4);
+    uint32_t n = bytes_get_u32le(p);
+    uint32_t kind = bytes_get_u32le(p + 4);
     if (kind >> 16 != PROTO_MAGIC) {
         base_errf(err, err_len, "not a memcoord message (bad magic)");
         return MC_INVALID_ARGUMENT;

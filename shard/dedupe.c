@@ -5,7 +5,6 @@
  * deduped, and when, is apply.c's business. */
 #include <string.h>
 
-#include "shard/bytes.h"
 #include "shard/dedupe.h"
 
 enum {

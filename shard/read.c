@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shard/bytes.h"
 #include "shard/record.h"
 
 #define LIST_TIERS (MC_TIER_LONG - MC_TIER_SHORT + 1)

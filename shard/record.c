@@ -4,7 +4,6 @@
  * What a command does with records is apply.c's business. */
 #include <string.h>
 
-#include "shard/bytes.h"
 #include "shard/record.h"
 
 /* Offsets in the record header (record.h). */

@@ -17,7 +17,6 @@
  *   u64 checksum       FNV-1a 64 of every byte before it */
 #include <string.h>
 
-#include "shard/bytes.h"
 #include "shard/dedupe.h"
 #include "shard/record.h"
 

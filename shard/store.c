@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "shard/bytes.h"
 #include "shard/store.h"
 
 /* Shards are opened with one DB handle per sub-database. */

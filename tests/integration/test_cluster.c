@@ -55,18 +55,6 @@ static void all_endpoints(char *buf, size_t len)
     }
 }
 
-/* A key of prefix that lands in shard s. */
-static void key_in_shard(const char *prefix, uint32_t s, char *key, size_t len)
-{
-    for (unsigned i = 0;; i++) {
-        snprintf(key, len, "%s/%u", prefix, i);
-        uint32_t slot = proto_slot((const uint8_t *)NS, strlen(NS),
-                                   (const uint8_t *)key, strlen(key));
-        if (proto_shard_of_slot(slot, SHARDS) == s) {
-            return;
-        }
-    }
-}
 
 Test(cluster, every_node_serves_every_shard, .fini = harness_fini,
      .timeout = 90)
@@ -81,7 +69,7 @@ Test(cluster, every_node_serves_every_shard, .fini = harness_fini,
         for (unsigned i = 0; i < NODES; i++) {
             char prefix[32], key[64];
             snprintf(prefix, sizeof prefix, "spread/n%u", i);
-            key_in_shard(prefix, s, key, sizeof key);
+            harness_key_in_shard(NS, SHARDS, prefix, s, key, sizeof key);
             mc_result res;
             cr_assert_eq(mc_put(via[i], NS, key, key, strlen(key), NULL, &res),
                          MC_OK, "put %s via node %u: %s", key, i + 1,
@@ -179,7 +167,7 @@ Test(cluster, leader_kill_fails_over_and_loses_nothing, .fini = harness_fini,
         }
         cr_assert_geq(shard, 0, "node %u never led a shard", victim + 1);
         char key[64], others[512] = "";
-        key_in_shard("probe", (uint32_t)shard, key, sizeof key);
+        harness_key_in_shard(NS, SHARDS, "probe", (uint32_t)shard, key, sizeof key);
         for (unsigned i = 0; i < NODES; i++) {
             if (i != victim) {
                 strncat(others, others[0] ? "," : "", sizeof others - 1);
@@ -437,7 +425,7 @@ Test(cluster, leader_steps_down_under_reads_and_survives,
     for (unsigned i = 0; i < READERS; i++) {
         readers[i] = (struct reader){.c = client_of(nodes[0].url, 300),
                                      .stop = &stop};
-        key_in_shard("stepdown", (uint32_t)shard, readers[i].key,
+        harness_key_in_shard(NS, SHARDS, "stepdown", (uint32_t)shard, readers[i].key,
                      sizeof readers[i].key);
         cr_assert_eq(pthread_create(&readers[i].thread, NULL, reader_main,
                                     &readers[i]), 0);

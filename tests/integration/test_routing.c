@@ -50,18 +50,6 @@ static mc_client *client_of(const char *endpoints, int timeout_ms)
     return c;
 }
 
-/* A key of prefix that lands in shard s. */
-static void key_in_shard(const char *prefix, uint32_t s, char *key, size_t len)
-{
-    for (unsigned i = 0;; i++) {
-        snprintf(key, len, "%s/%u", prefix, i);
-        uint32_t slot = proto_slot((const uint8_t *)NS, strlen(NS),
-                                   (const uint8_t *)key, strlen(key));
-        if (proto_shard_of_slot(slot, SHARDS) == s) {
-            return;
-        }
-    }
-}
 
 /* The leader of each shard (index into nodes[], or -1), as each live node
  * says of itself; true when every shard is led by its preferred leader
@@ -131,7 +119,7 @@ Test(routing, requests_go_straight_to_the_leader, .fini = harness_fini,
     /* Learn the map: one write per shard. */
     for (uint32_t s = 0; s < SHARDS; s++) {
         char key[64];
-        key_in_shard("warm", s, key, sizeof key);
+        harness_key_in_shard(NS, SHARDS, "warm", s, key, sizeof key);
         mc_result res;
         mc_err rv;
         timed_put(c, key, &rv, &res);
@@ -148,7 +136,7 @@ Test(routing, requests_go_straight_to_the_leader, .fini = harness_fini,
             continue;
         }
         char key[64];
-        key_in_shard("direct", s, key, sizeof key);
+        harness_key_in_shard(NS, SHARDS, "direct", s, key, sizeof key);
         mc_result res;
         mc_err rv;
         int64_t ms = timed_put(c, key, &rv, &res);
@@ -178,7 +166,7 @@ Test(routing, requests_go_straight_to_the_leader, .fini = harness_fini,
     }
     cr_assert_geq(s1, 0);
     char key[64];
-    key_in_shard("moved", (uint32_t)s1, key, sizeof key);
+    harness_key_in_shard(NS, SHARDS, "moved", (uint32_t)s1, key, sizeof key);
     mc_result res;
     mc_err rv;
     int64_t ms = timed_put(c, key, &rv, &res);
@@ -285,7 +273,7 @@ Test(routing, a_killed_leader_is_found_again_and_writes_apply_once,
     /* The probe knows only the node about to die; the writer all three. */
     mc_client *probe = client_of(nodes[victim].url, 5000);
     char key[64];
-    key_in_shard("probe", (uint32_t)shard, key, sizeof key);
+    harness_key_in_shard(NS, SHARDS, "probe", (uint32_t)shard, key, sizeof key);
     mc_result res;
     cr_assert_eq(mc_put(probe, NS, key, "x", 1, NULL, &res), MC_OK, "%s",
                  res.message);
@@ -346,7 +334,7 @@ Test(routing, serializable_reads_come_from_the_first_listed_replica,
     cr_assert_geq(shard, 0, "node 1 leads no shard");
     char eps[512], key[64];
     snprintf(eps, sizeof eps, "%s,%s", nodes[2].url, nodes[1].url);
-    key_in_shard("ser", (uint32_t)shard, key, sizeof key);
+    harness_key_in_shard(NS, SHARDS, "ser", (uint32_t)shard, key, sizeof key);
     /* Several clients: each one that ignored the order of its endpoints
      * would start at node 2 half of the time. */
     mc_client *c[READERS];

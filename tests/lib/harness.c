@@ -125,6 +125,20 @@ static int raft_ports_pick(unsigned count)
     return -1;
 }
 
+void harness_key_in_shard(const char *ns, uint32_t n_shards,
+                          const char *prefix, uint32_t shard, char *key,
+                          size_t len)
+{
+    for (unsigned i = 0;; i++) {
+        snprintf(key, len, "%s/%u", prefix, i);
+        uint32_t slot = proto_slot((const uint8_t *)ns, strlen(ns),
+                                   (const uint8_t *)key, strlen(key));
+        if (proto_shard_of_slot(slot, n_shards) == shard) {
+            return;
+        }
+    }
+}
+
 /* Ports are picked by probing and bound only when the node runs raft_start;
  * test processes that run at once (Criterion's jobs, several suites) could
  * pick the same ports in between. A node whose raft port another test's

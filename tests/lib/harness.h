@@ -90,6 +90,12 @@ void harness_fini(void);
 int64_t harness_now_ms(void);
 void harness_pause_ms(int ms);
 
+/* Write into key (len bytes) the first "PREFIX/N" that lands in shard of
+ * namespace ns on a cluster of n_shards: how tests aim at one shard. */
+void harness_key_in_shard(const char *ns, uint32_t n_shards,
+                          const char *prefix, uint32_t shard, char *key,
+                          size_t len);
+
 /* ---- raw nng ---- */
 
 /* Send len bytes as one req0 message to url (tcp://127.0.0.1:PORT) on a

@@ -4,7 +4,6 @@
  * cleverly malformed buffers (with a valid checksum) are refused and leave
  * the store untouched; and a shard closed and reopened keeps its records
  * and applied index, so that raft's replay of old entries is skipped. */
-#include "shard/bytes.h"
 #include "tests/unit/shard/shard_test.h"
 
 static struct tshard f; /* the source */

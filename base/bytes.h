@@ -1,10 +1,10 @@
-/* Fixed-width integers in byte buffers: little-endian for values stored in
- * LMDB and in snapshots, big-endian for key parts that must sort by number
- * (expiry times, client ids). Always through byte shifts, so that no
- * struct is ever cast onto LMDB or peer memory and alignment never
- * matters. Private to shard/. */
-#ifndef MC_SHARD_BYTES_H
-#define MC_SHARD_BYTES_H
+/* Fixed-width integers in byte buffers: little-endian for frames, values
+ * stored in LMDB and snapshots, big-endian for key parts that must sort by
+ * number (expiry times, client ids). Always through byte shifts, so that no
+ * struct is ever cast onto LMDB, wire or peer memory and alignment never
+ * matters. Included through base/base.h. */
+#ifndef MC_BASE_BYTES_H
+#define MC_BASE_BYTES_H
 
 #include <stdbool.h>
 #include <stddef.h>
