@@ -80,6 +80,9 @@ static mc_err status_copy(const Mcpb__NodeStatus *w, mc_status **out)
     }
     s->node_id = w->node_id;
     s->uptime_ms = w->uptime_ms;
+    s->meta_leader_id = w->meta_leader;
+    s->meta_term = w->meta_term;
+    s->meta_voter = w->meta_voter;
     s->version = mc_strdup(w->version != NULL ? w->version : "");
     s->listen = mc_strdup(w->listen != NULL ? w->listen : "");
     s->n_shards = w->n_shards;

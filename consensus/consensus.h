@@ -41,6 +41,7 @@ mc_err cons_err(int raft_rv);
 struct cons_member {
     uint64_t id;
     char addr[64]; /* numeric IPv4 a.b.c.d:port (DEPS-NOTES.md, raft 6) */
+    bool standby;  /* receives the log but does not vote */
 };
 
 struct cons_group_config {
@@ -53,6 +54,7 @@ struct cons_group_config {
     unsigned heartbeat_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    struct raft_fsm *fsm;  /* a group whose state machine is not a shard */
 };
 
 struct cons_group;
@@ -69,7 +71,9 @@ struct cons_group {
 };
 
 /* Initialize g on loop with the state machine s (borrowed; must outlive
- * g). g must not move afterwards: raft keeps pointers into it.
+ * g), or, when s is NULL, with cfg->fsm, which must be ready to apply
+ * entries of &g->raft. g must not move afterwards: raft keeps pointers
+ * into it.
  * Errors: INTERNAL, with raft's own text in err (DEPS-NOTES.md, raft 8). */
 mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
                        const struct cons_group_config *cfg, struct shard *s,

@@ -45,8 +45,13 @@ mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
         goto err_after_tcp_init;
     }
     raft_uv_set_connect_retry_delay(&g->io, CONNECT_RETRY_MS);
-    cons_fsm_init(&g->fsm, s);
-    rv = raft_init(&g->raft, &g->io, &g->fsm.fsm, cfg->node_id, cfg->addr);
+    struct raft_fsm *fsm = cfg->fsm;
+    if (s != NULL) {
+        cons_fsm_init(&g->fsm, s);
+        fsm = &g->fsm.fsm;
+    }
+    ASSERT(fsm != NULL);
+    rv = raft_init(&g->raft, &g->io, fsm, cfg->node_id, cfg->addr);
     if (rv != 0) {
         base_errf(err, err_len, "raft_init %s: %s (%s)", cfg->dir,
                   raft_strerror(rv), raft_errmsg(&g->raft));
@@ -77,7 +82,9 @@ mc_err cons_group_start(struct cons_group *g,
     int rv = 0;
     for (unsigned i = 0; i < cfg->n_members && rv == 0; i++) {
         rv = raft_configuration_add(&conf, cfg->members[i].id,
-                                    cfg->members[i].addr, RAFT_VOTER);
+                                    cfg->members[i].addr,
+                                    cfg->members[i].standby ? RAFT_STANDBY
+                                                            : RAFT_VOTER);
     }
     if (rv == 0) {
         rv = raft_bootstrap(&g->raft, &conf);

@@ -150,7 +150,14 @@ static void status_text(const struct cluster_view *v)
         }
         printf("up  uptime ");
         uptime_text(stdout, n->st->uptime_ms);
-        printf("  version %s\n", n->st->version);
+        printf("  version %s  meta %s, leader ", n->st->version,
+               n->st->meta_voter ? "voter" : "standby");
+        if (n->st->meta_leader_id != 0) {
+            printf("%llu term %llu\n", (unsigned long long)n->st->meta_leader_id,
+                   (unsigned long long)n->st->meta_term);
+        } else {
+            printf("unknown\n");
+        }
     }
     printf("%5s %-11s %6s %5s %-28s %5s %7s %7s %7s\n", "SHARD", "SLOTS",
            "LEADER", "TERM", "APPLIED (node:index)", "LAG", "SHORT", "MID",
@@ -237,7 +244,11 @@ static void status_json(const struct cluster_view *v)
         printf(",\"up\":true,\"uptime_ms\":%llu,\"version\":",
                (unsigned long long)n->st->uptime_ms);
         ctl_json_cstr(stdout, n->st->version);
-        fputc('}', stdout);
+        printf(",\"meta_role\":\"%s\",\"meta_leader\":%llu,"
+               "\"meta_term\":%llu}",
+               n->st->meta_voter ? "voter" : "standby",
+               (unsigned long long)n->st->meta_leader_id,
+               (unsigned long long)n->st->meta_term);
     }
     fputs("],\"shards\":[", stdout);
     for (uint32_t s = 0; s < v->shard_count; s++) {

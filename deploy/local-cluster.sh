@@ -10,8 +10,8 @@
 #   deploy/local-cluster.sh down       stop every node (SIGTERM, then KILL)
 #
 # Environment: BASE_PORT (default 7400): node i listens on
-# tcp://127.0.0.1:BASE_PORT+i-1 and its shard s on raft port
-# BASE_PORT+100+(i-1)*32+s; CLUSTER_DIR (default build/cluster);
+# tcp://127.0.0.1:BASE_PORT+i-1, its meta group replica on raft port
+# R=BASE_PORT+100+(i-1)*32 and its shard s on R+1+s; CLUSTER_DIR (default build/cluster);
 # MEMCOORD_BIN, MEMCOORDCTL_BIN; extra node flags in MEMCOORD_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ BASE_PORT=${BASE_PORT:-7400}
 CLUSTER_DIR=${CLUSTER_DIR:-$PWD/build/cluster}
 BIN=${MEMCOORD_BIN:-$PWD/build/memcoord}
 CTL=${MEMCOORDCTL_BIN:-$PWD/build/memcoordctl}
-SHARDS_PORTS=32   # raft ports reserved per node: room for 32 shards
+SHARDS_PORTS=32   # raft ports reserved per node: meta + up to 31 shards
 
 url() { echo "tcp://127.0.0.1:$((BASE_PORT + $1 - 1))"; }
 raft() { echo "127.0.0.1:$((BASE_PORT + 100 + ($1 - 1) * SHARDS_PORTS))"; }

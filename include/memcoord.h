@@ -189,7 +189,8 @@ typedef struct mc_shard_status {
 typedef struct mc_member {
     uint64_t id;
     char *url;       /* client address */
-    char *raft_addr; /* raft address of its shard 0 */
+    char *raft_addr; /* raft address of its meta group replica; shard s
+                        is on the port after it + s */
 } mc_member;
 
 /* One node's view: itself, the shards it hosts, and the cluster's members.
@@ -204,6 +205,10 @@ typedef struct mc_status {
     size_t n_shards;
     mc_member *members;
     size_t n_members;
+    /* The meta group (members and shard map) as this node sees it. */
+    uint64_t meta_leader_id; /* 0: unknown */
+    uint64_t meta_term;
+    bool meta_voter;         /* false: a standby (receives, does not vote) */
 } mc_status;
 
 mc_err mc_status_get(mc_client *c, mc_status **out, mc_result *res);

@@ -28,9 +28,10 @@ static const struct opt opts[] = {
     STR("data", data, "DIR   data folder (required)"),
     STR("listen", listen, "URL    client address [tcp://127.0.0.1:7400]"),
     STR("raft-addr", raft_addr,
-        "IP:PORT raft address; shard s uses PORT+s [127.0.0.1:7500]"),
+        "IP:PORT raft address of the meta group; shard s uses PORT+1+s "
+        "[127.0.0.1:7500]"),
     NUM("node-id", OPT_U64, node_id, 1, UINT32_MAX, "N     node id [1]"),
-    NUM("shards", OPT_U32, shards, 1, MC_SHARDS_MAX, "N      shard groups [8]"),
+    NUM("shards", OPT_U32, shards, 1, MC_SHARDS_MAX, "N      shard groups of a new cluster [8]"),
     NUM("loops", OPT_U32, loops, 1, MC_LOOPS_MAX, "N       loop threads [2]"),
     NUM("contexts", OPT_U32, contexts, 1, MC_FRONTEND_CTX_MAX,
         "N    requests in flight [256]"),
@@ -47,7 +48,8 @@ static const struct opt opts[] = {
     NUM("log-level", OPT_LEVEL, log_level, 0, 0,
         "L   error|warn|info|debug [info]"),
     NUM("replicas", OPT_U32, replicas, 1, MC_REPLICAS_MAX,
-        "N replicas of each shard, capped at the members [3]"),
+        "N replicas of each shard of a new cluster, capped at the "
+        "members [3]"),
     STR("initial-cluster", initial_cluster,
         "LIST ID=URL@IP:PORT,... every member (this node included); "
         "IP:PORT is its --raft-addr [this node only]"),
@@ -190,8 +192,8 @@ static mc_err config_file_read(struct node_config *cfg, const char *path,
     return rv;
 }
 
-const struct node_member *node_config_member(const struct node_config *cfg,
-                                             uint64_t id)
+static const struct meta_member *config_member(const struct node_config *cfg,
+                                               uint64_t id)
 {
     for (uint32_t i = 0; i < cfg->n_members; i++) {
         if (cfg->members[i].id == id) {
@@ -201,7 +203,8 @@ const struct node_member *node_config_member(const struct node_config *cfg,
     return NULL;
 }
 
-/* "a.b.c.d:port" with room for the shards' ports above port. */
+/* "a.b.c.d:port" with room for the shards' ports above port (the meta
+ * group's). */
 static bool raft_addr_parse(const char *s, uint32_t shards, char ip[16],
                             uint32_t *port)
 {
@@ -209,20 +212,20 @@ static bool raft_addr_parse(const char *s, uint32_t shards, char ip[16],
     unsigned p;
     char tail;
     return sscanf(s, "%15[0-9.]:%u%c", ip, &p, &tail) == 2 &&
-           inet_pton(AF_INET, ip, &a) == 1 && p > 0 && p + shards <= 65536 &&
+           inet_pton(AF_INET, ip, &a) == 1 && p > 0 && p + 1 + shards <= 65536 &&
            (*port = p, true);
 }
 
 static int member_cmp(const void *a, const void *b)
 {
-    uint64_t x = ((const struct node_member *)a)->id;
-    uint64_t y = ((const struct node_member *)b)->id;
+    uint64_t x = ((const struct meta_member *)a)->id;
+    uint64_t y = ((const struct meta_member *)b)->id;
     return (x > y) - (x < y);
 }
 
 /* One entry ID=URL@IP:PORT into m. */
 static mc_err member_parse(char *entry, const struct node_config *cfg,
-                           struct node_member *m, char *err, size_t err_len)
+                           struct meta_member *m, char *err, size_t err_len)
 {
     char *eq = strchr(entry, '=');
     char *at = eq ? strrchr(eq, '@') : NULL;
@@ -249,7 +252,7 @@ static mc_err member_parse(char *entry, const struct node_config *cfg,
         base_errf(err, err_len,
                   "--initial-cluster: node %llu raft address '%s' must be a "
                   "numeric IPv4 a.b.c.d:port with room for %u ports",
-                  id, at + 1, cfg->shards);
+                  id, at + 1, cfg->shards + 1);
         return MC_INVALID_ARGUMENT;
     }
     return MC_OK;
@@ -261,7 +264,7 @@ static mc_err members_parse(struct node_config *cfg, char *err, size_t err_len)
 {
     cfg->n_members = 0;
     if (cfg->initial_cluster[0] == '\0') {
-        struct node_member *m = &cfg->members[0];
+        struct meta_member *m = &cfg->members[0];
         m->id = cfg->node_id;
         strcpy(m->url, cfg->listen);
         raft_addr_parse(cfg->raft_addr, cfg->shards, m->raft_ip, &m->raft_port);
@@ -292,9 +295,8 @@ static mc_err members_parse(struct node_config *cfg, char *err, size_t err_len)
                       (unsigned long long)cfg->members[i].id);
             return MC_INVALID_ARGUMENT;
         }
-        cfg->member_ids[i] = cfg->members[i].id;
     }
-    const struct node_member *self = node_config_member(cfg, cfg->node_id);
+    const struct meta_member *self = config_member(cfg, cfg->node_id);
     if (self == NULL) {
         base_errf(err, err_len, "--initial-cluster does not name --node-id %llu",
                   (unsigned long long)cfg->node_id);
@@ -319,7 +321,7 @@ static mc_err config_check(struct node_config *cfg, char *err,
         /* raft 0.15 takes numeric IPv4 only (DEPS-NOTES.md, raft 6). */
         base_errf(err, err_len,
                   "--raft-addr '%s' must be a numeric IPv4 a.b.c.d:port with "
-                  "room for %u ports", cfg->raft_addr, cfg->shards);
+                  "room for %u ports", cfg->raft_addr, cfg->shards + 1);
         return MC_INVALID_ARGUMENT;
     }
     if (cfg->heartbeat_ms >= cfg->election_ms) {

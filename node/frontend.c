@@ -116,7 +116,7 @@ static void fwd_cb(void *arg)
     reply_msg(w, nng_aio_get_msg(w->fwd_aio)); /* the leader's answer */
 }
 
-static void reply_not_leader(struct node_work *w, const struct node_member *m)
+static void reply_not_leader(struct node_work *w, const struct meta_member *m)
 {
     char msg[128];
     snprintf(msg, sizeof msg, "shard %u is led by node %llu", w->shard,
@@ -134,7 +134,7 @@ void frontend_forward(struct node_work *w, uint64_t to)
 {
     struct node_frontend *fe = w->fe;
     Mcpb__Request *req = w->req;
-    const struct node_member *m = node_config_member(&fe->node->cfg, to);
+    const struct meta_member *m = node_member(fe->node, to);
     if (req->no_forward && m != NULL) {
         reply_not_leader(w, m);
         return;
@@ -186,10 +186,10 @@ static void peers_close(struct node_frontend *fe)
 
 static mc_err peers_open(struct node_frontend *fe, char *err, size_t err_len)
 {
-    const struct node_config *cfg = &fe->node->cfg;
-    for (uint32_t i = 0; i < cfg->n_members; i++) {
-        const struct node_member *m = &cfg->members[i];
-        if (m->id == cfg->node_id) {
+    const struct node *n = fe->node;
+    for (uint32_t i = 0; i < n->map.n_members; i++) {
+        const struct meta_member *m = &n->map.members[i];
+        if (m->id == n->cfg.node_id) {
             continue;
         }
         struct node_peer *p = &fe->peers[fe->n_peers];
@@ -267,10 +267,7 @@ static void route(struct node_work *w)
     if (r == NULL) {
         /* Not hosted here: go to the shard's preferred leader, which
          * forwards once more if leadership has moved. */
-        uint64_t ids[MC_NODES_MAX];
-        repl_placement(n->cfg.member_ids, n->cfg.n_members, w->shard,
-                       n->cfg.replicas, ids);
-        frontend_forward(w, ids[0]);
+        frontend_forward(w, n->map.replica_ids[w->shard][0]);
         return;
     }
     if (!loop_submit(r->loop, w)) {

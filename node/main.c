@@ -8,6 +8,11 @@
 
 #include "node/node.h"
 
+/* Before the cluster map is known: how often signals are checked, and how
+ * often the node says what it waits for. */
+#define MAP_WAIT_TICK_MS 50
+#define MAP_WAIT_LOG_MS 5000
+
 int main(int argc, char **argv)
 {
     struct node_config cfg;
@@ -38,10 +43,33 @@ int main(int argc, char **argv)
         LOG_ERROR("start failed: %s", err);
         return 1;
     }
+    /* A new cluster has a map once a quorum of the meta group is up; a
+     * restarted node has one on disk. Signals still stop the wait. */
+    int sig = 0;
+    for (int64_t since = base_mono_ms(); !node_wait_map(&node, 0);) {
+        const struct timespec tick = {0, MAP_WAIT_TICK_MS * 1000000L};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig > 0) {
+            LOG_INFO("stopping before serving signal=%s",
+                     sig == SIGTERM ? "TERM" : "INT");
+            node_stop(&node);
+            return 0;
+        }
+        if (base_mono_ms() - since >= MAP_WAIT_LOG_MS) {
+            LOG_INFO("waiting for the meta group to agree on the cluster map "
+                     "(a quorum of its first %u members must be up)",
+                     META_VOTERS_MAX);
+            since = base_mono_ms();
+        }
+    }
+    if (node_serve(&node, err, sizeof err) != MC_OK) {
+        LOG_ERROR("start failed: %s", err);
+        node_stop(&node);
+        return 1;
+    }
     LOG_INFO("serving node=%llu listen=%s raft=%s shards=%u loops=%u data=%s",
              (unsigned long long)cfg.node_id, cfg.listen, cfg.raft_addr,
-             cfg.shards, node.n_loops, cfg.data);
-    int sig = 0;
+             node.cfg.shards, node.n_loops, cfg.data);
     sigwait(&sigs, &sig);
     LOG_INFO("stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
     node_stop(&node);

@@ -1,6 +1,7 @@
-/* The node: opens a replica of every shard (a single-node cluster hosts
- * them all), spreads them over the loop threads, then starts the front end.
- * Stops in the reverse order. */
+/* The node: starts its replica of the meta group, waits for the cluster
+ * map, opens the shard replicas the map places here (a single-node cluster
+ * hosts them all), spreads them over the loop threads, then starts the
+ * front end. Stops in the reverse order. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -54,11 +55,9 @@ static void node_free_replicas(struct node *n)
 
 static mc_err open_replicas(struct node *n, char *err, size_t err_len)
 {
-    const struct node_config *cfg = &n->cfg;
     unsigned k = 0; /* hosted replicas, spread over the loops */
-    for (uint32_t s = 0; s < cfg->shards; s++) {
-        if (!repl_hosts(cfg->member_ids, cfg->n_members, s, cfg->replicas,
-                        cfg->node_id)) {
+    for (uint32_t s = 0; s < n->map.shard_count; s++) {
+        if (!meta_map_hosts(&n->map, s, n->cfg.node_id)) {
             continue;
         }
         struct node_loop *l = &n->loops[k++ % n->n_loops];
@@ -88,11 +87,44 @@ mc_err node_start(struct node *n, const struct node_config *cfg, char *err,
     memset(n, 0, sizeof *n);
     n->cfg = *cfg;
     n->start_ms = base_mono_ms();
-    n->n_loops = cfg->loops < cfg->shards ? cfg->loops : cfg->shards;
     raise_fd_limit();
     if (mkdir_p(cfg->data, err, err_len) != MC_OK) {
         return MC_INTERNAL;
     }
+    mc_err rv = node_meta_start(&n->meta, n, err, err_len);
+    if (rv != MC_OK) {
+        node_meta_stop(&n->meta);
+    }
+    return rv;
+}
+
+bool node_wait_map(struct node *n, int timeout_ms)
+{
+    return meta_map_wait(n->meta.state, timeout_ms);
+}
+
+mc_err node_serve(struct node *n, char *err, size_t err_len)
+{
+    struct node_config *cfg = &n->cfg;
+    bool has = meta_map_get(n->meta.state, &n->map);
+    ASSERT(has);
+    if (node_member(n, cfg->node_id) == NULL) {
+        base_errf(err, err_len, "node %llu is not a member of the cluster "
+                  "map in %s/meta", (unsigned long long)cfg->node_id,
+                  cfg->data);
+        return MC_INVALID_ARGUMENT;
+    }
+    uint32_t replicas = cfg->replicas < n->map.n_members ? cfg->replicas
+                                                         : n->map.n_members;
+    if (cfg->shards != n->map.shard_count || replicas != n->map.replicas) {
+        LOG_WARN("the cluster map has %u shards of %u replicas; --shards %u "
+                 "and --replicas %u apply only to a new cluster",
+                 n->map.shard_count, n->map.replicas, cfg->shards,
+                 cfg->replicas);
+    }
+    cfg->shards = n->map.shard_count;
+    cfg->replicas = n->map.replicas;
+    n->n_loops = cfg->loops < cfg->shards ? cfg->loops : cfg->shards;
     mc_err rv = MC_OK;
     for (unsigned i = 0; i < n->n_loops && rv == MC_OK; i++) {
         rv = loop_init(&n->loops[i], n, i, err, err_len);
@@ -106,10 +138,12 @@ mc_err node_start(struct node *n, const struct node_config *cfg, char *err,
     if (rv == MC_OK) {
         rv = frontend_start(&n->fe, n, err, err_len);
     }
-    if (rv != MC_OK) {
-        node_stop(n);
-    }
     return rv;
+}
+
+const struct meta_member *node_member(const struct node *n, uint64_t id)
+{
+    return meta_map_member(&n->map, id);
 }
 
 void node_stop(struct node *n)
@@ -128,6 +162,7 @@ void node_stop(struct node *n)
     for (unsigned i = 0; i < n->n_loops; i++) {
         loop_fini(&n->loops[i]);
     }
+    node_meta_stop(&n->meta);
 }
 
 void node_status(struct node *n, struct status_scratch *s)
@@ -138,8 +173,13 @@ void node_status(struct node *n, struct status_scratch *s)
     s->status.version = (char *)MC_VERSION;
     s->status.listen = n->cfg.listen;
     s->status.uptime_ms = (uint64_t)(base_mono_ms() - n->start_ms);
+    s->status.has_meta_leader = s->status.has_meta_term = true;
+    s->status.has_meta_voter = true;
+    s->status.meta_leader = atomic_load(&n->meta.st_leader);
+    s->status.meta_term = atomic_load(&n->meta.st_term);
+    s->status.meta_voter = n->meta.voter;
     size_t k = 0;
-    for (uint32_t id = 0; id < n->cfg.shards; id++) {
+    for (uint32_t id = 0; id < n->map.shard_count; id++) {
         struct node_replica *r = n->replicas[id];
         if (r == NULL) {
             continue;
@@ -148,7 +188,7 @@ void node_status(struct node *n, struct status_scratch *s)
         mcpb__shard_status__init(ss);
         ss->id = id;
         uint32_t lo, hi;
-        proto_slot_range(id, n->cfg.shards, &lo, &hi);
+        proto_slot_range(id, n->map.shard_count, &lo, &hi);
         ss->has_slot_lo = ss->has_slot_hi = true;
         ss->slot_lo = lo;
         ss->slot_hi = hi;
@@ -175,18 +215,18 @@ void node_status(struct node *n, struct status_scratch *s)
     s->status.shards = s->ptrs;
     s->status.n_shards = k;
     s->status.has_shard_count = true;
-    s->status.shard_count = n->cfg.shards;
-    for (uint32_t i = 0; i < n->cfg.n_members; i++) {
-        const struct node_member *m = &n->cfg.members[i];
+    s->status.shard_count = n->map.shard_count;
+    for (uint32_t i = 0; i < n->map.n_members; i++) {
+        const struct meta_member *m = &n->map.members[i];
         Mcpb__Member *pm = &s->members[i];
         mcpb__member__init(pm);
         pm->id = m->id;
         pm->url = (char *)m->url;
-        snprintf(s->raft_addrs[i], sizeof s->raft_addrs[i], "%s:%u",
-                 m->raft_ip, m->raft_port);
+        meta_member_raft_addr(m, META_GROUP, s->raft_addrs[i],
+                              sizeof s->raft_addrs[i]);
         pm->raft_addr = s->raft_addrs[i];
         s->member_ptrs[i] = pm;
     }
     s->status.members = s->member_ptrs;
-    s->status.n_members = n->cfg.n_members;
+    s->status.n_members = n->map.n_members;
 }

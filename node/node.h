@@ -33,19 +33,14 @@
 #include "shard/shard.h"
 
 /* ---- configuration (node/config.c) ---- */
-struct node_member {
-    uint64_t id;
-    char url[256];      /* client address */
-    char raft_ip[16];   /* numeric IPv4 */
-    uint32_t raft_port; /* shard s uses raft_port + s */
-};
 
 struct node_config {
     char data[MC_PATH_BYTES_MAX];
     char listen[256];
-    char raft_addr[64]; /* a.b.c.d:port; shard s uses port + s */
+    char raft_addr[64]; /* a.b.c.d:port of the meta group; shard s uses
+                           port + 1 + s */
     uint64_t node_id;
-    uint32_t shards;
+    uint32_t shards;   /* the first map's (the map wins afterwards) */
     uint32_t loops;
     uint32_t contexts;
     uint32_t election_ms;
@@ -54,17 +49,13 @@ struct node_config {
     uint32_t snapshot_trailing;
     uint64_t value_max;
     int log_level;
-    uint32_t replicas;
+    uint32_t replicas; /* the first map's */
     char initial_cluster[8192]; /* ID=URL@IP:PORT,... ("" = only this node) */
-    /* Parsed from initial_cluster, sorted by id; this node included. */
-    struct node_member members[MC_NODES_MAX];
+    /* Parsed from initial_cluster, sorted by id; this node included: the
+     * meta group's members, and the members of the first map. */
+    struct meta_member members[MC_NODES_MAX];
     uint32_t n_members;
-    uint64_t member_ids[MC_NODES_MAX];
 };
-
-/* The member with this id, or NULL. */
-const struct node_member *node_config_member(const struct node_config *cfg,
-                                             uint64_t id);
 
 /* Parse argv (and the --config file it names; flags win over the file).
  * Errors: INVALID_ARGUMENT with a sentence in err; *help set for --help. */
@@ -216,9 +207,36 @@ bool loop_submit(struct node_loop *l, struct node_work *w);
 void loop_stop(struct node_loop *l);
 void loop_fini(struct node_loop *l);
 
+/* ---- this node's replica of the meta group (node/meta.c) ---- */
+struct node_meta {
+    struct node *node;
+    struct meta *state;
+    uv_loop_t loop;
+    uv_async_t stop_async;
+    uv_timer_t tick;
+    pthread_t thread;
+    bool loop_ready, running, group_ready;
+    bool voter; /* else a standby */
+    struct cons_group group;
+    struct raft_apply init_req;
+    bool init_busy;
+    /* Published for STATUS, read from nng threads. */
+    atomic_uint_fast64_t st_leader, st_term;
+};
+
+/* Load the meta state, start the meta group's replica and its thread. On
+ * error, node_meta_stop still has to be called. */
+mc_err node_meta_start(struct node_meta *m, struct node *n, char *err,
+                       size_t err_len);
+void node_meta_stop(struct node_meta *m);
+
 /* ---- the node (node/node.c) ---- */
 struct node {
     struct node_config cfg;
+    struct node_meta meta;
+    /* The cluster map the shards were opened from: read-only once
+     * node_serve began (membership does not change yet). */
+    struct meta_map map;
     struct node_loop loops[MC_LOOPS_MAX];
     unsigned n_loops;
     struct node_replica *replicas[MC_SHARDS_MAX]; /* NULL: not hosted */
@@ -226,9 +244,19 @@ struct node {
     int64_t start_ms;
 };
 
+/* Start the meta group. The node serves only after node_serve. */
 mc_err node_start(struct node *n, const struct node_config *cfg, char *err,
                   size_t err_len);
+/* Wait up to timeout_ms for the cluster map; true when it is known (from
+ * the meta group, or from disk on a restart). */
+bool node_wait_map(struct node *n, int timeout_ms);
+/* Once the map is known: open the shard replicas it places here, start
+ * the loops and the front end. */
+mc_err node_serve(struct node *n, char *err, size_t err_len);
 void node_stop(struct node *n);
+
+/* The member with this id in the map, or NULL. */
+const struct meta_member *node_member(const struct node *n, uint64_t id);
 
 /* Fill resp->status from the replicas' published stats. Any thread; the
  * returned storage lives in *scratch and is freed by status_fini. */

@@ -52,17 +52,17 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
     if (rv != MC_OK) {
         return rv;
     }
-    /* The group's initial configuration: the shard's placement. Shard s
-     * of a node listens on that node's raft port + s. */
-    r->n_replica_ids = repl_placement(cfg->member_ids, cfg->n_members, id,
-                                      cfg->replicas, r->replica_ids);
-    struct cons_member members[MC_NODES_MAX];
+    /* The group's initial configuration: the shard's replicas in the
+     * cluster map. */
+    r->n_replica_ids = n->map.replicas;
+    memcpy(r->replica_ids, n->map.replica_ids[id],
+           r->n_replica_ids * sizeof r->replica_ids[0]);
+    struct cons_member members[MC_REPLICAS_MAX];
     const char *self_addr = NULL;
     for (uint32_t k = 0; k < r->n_replica_ids; k++) {
-        const struct node_member *m = node_config_member(cfg, r->replica_ids[k]);
-        members[k].id = m->id;
-        snprintf(members[k].addr, sizeof members[k].addr, "%s:%u", m->raft_ip,
-                 (m->raft_port + id) & 0xffffu);
+        const struct meta_member *m = node_member(n, r->replica_ids[k]);
+        members[k] = (struct cons_member){.id = m->id};
+        meta_member_raft_addr(m, id, members[k].addr, sizeof members[k].addr);
         if (m->id == cfg->node_id) {
             self_addr = members[k].addr;
         }

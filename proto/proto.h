@@ -27,6 +27,8 @@ enum proto_type {
     PROTO_REQUEST = 1,
     PROTO_RESPONSE = 2,
     PROTO_COMMAND = 3,
+    PROTO_META_STATE = 4,   /* the meta group's state file and snapshot */
+    PROTO_META_COMMAND = 5, /* a meta group log entry */
 };
 
 /* Bytes a frame of body_len needs: header + body, padded to 8. */

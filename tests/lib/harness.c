@@ -165,11 +165,17 @@ static void ports_unlock(int fd)
     }
 }
 
+/* Raft ports of a node: the meta group's, then one per shard. */
+static unsigned raft_ports_of(const struct mc_node_proc *n)
+{
+    return 1 + n->n_shards;
+}
+
 /* Wait until node n holds every raft port it was given, or has exited. */
 static void ports_wait_bound(const struct mc_node_proc *n)
 {
     int64_t deadline = harness_now_ms() + PORTS_BOUND_MS;
-    for (unsigned i = 0; i < n->n_shards && harness_now_ms() < deadline;) {
+    for (unsigned i = 0; i < raft_ports_of(n) && harness_now_ms() < deadline;) {
         if (n->pid == 0 || kill(n->pid, 0) != 0) {
             return;
         }
@@ -317,7 +323,7 @@ static int ports_pick(struct mc_node_proc *n)
     if (n->port > 0) {
         picked_add(n->port, n->port + 1);
     }
-    n->raft_port = raft_ports_pick(n->n_shards);
+    n->raft_port = raft_ports_pick(raft_ports_of(n));
     if (n->port <= 0 || n->raft_port <= 0) {
         fprintf(stderr, "harness: no free ports\n");
         return -1;
@@ -463,6 +469,18 @@ int harness_node_stop(struct mc_node_proc *n, int sig)
         code = -1;
     }
     n->pid = 0;
+    return code;
+}
+
+int harness_node_wait_exit(struct mc_node_proc *n, int timeout_ms)
+{
+    if (n->pid == 0) {
+        return -1;
+    }
+    int code = reap(n->pid, timeout_ms);
+    if (code >= 0) {
+        n->pid = 0;
+    }
     return code;
 }
 

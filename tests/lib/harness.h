@@ -39,7 +39,7 @@
 struct mc_node_proc {
     pid_t pid; /* 0 when not running */
     int port;
-    int raft_port; /* shard i uses raft_port + i */
+    int raft_port; /* the meta group's; shard i uses raft_port + 1 + i */
     unsigned n_shards;
     char dir[HARNESS_PATH_BYTES_MAX];
     char url[HARNESS_URL_BYTES_MAX];
@@ -51,7 +51,7 @@ struct mc_node_proc {
 /* Start memcoord --data DIR --listen tcp://127.0.0.1:PORT --raft-addr
  * 127.0.0.1:RAFTPORT --election-ms 300 --heartbeat-ms 30 --log-level info
  * followed by the extra arguments (a NULL-terminated list; "--shards N"
- * among them sets how many raft ports are reserved). stderr and stdout go
+ * among them sets how many raft ports are reserved: one more than shards). stderr and stdout go
  * to DIR/node.log. n is zeroed first. Returns 0, or -1 with the reason on
  * stderr. */
 int harness_node_start(struct mc_node_proc *n, ...);
@@ -68,6 +68,10 @@ int harness_node_wait_ready(struct mc_node_proc *n, int timeout_ms);
  * exit, then kills. Returns the exit status (128 + signal when a signal
  * ended it), or -1 when it was not running. */
 int harness_node_stop(struct mc_node_proc *n, int sig);
+
+/* Wait up to timeout_ms for the node to exit by itself and reap it.
+ * Returns its exit status (as harness_node_stop), or -1 if it still runs. */
+int harness_node_wait_exit(struct mc_node_proc *n, int timeout_ms);
 
 /* Start count nodes as one cluster: each with its own folder and ports,
  * node ids 1..count, and the same --initial-cluster list; the extra
