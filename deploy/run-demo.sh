@@ -19,9 +19,14 @@ stop() { deploy/local-cluster.sh down; }
 start() {
   deploy/local-cluster.sh up "$NODES"
   # Leaders move to their preferred nodes within a few seconds: wait until
-  # every node leads a shard (the LEADER column of the shard rows).
+  # they are spread, every node leading at most ceil(shards / nodes) (from
+  # the LEADER column of the shard rows).
   local deadline=$((SECONDS + 15))
-  until [ "$($CTL status 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $3}' | sort -u | wc -l)" -ge "$NODES" ] ||
+  until $CTL status 2>/dev/null | awk -v nodes="$NODES" '
+          $1 ~ /^[0-9]+$/ { shards++; if ($3 != "-") led[$3]++ }
+          END { cap = int((shards + nodes - 1) / nodes); n = 0
+                for (k in led) { n++; if (led[k] > cap) exit 1 }
+                exit !(shards > 0 && n == nodes) }' ||
         [ $SECONDS -ge $deadline ]; do
     sleep 0.2
   done
