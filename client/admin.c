@@ -15,6 +15,17 @@ mc_err mc_shard_transfer_leader(mc_client *c, uint32_t shard,
     req.shard = shard;
     req.has_to_node = to_node != 0;
     req.to_node = to_node;
+    /* A transfer to any node is not idempotent: name the leader it moves
+     * away from, so that a retry of one that completed answers OK instead
+     * of moving the leadership again. (To a named node it is idempotent.)
+     * The leader comes from a fresh map: at most MC_CLIENT_REFRESH_MS_MIN
+     * old. Without one, the transfer goes without the guard. */
+    if (to_node == 0) {
+        client_route_stale(c);
+        client_route_refresh(c, deadline_ms);
+        req.from_node = client_route_leader(c, shard);
+        req.has_from_node = req.from_node != 0;
+    }
     Mcpb__Response *r;
     mc_err rv = client_call(c, &req, deadline_ms, &r, res);
     if (rv == MC_OK && new_leader != NULL) {

@@ -294,6 +294,8 @@ void client_route_failed(mc_client *c, size_t ep);
 /* An answer said the map may be wrong (UNAVAILABLE, NOT_LEADER, ...). */
 void client_route_stale(mc_client *c);
 
+/* The leader of shard as the map says; 0 when not known. */
+uint64_t client_route_leader(mc_client *c, uint32_t shard);
 /* Shards in the cluster; 0 while no node has told. */
 uint32_t client_route_shard_count(mc_client *c);
 /* Sockets open now: attempts wait less when there is another to try. */

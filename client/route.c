@@ -367,6 +367,15 @@ void client_route_refresh_end(mc_client *c, unsigned gen, bool complete)
     pthread_mutex_unlock(&r->mu);
 }
 
+uint64_t client_route_leader(mc_client *c, uint32_t shard)
+{
+    struct client_route *r = &c->route;
+    pthread_mutex_lock(&r->mu);
+    uint64_t id = shard < r->shard_count ? r->shards[shard].leader_id : 0;
+    pthread_mutex_unlock(&r->mu);
+    return id;
+}
+
 bool client_route_is_complete(mc_client *c)
 {
     struct client_route *r = &c->route;

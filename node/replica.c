@@ -536,7 +536,9 @@ static void replica_transfer(struct node_replica *r, struct node_work *w)
         frontend_reply_err(w, MC_INVALID_ARGUMENT,
                            "node %llu holds no replica of shard %u",
                            (unsigned long long)to, r->id);
-    } else if (to == self) {
+    } else if (to == self || (to == 0 && w->req->has_from_node &&
+                              w->req->from_node != self)) {
+        /* Done already: a retry of a transfer that completed. */
         Mcpb__Response resp = MCPB__RESPONSE__INIT;
         resp.code = MC_OK;
         resp.message = "already the leader";

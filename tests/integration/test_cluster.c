@@ -324,6 +324,42 @@ Test(cluster, ctl_transfers_leadership, .fini = harness_fini, .timeout = 90)
     free(err);
 }
 
+/* A transfer to any node names the leader it moves away from, so that a
+ * retry of one that completed does not move the leadership again: such a
+ * request answers OK with the leader as it is. */
+Test(cluster, retried_transfer_moves_leadership_once, .fini = harness_fini,
+     .timeout = 90)
+{
+    start_cluster();
+    int led = -1;
+    for (int64_t deadline = harness_now_ms() + 10000;
+         led < 0 && harness_now_ms() < deadline; harness_pause_ms(50)) {
+        led = leader_of(0);
+    }
+    cr_assert_geq(led, 0, "shard 0 has no leader");
+    uint64_t gone = (uint64_t)(led + 1) % NODES + 1; /* another node */
+    Mcpb__Request req = MCPB__REQUEST__INIT;
+    req.op = MCPB__OP__OP_TRANSFER;
+    req.has_shard = req.has_from_node = true;
+    req.shard = 0;
+    req.from_node = gone; /* "move it away from a node that leads no more" */
+    Mcpb__Response *r = NULL;
+    cr_assert_eq(harness_raw_request(nodes[0].url, &req, 5000, &r), 0);
+    cr_assert_eq(r->code, MC_OK, "%s", r->message);
+    cr_assert_eq(r->leader_id, (uint64_t)led + 1, "leader %llu",
+                 (unsigned long long)r->leader_id);
+    mcpb__response__free_unpacked(r, NULL);
+    cr_assert_eq(leader_of(0), led, "the retry moved the leadership");
+    /* The library's transfer to any node does move it, once. */
+    mc_client *c = client_of(nodes[0].url, 10000);
+    uint64_t now_led = 0;
+    mc_result res;
+    cr_assert_eq(mc_shard_transfer_leader(c, 0, 0, &now_led, &res), MC_OK,
+                 "%s", res.message);
+    cr_assert_neq(now_led, (uint64_t)led + 1);
+    mc_client_close(c);
+}
+
 /* Every replica of every shard has applied the same entries and holds the
  * same state: equal applied index and equal state hash on all nodes. */
 static bool replicas_agree(char *why, size_t why_len)
