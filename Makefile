@@ -60,7 +60,7 @@ INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INT
 TESTLIB_OBJ := $(call obj,$(wildcard tests/lib/*.c))
 
 .PHONY: all deps test test-unit test-integration test-python run stop asan \
-        install clean check-deps fmt
+        install clean check-deps fmt test-fault test-fault-checker
 .DEFAULT_GOAL := all
 
 all: $(BIN_NODE) $(BIN_CTL) $(BIN_BENCH) $(LIB_A) $(LIB_SO)
@@ -137,7 +137,8 @@ TEST_ENV := MEMCOORD_BIN=$(abspath $(BIN_NODE)) MEMCOORDCTL_BIN=$(abspath $(BIN_
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(INTEG_BIN)
 	@$(MAKE) --no-print-directory check-deps
-	@$(MAKE) --no-print-directory test-unit test-integration test-python
+	@$(MAKE) --no-print-directory test-unit test-integration test-python \
+	  test-fault
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
@@ -148,10 +149,17 @@ test-integration: $(INTEG_BIN) $(BIN_NODE) $(BIN_CTL)
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  $(TEST_ENV) $$t $(CRITERION_FLAGS); done
 
+# The fault suite (tests/fault/): the history checker's self-test first.
+test-fault-checker:
+	@echo "== tests/fault/test_checker.py"
+	@python3 -m unittest discover -s tests/fault -p 'test_*.py'
+
 test-python: $(LIB_SO) $(BIN_NODE)
 	@if [ -d client/python/tests ]; then \
 	  $(TEST_ENV) MEMCOORD_LIB=$(abspath $(LIB_SO)) PYTHONPATH=client/python \
 	  python3 -m unittest discover -s client/python/tests -v; fi
+
+test-fault: test-fault-checker
 
 # ---- the whole suite under ASan + UBSan, in its own build folder ----
 asan: deps
