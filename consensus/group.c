@@ -46,7 +46,9 @@ mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
     }
     raft_uv_set_connect_retry_delay(&g->io, CONNECT_RETRY_MS);
     cons_fsm_init(&g->fsm, s);
-    rv = raft_init(&g->raft, &g->io, &g->fsm.fsm, cfg->node_id, cfg->addr);
+    cons_io_guard_init(&g->guard, &g->io);
+    rv = raft_init(&g->raft, &g->guard.io, &g->fsm.fsm, cfg->node_id,
+                   cfg->addr);
     if (rv != 0) {
         base_errf(err, err_len, "raft_init %s: %s (%s)", cfg->dir,
                   raft_strerror(rv), raft_errmsg(&g->raft));
