@@ -182,7 +182,7 @@ asan: deps
 	  LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
 	  $(MAKE) --no-print-directory BUILD=build-asan \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  all test-unit test-integration
+	  all test-unit test-integration test-fault
 
 # ---- run: a local 3-node cluster and a short demo ----
 run: deps
