@@ -58,9 +58,14 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
 INTEG_SRC := $(wildcard tests/integration/*.c)
 INTEG_BIN := $(patsubst tests/integration/%.c,$(BUILD)/tests/integration/%,$(INTEG_SRC))
 TESTLIB_OBJ := $(call obj,$(wildcard tests/lib/*.c))
+# The fault suite (tests/fault/): the deterministic simulation links the
+# server's modules; the other programs run real nodes.
+FAULT_SIM_BIN := $(BUILD)/tests/fault/test_sim
+FAULT_BINS := $(FAULT_SIM_BIN)
 
 .PHONY: all deps test test-unit test-integration test-python run stop asan \
-        install clean check-deps fmt
+        install clean check-deps fmt test-fault test-fault-checker \
+        test-fault-sim
 .DEFAULT_GOAL := all
 
 all: $(BIN_NODE) $(BIN_CTL) $(BIN_BENCH) $(LIB_A) $(LIB_SO)
@@ -128,6 +133,11 @@ $(BUILD)/tests/integration/%: tests/integration/%.c $(TESTLIB_OBJ) $(LIB_A) | $(
 	@echo "  CC $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(TESTLIB_OBJ) $(LIB_A) -o $@ $(LDLIBS_CLIENT) -lcriterion
 
+$(FAULT_SIM_BIN): tests/fault/test_sim.c $(SERVER_OBJ) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(SERVER_OBJ) -o $@ $(LDLIBS_SERVER) -lcriterion
+
 # Criterion runs tests of a binary in parallel, one process each; keep it to
 # the machine's cores. Each binary prints its own Synthesis line.
 CRITERION_FLAGS ?= --jobs 2
@@ -135,9 +145,10 @@ TEST_ENV := MEMCOORD_BIN=$(abspath $(BIN_NODE)) MEMCOORDCTL_BIN=$(abspath $(BIN_
             MEMCOORD_TEST_DIR=$(abspath $(BUILD))/testdata
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(INTEG_BIN)
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(INTEG_BIN) $(FAULT_BINS)
 	@$(MAKE) --no-print-directory check-deps
-	@$(MAKE) --no-print-directory test-unit test-integration test-python
+	@$(MAKE) --no-print-directory test-unit test-integration test-python \
+	  test-fault
 
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
@@ -148,10 +159,21 @@ test-integration: $(INTEG_BIN) $(BIN_NODE) $(BIN_CTL)
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  $(TEST_ENV) $$t $(CRITERION_FLAGS); done
 
+# The fault suite (tests/fault/): the history checker's self-test first.
+test-fault-checker:
+	@echo "== tests/fault/test_checker.py"
+	@python3 -m unittest discover -s tests/fault -p 'test_*.py'
+
 test-python: $(LIB_SO) $(BIN_NODE)
 	@if [ -d client/python/tests ]; then \
 	  $(TEST_ENV) MEMCOORD_LIB=$(abspath $(LIB_SO)) PYTHONPATH=client/python \
 	  python3 -m unittest discover -s client/python/tests -v; fi
+
+test-fault-sim: $(FAULT_SIM_BIN)
+	@echo "== $(FAULT_SIM_BIN)"
+	@$(FAULT_SIM_BIN) $(CRITERION_FLAGS)
+
+test-fault: test-fault-checker test-fault-sim
 
 # ---- the whole suite under ASan + UBSan, in its own build folder ----
 asan: deps
@@ -160,7 +182,7 @@ asan: deps
 	  LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
 	  $(MAKE) --no-print-directory BUILD=build-asan \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  all test-unit test-integration
+	  all test-unit test-integration test-fault
 
 # ---- run: a local 3-node cluster and a short demo ----
 run: deps

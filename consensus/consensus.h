@@ -31,6 +31,28 @@ struct cons_fsm {
 /* Make f->fsm apply to shard s. Set f->raft before raft applies anything. */
 void cons_fsm_init(struct cons_fsm *f, struct shard *s);
 
+/* ---- the raft_io guard (a raft 0.15 workaround; io_guard.c) ----
+ *
+ * raft 0.15 followers answer an AppendEntries they accept without writing
+ * with their whole log's last index, so a leader can take an old-term tail
+ * as matched (commit it by count, and ignore the follower's rejections for
+ * good). The guard wraps a raft_io and caps such answers at the message's
+ * prev_log_index + n_entries, as later raft releases do. Give g->io to
+ * raft_init; inner (borrowed) must outlive g, and g must not move. */
+struct cons_io_guard {
+    struct raft_io io;     /* what raft uses; io.impl points back to g */
+    struct raft_io *inner; /* raft_uv, or a fixture server's io */
+    raft_io_tick_cb tick_cb;
+    raft_io_recv_cb recv_cb;
+    raft_io_close_cb close_cb;
+    bool in_append;        /* raft is handling a received AppendEntries */
+    raft_id append_from;
+    raft_index append_end; /* its prev_log_index + n_entries */
+    uint64_t clamped;      /* answers corrected so far */
+};
+
+void cons_io_guard_init(struct cons_io_guard *g, struct raft_io *inner);
+
 /* ---- errors ---- */
 /* NOTLEADER -> NOT_LEADER; LEADERSHIPLOST, SHUTDOWN, IOERR, NOSPACE,
  * CANCELED, TOOMANY -> UNAVAILABLE (a write's outcome is unknown: the
@@ -63,6 +85,7 @@ typedef void (*cons_group_close_cb)(struct cons_group *g);
 struct cons_group {
     struct raft_uv_transport transport;
     struct raft_io io;
+    struct cons_io_guard guard; /* raft talks to io through it */
     struct raft raft;
     struct cons_fsm fsm;
     uint32_t shard_id;

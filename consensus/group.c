@@ -51,7 +51,8 @@ mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
         fsm = &g->fsm.fsm;
     }
     ASSERT(fsm != NULL);
-    rv = raft_init(&g->raft, &g->io, fsm, cfg->node_id, cfg->addr);
+    cons_io_guard_init(&g->guard, &g->io);
+    rv = raft_init(&g->raft, &g->guard.io, fsm, cfg->node_id, cfg->addr);
     if (rv != 0) {
         base_errf(err, err_len, "raft_init %s: %s (%s)", cfg->dir,
                   raft_strerror(rv), raft_errmsg(&g->raft));
