@@ -55,8 +55,9 @@ void cons_io_guard_init(struct cons_io_guard *g, struct raft_io *inner);
 
 /* ---- errors ---- */
 /* NOTLEADER -> NOT_LEADER; LEADERSHIPLOST, SHUTDOWN, IOERR, NOSPACE,
- * CANCELED, TOOMANY -> UNAVAILABLE (a write's outcome is unknown: the
- * client retries with the same id); others -> INTERNAL. */
+ * CANCELED, TOOMANY -> UNAVAILABLE; others -> INTERNAL. For a call that
+ * raft refused outright: nothing was proposed. (A proposal whose callback
+ * fails has an unknown outcome: node/ answers it TIMEOUT.) */
 mc_err cons_err(int raft_rv);
 
 /* ---- a group on raft_uv ---- */

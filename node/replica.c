@@ -114,7 +114,13 @@ static void write_cb(struct raft_apply *req, int status, void *result)
 {
     struct node_work *w = req->data;
     if (status != 0) {
-        frontend_reply_err(w, cons_err(status), "shard %u: %s", w->shard,
+        /* raft took the entry (raft_apply returned 0): leadership lost,
+         * shutdown or a disk error afterwards leaves it in other logs,
+         * where it may still commit. The outcome is unknown, which the
+         * client must hear as TIMEOUT, not as a failure (it retries with
+         * the same request id, which the dedupe table answers). */
+        frontend_reply_err(w, MC_TIMEOUT, "shard %u: outcome unknown (%s); "
+                           "retry with the same request id", w->shard,
                            raft_strerror(status));
         return;
     }

@@ -503,3 +503,43 @@ Test(cluster, leader_steps_down_under_reads_and_survives,
                  "%s", res.message);
     mc_client_close(c);
 }
+
+/* A write that the leader proposed and then lost the leadership over may
+ * still commit elsewhere: its answer is TIMEOUT (outcome unknown), never a
+ * plain failure the caller could take as "not applied". */
+Test(cluster, write_pending_at_step_down_is_unknown_not_failed,
+     .fini = harness_fini, .timeout = 90)
+{
+    start_cluster();
+    int shard = -1;
+    for (int64_t deadline = harness_now_ms() + 20000;
+         shard < 0 && harness_now_ms() < deadline; harness_pause_ms(50)) {
+        for (uint32_t s = 0; s < SHARDS && shard < 0; s++) {
+            shard = leader_of(s) == 0 ? (int)s : -1;
+        }
+    }
+    cr_assert_geq(shard, 0, "node 1 never led a shard");
+    char key[64];
+    harness_key_in_shard(NS, SHARDS, "stepdown-write", (uint32_t)shard, key,
+                         sizeof key);
+    kill(nodes[1].pid, SIGSTOP);
+    kill(nodes[2].pid, SIGSTOP);
+    Mcpb__Request req = MCPB__REQUEST__INIT;
+    req.op = MCPB__OP__OP_PUT;
+    req.has_client_id = req.has_seq = req.has_ns = req.has_key = true;
+    req.has_value = req.has_no_forward = true;
+    req.client_id = 0x5eed;
+    req.seq = 1;
+    req.ns = (ProtobufCBinaryData){strlen(NS), (uint8_t *)NS};
+    req.key = (ProtobufCBinaryData){strlen(key), (uint8_t *)key};
+    req.value = (ProtobufCBinaryData){1, (uint8_t *)"x"};
+    req.no_forward = true;
+    Mcpb__Response *r = NULL;
+    int rv = harness_raw_request(nodes[0].url, &req, 5000, &r);
+    kill(nodes[1].pid, SIGCONT);
+    kill(nodes[2].pid, SIGCONT);
+    cr_assert_eq(rv, 0, "no answer from node 1 (%d)", rv);
+    cr_assert_eq(r->code, MC_TIMEOUT, "answer %s: %s", mc_errname(r->code),
+                 r->message);
+    mcpb__response__free_unpacked(r, NULL);
+}
