@@ -1,0 +1,181 @@
+"""The Python binding against a real 3-node cluster: the key-value calls,
+Pythonic errors, and the recipes (update-with-retry under contention, a
+checkpointed workflow killed mid-way)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+import unittest
+
+import memcoord
+from cluster import Cluster
+
+
+def setUpModule():
+    global CLUSTER
+    CLUSTER = Cluster(3)
+
+
+def tearDownModule():
+    CLUSTER.stop()
+
+
+class KeyValue(unittest.TestCase):
+    def setUp(self):
+        self.mc = memcoord.Client(CLUSTER.endpoints, namespace="py-kv")
+
+    def tearDown(self):
+        self.mc.close()
+
+    def test_put_get_delete(self):
+        w = self.mc.put("swarm/researcher/status", "draft ready", tier="long")
+        self.assertEqual(w.version, 1)
+        rec = self.mc.get("swarm/researcher/status")
+        self.assertEqual(rec.text, "draft ready")
+        self.assertEqual(rec.value, b"draft ready")
+        self.assertEqual((rec.version, rec.tier), (1, "long"))
+        self.assertIsNone(rec.expires_at)
+        self.assertEqual(rec.mod_rev, w.mod_rev)
+        self.mc.delete("swarm/researcher/status", expect_version=1)
+        self.assertIsNone(self.mc.get_or_none("swarm/researcher/status"))
+
+    def test_bytes_and_unicode_round_trip(self):
+        value = bytes(range(256))
+        self.mc.put("bin/all-bytes", value)
+        self.assertEqual(self.mc.get("bin/all-bytes").value, value)
+        self.mc.put("unicode/ключ/🙂", "значение")
+        self.assertEqual(self.mc.get("unicode/ключ/🙂").text, "значение")
+
+    def test_ttl_and_short_tier(self):
+        self.mc.put("scratch/x", "y", tier="short", ttl=60)
+        rec = self.mc.get("scratch/x")
+        self.assertEqual(rec.tier, "short")
+        self.assertAlmostEqual(rec.expires_at, time.time() + 60, delta=10)
+
+    def test_cas_conflict_says_where_the_key_is(self):
+        self.mc.put("cas/k", "v1", expect_version=0)
+        with self.assertRaises(memcoord.ConflictError) as e:
+            self.mc.put("cas/k", "v2", expect_version=0)
+        self.assertEqual(e.exception.version, 1)
+        self.assertEqual(e.exception.code, "CONFLICT")
+        self.mc.put("cas/k", "v2", expect_version=1)
+        with self.assertRaises(memcoord.ConflictError) as e:
+            self.mc.delete("cas/k", expect_version=1)
+        self.assertEqual(e.exception.version, 2)
+
+    def test_errors_are_typed(self):
+        with self.assertRaises(memcoord.NotFoundError):
+            self.mc.get("no/such/key")
+        with self.assertRaises(KeyError):  # NotFoundError is a KeyError
+            self.mc.get("no/such/key")
+        with self.assertRaises(memcoord.NotFoundError):
+            self.mc.delete("no/such/key")
+        with self.assertRaises(memcoord.InvalidArgumentError):
+            self.mc.put("", "empty key")
+        with self.assertRaises(memcoord.InvalidArgumentError):
+            self.mc.put("k", "v", ns="Bad Namespace")
+        with self.assertRaises(memcoord.TooLargeError):
+            self.mc.put("big", b"x" * ((1 << 20) + 1))
+        with self.assertRaises(TypeError):
+            self.mc.put("k", 42)
+
+    def test_list_pages_across_shards(self):
+        keys = ["list/%03d" % i for i in range(250)]
+        for k in keys:
+            self.mc.put(k, k)
+        got = list(self.mc.list("list/", page_size=37))
+        self.assertEqual([r.key for r in got], keys)
+        self.assertEqual([r.text for r in got], keys)
+        self.assertEqual(self.mc.keys("list/", limit=10), keys[:10])
+        self.assertIsNone(next(self.mc.list("list/", keys_only=True)).value)
+
+    def test_status_names_the_cluster(self):
+        st = self.mc.status()
+        self.assertEqual(st["shard_count"], 8)
+        self.assertEqual(len(st["members"]), 3)
+        self.assertTrue(st["meta"]["leader"])
+
+    def test_closed_client_refuses(self):
+        c = memcoord.Client(CLUSTER.endpoints)
+        c.close()
+        with self.assertRaises(memcoord.InvalidArgumentError):
+            c.get("k")
+
+
+class Recipes(unittest.TestCase):
+    def test_update_with_retry_loses_no_increment(self):
+        """8 concurrent updaters, 500 increments each, on one counter."""
+        workers, each = 8, 500
+        mc = memcoord.Client(CLUSTER.endpoints, namespace="py-recipes",
+                             timeout=10)
+        errors = []
+
+        def work():
+            try:
+                for _ in range(each):
+                    mc.update("counter", lambda v: str(int(v or 0) + 1))
+            except Exception as e:  # reported below, not lost in a thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=work) for _ in range(workers)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - t0
+        self.assertEqual(errors, [])
+        rec = mc.get("counter")
+        self.assertEqual(int(rec.text), workers * each)
+        self.assertEqual(rec.version, workers * each)
+        print("\nupdate-with-retry: %d increments by %d threads in %.1f s" %
+              (workers * each, workers, elapsed), file=sys.stderr)
+        mc.close()
+
+    def test_checkpointed_workflow_resumes_after_kill(self):
+        """A worker killed in step 3 of 5: the next worker runs steps 3-5
+        only, and the results are those of one clean run."""
+        log = tempfile.NamedTemporaryFile("r", delete=False)
+        worker = textwrap.dedent("""
+            import os, signal, sys, memcoord
+            log, kill_at = sys.argv[1], int(sys.argv[2])
+            def step(n):
+                def run(results):
+                    with open(log, "a") as f:
+                        f.write("%d\\n" % n)
+                    if n == kill_at:
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    return (results[-1] if results else 0) + n
+                return run
+            mc = memcoord.Client(os.environ["EPS"], namespace="py-recipes")
+            print(mc.workflow("wf-kill").run([step(n) for n in range(1, 6)]))
+        """)
+        env = dict(os.environ, EPS=CLUSTER.endpoints)
+
+        def run(kill_at):
+            return subprocess.run([sys.executable, "-c", worker, log.name,
+                                   str(kill_at)], env=env,
+                                  capture_output=True, text=True, timeout=60)
+
+        first = run(3)
+        self.assertEqual(first.returncode, -signal.SIGKILL, first.stderr)
+        second = run(0)
+        self.assertEqual(second.returncode, 0, second.stderr)
+        self.assertEqual(json.loads(second.stdout), [1, 3, 6, 10, 15])
+        # Steps 1 and 2 ran once; step 3 ran twice (killed before its
+        # checkpoint); 4 and 5 once.
+        self.assertEqual(log.read().split(), ["1", "2", "3", "3", "4", "5"])
+        with memcoord.Client(CLUSTER.endpoints, namespace="py-recipes") as mc:
+            done, results, _ = mc.workflow("wf-kill").state()
+        self.assertEqual((done, results), (5, [1, 3, 6, 10, 15]))
+        os.unlink(log.name)
+
+
+if __name__ == "__main__":
+    unittest.main()
