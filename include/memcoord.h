@@ -167,6 +167,63 @@ mc_err mc_list(mc_client *c, const char *ns, const char *prefix,
                const mc_list_opts *opts, mc_page **out, mc_result *res);
 void mc_page_free(mc_page *p);
 
+/* ---- recipes (client/recipes.c): agent coordination on the calls above
+ *
+ * A hand-off is mc_put by the producer and mc_wait (MC_WAIT_EXISTS) by the
+ * consumer; a gate is mc_wait (MC_WAIT_EQUALS) on the key the gatekeeper
+ * writes. The recipes below need more than one call. */
+
+/* Compute the new value of a key from its current record (NULL when the
+ * key is missing). Set *value / *value_len to the new value, which must
+ * stay valid until fn is called again or mc_update returns (a buffer in
+ * arg, say). Return MC_OK, or any other code to stop: mc_update returns
+ * it. fn may run several times (once per conflict): no side effects. */
+typedef mc_err (*mc_update_fn)(void *arg, const mc_record *current,
+                               const void **value, size_t *value_len);
+
+typedef struct mc_update_opts {
+    mc_tier tier;          /* of the new value, as mc_put */
+    uint64_t ttl_ms;
+    unsigned max_conflicts; /* 0 = 1000 */
+    int backoff_ms;         /* first backoff, doubled per conflict up to
+                               64 x; jittered; 0 = 2 */
+} mc_update_opts;
+
+/* Update with retry: read key, fn, then put with the version read as the
+ * expected version (0 when missing); on CONFLICT sleep a jittered backoff
+ * and start over. On MC_OK res holds the put's result (res->version is
+ * the new version). Errors: those of mc_get (but NOT_FOUND) and mc_put;
+ * CONFLICT after max_conflicts conflicts; TIMEOUT means the last put's
+ * outcome is unknown; fn's own code. opts may be NULL. */
+mc_err mc_update(mc_client *c, const char *ns, const char *key,
+                 mc_update_fn fn, void *arg, const mc_update_opts *opts,
+                 mc_result *res);
+
+/* A checkpointed workflow: one record (key) holds how many steps are done
+ * and the state after them, and moves on only by compare-and-swap, so a
+ * worker that restarts resumes after the last step that was saved, and of
+ * two workers racing on one step, one saves and the other gets CONFLICT. */
+typedef struct mc_checkpoint {
+    uint64_t step;    /* steps completed; 0 for a new workflow */
+    uint8_t *state;   /* the state saved with step (NULL when none) */
+    size_t state_len;
+    uint64_t version; /* of the record: what the next save expects */
+} mc_checkpoint;
+
+/* Read the checkpoint at key into *cp (step 0 and no state when missing).
+ * Free it with mc_checkpoint_fini. Errors: those of mc_get but NOT_FOUND;
+ * INVALID_ARGUMENT when the record is not a checkpoint. */
+mc_err mc_checkpoint_load(mc_client *c, const char *ns, const char *key,
+                          mc_checkpoint *cp, mc_result *res);
+/* Save step (> cp->step) with its state, if nobody saved since cp was
+ * loaded or saved; on MC_OK cp is the new checkpoint. Errors: CONFLICT
+ * (another worker moved it: load again), those of mc_put. */
+mc_err mc_checkpoint_save(mc_client *c, const char *ns, const char *key,
+                          mc_checkpoint *cp, uint64_t step,
+                          const void *state, size_t state_len,
+                          mc_result *res);
+void mc_checkpoint_fini(mc_checkpoint *cp);
+
 /* Replicas of one shard: a Raft group of more than 7 voters buys no
  * safety worth its write cost. */
 #define MC_REPLICAS_MAX 7u
