@@ -59,12 +59,17 @@ bool mc_errparse(const char *name, mc_err *out);
 bool mc_utf8_valid(const void *s, size_t len);
 size_t mc_utf8_seq_len(const void *s, size_t len);
 
+/* Whether s holds an unescaped '%' or '_': a SQL LIKE pattern of list
+ * rather than a plain prefix ('\' escapes the character after it). */
+bool mc_like_has_wildcard(const char *s);
+
 /* Public limits (DESIGN.md §7). Servers check them; the library checks them
  * before sending so a caller gets the error without a round trip. */
 #define MC_NS_BYTES_MAX 64u        /* namespace: [a-z0-9][a-z0-9._-]{0,63} */
 #define MC_KEY_BYTES_MAX 1024u     /* key: valid UTF-8, no NUL */
 #define MC_VALUE_BYTES_MAX (1u << 20) /* default value limit, 1 MiB */
 #define MC_LIST_PAGE_MAX 10000u    /* keys in one list page */
+#define MC_TXN_OPS_MAX 128u        /* compares + operations of one mc_txn */
 
 /* Memory tiers (DESIGN.md §1). MC_TIER_DEFAULT lets the server choose:
  * short when a TTL is given, else the existing record's tier, else long. */

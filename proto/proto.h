@@ -90,9 +90,38 @@ mc_err proto_prefix_check(const uint8_t *p, size_t len, char *err,
                           size_t err_len);
 bool proto_utf8_valid(const uint8_t *s, size_t len);
 
+/* ---- LIKE patterns of list (proto/like.c) ---- */
+
+/* 1..MC_KEY_BYTES_MAX bytes of valid UTF-8 without NUL, not ending in a
+ * lone '\'. Errors: INVALID_ARGUMENT with a sentence in err. */
+mc_err proto_like_check(const uint8_t *p, size_t len, char *err,
+                        size_t err_len);
+/* Write into out (room for len bytes) the literal prefix of the checked
+ * pattern p: its part before the first unescaped '%' or '_', escapes
+ * resolved. Every key that matches starts with it. Returns its length. */
+size_t proto_like_prefix(const uint8_t *p, size_t len, uint8_t *out);
+/* Whether key matches the checked pattern p ('_' = one code point). */
+bool proto_like_match(const uint8_t *p, size_t p_len, const uint8_t *key,
+                      size_t key_len);
+
+/* ---- transactions ---- */
+
+/* The key req is routed by: its key, or for OP_TXN its first key (of the
+ * compares, then then_ops, then else_ops). False when it has none. */
+bool proto_route_key(const Mcpb__Request *req, const uint8_t **key,
+                     size_t *len);
+/* The shard, among n_shards, of every key of the checked OP_TXN request
+ * req. Errors: INVALID_ARGUMENT when its keys span shards; err names two
+ * of them and the fix (a common {tag}). */
+mc_err proto_txn_shard(const Mcpb__Request *req, uint32_t n_shards,
+                       uint32_t *shard, char *err, size_t err_len);
+
 /* Check a decoded request completely: the op is known, the fields it needs
  * are present and valid, the value is at most value_max bytes, tier and ttl
- * agree (the long tier takes no TTL; ttl <= MC_TTL_MS_MAX), list limits. */
+ * agree (the long tier takes no TTL; ttl <= MC_TTL_MS_MAX), list limits
+ * and patterns, and for OP_TXN every compare and operation, at most
+ * MC_TXN_OPS_MAX of them, their values together at most value_max bytes
+ * and the whole request within one message. */
 mc_err proto_request_check(const Mcpb__Request *req, uint64_t value_max,
                            char *err, size_t err_len);
 

@@ -2,6 +2,7 @@
  * whole requests, each as a table of inputs and the verdict expected.
  * Every rejection must also say why in err. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "proto/proto.h"
@@ -246,6 +247,36 @@ static size_t request_cases(struct req_case *c)
     c[n].req.has_start_after = true;
     c[n].req.start_after.data = (uint8_t *)"\xed\xa0\x80";
     c[n++].req.start_after.len = 3;
+    c[n] = (struct req_case){"list pattern", base_request(MCPB__OP__OP_LIST),
+                             MC_OK};
+    c[n].req.has_pattern = true;
+    c[n].req.pattern.data = (uint8_t *)"swarm/%/status";
+    c[n++].req.pattern.len = 14;
+    c[n] = (struct req_case){"list pattern ending in a lone backslash",
+                             base_request(MCPB__OP__OP_LIST),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.has_pattern = true;
+    c[n].req.pattern.data = (uint8_t *)"swarm/%\\";
+    c[n++].req.pattern.len = 8;
+    c[n] = (struct req_case){"list pattern not UTF-8",
+                             base_request(MCPB__OP__OP_LIST),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.has_pattern = true;
+    c[n].req.pattern.data = (uint8_t *)"a\xff%";
+    c[n++].req.pattern.len = 3;
+    c[n] = (struct req_case){"list pattern empty",
+                             base_request(MCPB__OP__OP_LIST),
+                             MC_INVALID_ARGUMENT};
+    c[n++].req.has_pattern = true;
+    c[n] = (struct req_case){"list pattern and prefix",
+                             base_request(MCPB__OP__OP_LIST),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.has_pattern = true;
+    c[n].req.pattern.data = (uint8_t *)"a%";
+    c[n].req.pattern.len = 2;
+    c[n].req.has_prefix = true;
+    c[n].req.prefix.data = (uint8_t *)"a";
+    c[n++].req.prefix.len = 1;
     c[n++] = (struct req_case){"status", base_request(MCPB__OP__OP_STATUS),
                                MC_OK};
     c[n++] = (struct req_case){"op none", base_request(MCPB__OP__OP_NONE),
@@ -274,4 +305,176 @@ Test(proto_request_check, table)
             cr_expect_neq(err[0], '\0', "%s has no reason", cases[i].name);
         }
     }
+}
+
+/* ---- transactions ---- */
+
+static Mcpb__TxnCompare t_cmps[MC_TXN_OPS_MAX + 1];
+static Mcpb__TxnCompare *t_cmp_ptrs[MC_TXN_OPS_MAX + 1];
+static Mcpb__TxnOp t_ops[MC_TXN_OPS_MAX + 1];
+static Mcpb__TxnOp *t_op_ptrs[MC_TXN_OPS_MAX + 1];
+
+static void key_set(ProtobufCBinaryData *b, const char *key)
+{
+    b->data = (uint8_t *)key;
+    b->len = strlen(key);
+}
+
+/* A transaction of n_cmp version compares and n_then puts, on keys
+ * {t}/0, {t}/1, ... (all in one slot). */
+static Mcpb__Request txn_request(size_t n_cmp, size_t n_then)
+{
+    static char keys[MC_TXN_OPS_MAX + 1][16];
+    Mcpb__Request r = base_request(MCPB__OP__OP_TXN);
+    r.has_key = false;
+    for (size_t i = 0; i <= MC_TXN_OPS_MAX; i++) {
+        snprintf(keys[i], sizeof keys[i], "{t}/%zu", i);
+        mcpb__txn_compare__init(&t_cmps[i]);
+        t_cmps[i].target = MCPB__TXN_TARGET__TXN_TARGET_VERSION;
+        key_set(&t_cmps[i].key, keys[i]);
+        t_cmps[i].has_version = true;
+        t_cmps[i].version = 3;
+        t_cmp_ptrs[i] = &t_cmps[i];
+        mcpb__txn_op__init(&t_ops[i]);
+        t_ops[i].op = MCPB__OP__OP_PUT;
+        key_set(&t_ops[i].key, keys[i]);
+        t_ops[i].has_value = true;
+        key_set(&t_ops[i].value, "v");
+        t_op_ptrs[i] = &t_ops[i];
+    }
+    r.compares = t_cmp_ptrs;
+    r.n_compares = n_cmp;
+    r.then_ops = t_op_ptrs;
+    r.n_then_ops = n_then;
+    return r;
+}
+
+static mc_err txn_verdict(const Mcpb__Request *r, char *err, size_t len)
+{
+    err[0] = '\0';
+    return proto_request_check(r, VALUE_MAX, err, len);
+}
+
+Test(proto_request_check, txn_counts_every_compare_and_operation)
+{
+    char err[256];
+    Mcpb__Request r = txn_request(1, 2);
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_OK, "%s", err);
+    r = txn_request(64, 64);
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_OK, "%s", err);
+    r = txn_request(65, 64);
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+    cr_expect(strstr(err, "129") != NULL && strstr(err, "128") != NULL, "%s",
+              err);
+    r = txn_request(0, MC_TXN_OPS_MAX + 1);
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+    r = txn_request(0, 0);
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+    cr_expect_neq(err[0], '\0');
+    r = txn_request(1, 0); /* compares alone are a transaction */
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_OK, "%s", err);
+}
+
+Test(proto_request_check, txn_names_the_bad_part)
+{
+    char err[256];
+    Mcpb__Request r = txn_request(2, 3);
+    t_ops[1].key.len = 0;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+    cr_expect(strstr(err, "then_ops[1]: key is empty") != NULL, "%s", err);
+
+    r = txn_request(2, 3);
+    t_cmps[1].has_cmp = true;
+    t_cmps[1].cmp = MCPB__TXN_CMP__TXN_CMP_LT;
+    t_cmps[1].target = MCPB__TXN_TARGET__TXN_TARGET_VALUE;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+    cr_expect(strstr(err, "compares[1]") != NULL, "%s", err);
+
+    r = txn_request(1, 1);
+    t_cmps[0].target = 9;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+
+    r = txn_request(1, 1);
+    t_cmps[0].has_cmp = true;
+    t_cmps[0].cmp = 7;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+
+    r = txn_request(0, 2);
+    r.else_ops = &t_op_ptrs[1];
+    r.n_else_ops = 1;
+    t_ops[1].has_tier = true;
+    t_ops[1].tier = MC_TIER_LONG;
+    t_ops[1].has_ttl_ms = true;
+    t_ops[1].ttl_ms = 5000;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+    cr_expect(strstr(err, "long tier") != NULL, "%s", err);
+
+    r = txn_request(0, 1);
+    t_ops[0].op = MCPB__OP__OP_LIST;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+    cr_expect(strstr(err, "then_ops[0]") != NULL, "%s", err);
+
+    r = txn_request(0, 1);
+    r.ns.data = (uint8_t *)"BAD";
+    r.ns.len = 3;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_INVALID_ARGUMENT);
+}
+
+Test(proto_request_check, txn_values_together_within_the_value_limit)
+{
+    char err[256];
+    Mcpb__Request r = txn_request(1, 2);
+    t_ops[0].value.data = big;
+    t_ops[0].value.len = VALUE_MAX / 2;
+    t_ops[1].value.data = big;
+    t_ops[1].value.len = VALUE_MAX / 2;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_OK, "%s", err);
+    t_cmps[0].target = MCPB__TXN_TARGET__TXN_TARGET_VALUE;
+    t_cmps[0].has_value = true;
+    t_cmps[0].value.data = big;
+    t_cmps[0].value.len = 1;
+    cr_expect_eq(txn_verdict(&r, err, sizeof err), MC_TOO_LARGE);
+    cr_expect(strstr(err, "together") != NULL, "%s", err);
+}
+
+Test(proto_txn_shard, one_shard_or_the_tag_advice)
+{
+    char err[256] = "";
+    Mcpb__Request r = txn_request(3, 3);
+    uint32_t shard;
+    cr_assert_eq(txn_verdict(&r, err, sizeof err), MC_OK, "%s", err);
+    cr_expect_eq(proto_txn_shard(&r, 8, &shard, err, sizeof err), MC_OK,
+                 "%s", err);
+    uint32_t want = proto_shard_of_slot(
+        proto_slot(r.ns.data, r.ns.len, (const uint8_t *)"t", 1), 8);
+    cr_expect_eq(shard, want, "{t} keys hash by their tag");
+    const uint8_t *k;
+    size_t k_len;
+    cr_assert(proto_route_key(&r, &k, &k_len));
+    cr_expect_eq(k, t_cmps[0].key.data, "routed by the first key");
+
+    /* Two keys without a tag that land in different shards. */
+    static char a[16], b[16];
+    snprintf(a, sizeof a, "job/a");
+    uint32_t sa = proto_shard_of_slot(
+        proto_slot(r.ns.data, r.ns.len, (const uint8_t *)a, strlen(a)), 8);
+    for (unsigned i = 0;; i++) {
+        snprintf(b, sizeof b, "job/b%u", i);
+        if (proto_shard_of_slot(proto_slot(r.ns.data, r.ns.len,
+                                           (const uint8_t *)b, strlen(b)),
+                                8) != sa) {
+            break;
+        }
+    }
+    r = txn_request(1, 1);
+    key_set(&t_cmps[0].key, a);
+    key_set(&t_ops[0].key, b);
+    cr_expect_eq(proto_txn_shard(&r, 8, &shard, err, sizeof err),
+                 MC_INVALID_ARGUMENT);
+    cr_expect(strstr(err, "transaction keys span shards") != NULL, "%s", err);
+    cr_expect(strstr(err, "{tag}") != NULL, "%s", err);
+    cr_expect(strstr(err, a) != NULL && strstr(err, b) != NULL, "%s", err);
+    /* With one shard, everything is together. */
+    cr_expect_eq(proto_txn_shard(&r, 1, &shard, err, sizeof err), MC_OK);
+    cr_expect_eq(shard, 0);
 }
