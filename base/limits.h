@@ -41,6 +41,14 @@
 /* Requests queued on one loop before the node answers UNAVAILABLE. */
 #define MC_LOOP_QUEUE_MAX 65536u
 
+/* Records a list with a LIKE pattern examines in one shard for one page
+ * before it answers with the matches it found so far (more = true, and the
+ * key where it stopped): a rare pattern must not hold a loop thread, and
+ * the raft heartbeats it sends, for a whole namespace. About 10 ms of
+ * LMDB reads on these machines. The node's --list-scan-max. */
+#define MC_LIST_SCAN_DEFAULT 50000u
+#define MC_LIST_SCAN_MAX (1u << 24)
+
 /* Records in one expire command: bounds the work of one apply. */
 #define MC_EXPIRE_BATCH_MAX 512u
 

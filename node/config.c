@@ -50,6 +50,9 @@ static const struct opt opts[] = {
     NUM("replicas", OPT_U32, replicas, 1, MC_REPLICAS_MAX,
         "N replicas of each shard of a new cluster, capped at the "
         "members [3]"),
+    NUM("list-scan-max", OPT_U32, list_scan_max, 1, MC_LIST_SCAN_MAX,
+        "N records a list with a pattern examines per shard and page "
+        "[50000]"),
     STR("initial-cluster", initial_cluster,
         "LIST ID=URL@IP:PORT,... every member (this node included); "
         "IP:PORT is its --raft-addr [this node only]"),
@@ -73,6 +76,7 @@ static void config_defaults(struct node_config *cfg)
         .value_max = MC_VALUE_BYTES_MAX,
         .log_level = LOG_LEVEL_INFO,
         .replicas = MC_REPLICAS_DEFAULT,
+        .list_scan_max = MC_LIST_SCAN_DEFAULT,
     };
     strcpy(cfg->listen, "tcp://127.0.0.1:7400");
     strcpy(cfg->raft_addr, "127.0.0.1:7500");

@@ -50,6 +50,7 @@ struct node_config {
     uint64_t value_max;
     int log_level;
     uint32_t replicas; /* the first map's */
+    uint32_t list_scan_max; /* records a pattern list page examines */
     char initial_cluster[8192]; /* ID=URL@IP:PORT,... ("" = only this node) */
     /* Parsed from initial_cluster, sorted by id; this node included: the
      * meta group's members, and the members of the first map. */

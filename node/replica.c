@@ -305,13 +305,23 @@ static void read_list(struct node_replica *r, struct node_work *w)
     struct list_acc a = {.keys_only = req->keys_only};
     a.recs = mc_calloc(limit, sizeof *a.recs);
     a.ptrs = mc_calloc(limit, sizeof *a.ptrs);
-    bool more = false;
+    struct shard_list_end end;
     mc_err rv = MC_INTERNAL;
     if (a.recs != NULL && a.ptrs != NULL) {
-        rv = shard_list(r->store, base_wall_ms(), req->ns.data, req->ns.len,
-                        req->prefix.data, req->prefix.len,
-                        req->start_after.data, req->start_after.len, limit,
-                        req->keys_only, list_cb, &a, &more);
+        struct shard_list_query q = {
+            .ns = req->ns.data,
+            .ns_len = req->ns.len,
+            .prefix = req->prefix.data,
+            .prefix_len = req->prefix.len,
+            .pattern = req->has_pattern ? req->pattern.data : NULL,
+            .pattern_len = req->has_pattern ? req->pattern.len : 0,
+            .start_after = req->start_after.data,
+            .start_after_len = req->start_after.len,
+            .limit = limit,
+            .scan_max = r->loop->node->cfg.list_scan_max,
+            .keys_only = req->keys_only,
+        };
+        rv = shard_list(r->store, base_wall_ms(), &q, list_cb, &a, &end);
     }
     if (rv != MC_OK) {
         frontend_reply_err(w, rv, "shard %u: list failed", r->id);
@@ -321,8 +331,16 @@ static void read_list(struct node_replica *r, struct node_work *w)
         resp.records = a.ptrs;
         resp.n_records = a.n;
         resp.has_more = true;
-        resp.more = more || a.cut;
-        frontend_reply(w, &resp);
+        resp.more = end.more || a.cut;
+        /* A reply cut at its size bound vouches only for its last record;
+         * otherwise a pattern list that stopped at its scan budget vouches
+         * for every key up to the one it stopped at. */
+        if (!a.cut && end.scanned_to != NULL) {
+            resp.has_scanned_to = true;
+            resp.scanned_to.data = (uint8_t *)end.scanned_to;
+            resp.scanned_to.len = end.scanned_to_len;
+        }
+        frontend_reply(w, &resp); /* before any other shard call: borrows */
     }
     mc_free(a.recs);
     mc_free(a.ptrs);

@@ -10,7 +10,15 @@
  * there), so each such run is gathered, the smallest keys of it kept, and
  * sorted by full record key before it is handed out. A key outside the run
  * compares with every key inside it as its LMDB key does, so sorting runs
- * is enough for byte-wise order overall. */
+ * is enough for byte-wise order overall.
+ *
+ * A LIKE pattern (proto/like.c) lists like a prefix, its literal prefix,
+ * with each key tested against the pattern. As matches may be rare, a
+ * pattern page examines at most scan_max records: when it stops there, it
+ * reports the greatest key it examined, and the next page starts after
+ * that key even when this one found nothing. Keys are examined in key
+ * order (a run of long keys all at once, and every key after a run is
+ * greater than the run's), so every key up to that one was examined. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,8 +97,14 @@ struct list_scan {
     size_t end_len;         /* ...and its LMDB key with want[0..end_len) */
     struct record_key after; /* ns '\0' start_after, when has_after */
     bool has_after;
+    const uint8_t *pattern; /* NULL: a prefix list */
+    size_t pattern_len;
     uint32_t limit;
     uint32_t emitted;
+    uint32_t scanned;  /* records in range examined (pattern lists) */
+    uint32_t examined; /* records decoded */
+    const uint8_t *last; /* the greatest record key of them */
+    size_t last_len;
     bool keys_only;
     bool more;
     bool done;
@@ -102,22 +116,43 @@ struct list_scan {
     uint32_t run_cap;
 };
 
-static bool list_matches(const struct list_scan *l, const struct record *r)
+/* r is in the range of the list: under want, after the cursor. A pattern
+ * list counts it against its scan budget. */
+static bool list_in_range(struct list_scan *l, const struct record *r)
 {
-    return bytes_has_prefix(r->rkey, r->rkey_len, l->want.bytes,
-                            l->want.len) &&
-           (!l->has_after || bytes_cmp(r->rkey, r->rkey_len, l->after.bytes,
-                                       l->after.len) > 0) &&
-           record_is_live(r, l->now_ms);
+    bool in = bytes_has_prefix(r->rkey, r->rkey_len, l->want.bytes,
+                               l->want.len) &&
+              (!l->has_after || bytes_cmp(r->rkey, r->rkey_len,
+                                          l->after.bytes, l->after.len) > 0);
+    if (in && l->pattern != NULL) {
+        l->scanned++;
+        if (l->last == NULL ||
+            bytes_cmp(r->rkey, r->rkey_len, l->last, l->last_len) > 0) {
+            l->last = r->rkey;
+            l->last_len = r->rkey_len;
+        }
+    }
+    return in;
 }
 
-/* Hand r out if it matches and the page has room; a match beyond the page
- * only tells that there is more. */
-static void list_consider(struct list_scan *l, const struct record *r)
+static bool list_matches(struct list_scan *l, const struct record *r)
 {
-    if (!list_matches(l, r)) {
-        return;
+    if (!list_in_range(l, r) || !record_is_live(r, l->now_ms)) {
+        return false;
     }
+    if (l->pattern == NULL) {
+        return true;
+    }
+    ASSERT(r->rkey_len > l->ns_len);
+    return proto_like_match(l->pattern, l->pattern_len,
+                            r->rkey + l->ns_len + 1,
+                            r->rkey_len - l->ns_len - 1);
+}
+
+/* Hand the match r out if the page has room; a match beyond the page only
+ * tells that there is more. */
+static void list_emit(struct list_scan *l, const struct record *r)
+{
     if (l->emitted == l->limit) {
         l->more = true;
         l->done = true;
@@ -129,9 +164,18 @@ static void list_consider(struct list_scan *l, const struct record *r)
     l->emitted++;
 }
 
+/* Hand r out if it matches and the page has room. */
+static void list_consider(struct list_scan *l, const struct record *r)
+{
+    if (list_matches(l, r)) {
+        list_emit(l, r);
+    }
+}
+
 static mc_err list_decode(struct list_scan *l, const struct list_head *h,
                           struct record *r)
 {
+    l->examined++;
     if (!record_decode(h->k.mv_data, h->k.mv_size, h->v.mv_data,
                        h->v.mv_size, r)) {
         return store_fail(l->s, "record decode", MDB_CORRUPTED);
@@ -222,7 +266,7 @@ static mc_err list_run(struct list_scan *l, const uint8_t *first_key)
     }
     qsort(l->run, l->run_n, sizeof l->run[0], record_cmp);
     for (uint32_t i = 0; i < l->run_n && !l->done; i++) {
-        list_consider(l, &l->run[i]);
+        list_emit(l, &l->run[i]);
     }
     return MC_OK;
 }
@@ -283,24 +327,35 @@ static void list_close(struct list_scan *l)
     mc_free(l->run);
 }
 
-mc_err shard_list(struct shard *s, int64_t now_ms, const uint8_t *ns,
-                  size_t ns_len, const uint8_t *prefix, size_t prefix_len,
-                  const uint8_t *start_after, size_t start_after_len,
-                  uint32_t limit, bool keys_only, shard_list_cb cb, void *arg,
-                  bool *more)
+/* A pattern list that used up its scan budget stops between two steps,
+ * unless nothing is left anyway. */
+static bool list_budget_spent(struct list_scan *l, uint32_t scan_max)
+{
+    return l->pattern != NULL && !l->done && l->scanned >= scan_max &&
+           list_min(l) != NULL;
+}
+
+mc_err shard_list(struct shard *s, int64_t now_ms,
+                  const struct shard_list_query *q, shard_list_cb cb,
+                  void *arg, struct shard_list_end *end)
 {
     ASSERT(s != NULL);
-    ASSERT(ns != NULL);
-    ASSERT(ns_len > 0);
-    ASSERT(ns_len <= MC_NS_BYTES_MAX);
-    ASSERT(prefix != NULL || prefix_len == 0);
-    ASSERT(prefix_len <= MC_KEY_BYTES_MAX);
-    ASSERT(start_after != NULL || start_after_len == 0);
-    ASSERT(start_after_len <= MC_KEY_BYTES_MAX);
-    ASSERT(limit <= MC_LIST_PAGE_MAX);
+    ASSERT(q != NULL);
+    ASSERT(q->ns != NULL);
+    ASSERT(q->ns_len > 0);
+    ASSERT(q->ns_len <= MC_NS_BYTES_MAX);
+    ASSERT(q->prefix != NULL || q->prefix_len == 0);
+    ASSERT(q->prefix_len <= MC_KEY_BYTES_MAX);
+    ASSERT(q->pattern != NULL || q->pattern_len == 0);
+    ASSERT(q->pattern_len <= MC_KEY_BYTES_MAX);
+    ASSERT(q->pattern_len == 0 || q->prefix_len == 0);
+    ASSERT(q->pattern_len == 0 || q->scan_max > 0);
+    ASSERT(q->start_after != NULL || q->start_after_len == 0);
+    ASSERT(q->start_after_len <= MC_KEY_BYTES_MAX);
+    ASSERT(q->limit <= MC_LIST_PAGE_MAX);
     ASSERT(cb != NULL);
-    ASSERT(more != NULL);
-    *more = false;
+    ASSERT(end != NULL);
+    memset(end, 0, sizeof *end);
     MDB_txn *txn;
     mc_err rv = store_enter(s);
     if (rv == MC_OK) {
@@ -309,18 +364,37 @@ mc_err shard_list(struct shard *s, int64_t now_ms, const uint8_t *ns,
     if (rv != MC_OK) {
         return rv;
     }
-    struct list_scan l = {.s = s, .now_ms = now_ms, .ns_len = ns_len,
-                          .limit = limit, .keys_only = keys_only, .cb = cb,
-                          .arg = arg, .has_after = start_after_len > 0};
-    record_key_make(ns, ns_len, prefix, prefix_len, &l.want);
+    struct list_scan l = {.s = s, .now_ms = now_ms, .ns_len = q->ns_len,
+                          .limit = q->limit, .keys_only = q->keys_only,
+                          .cb = cb, .arg = arg,
+                          .has_after = q->start_after_len > 0};
+    const uint8_t *prefix = q->prefix;
+    size_t prefix_len = q->prefix_len;
+    uint8_t literal[MC_KEY_BYTES_MAX];
+    if (q->pattern_len > 0) {
+        l.pattern = q->pattern;
+        l.pattern_len = q->pattern_len;
+        prefix = literal;
+        prefix_len = proto_like_prefix(q->pattern, q->pattern_len, literal);
+    }
+    record_key_make(q->ns, q->ns_len, prefix, prefix_len, &l.want);
     l.end_len = l.want.len < SHARD_DBKEY_PREFIX ? l.want.len
                                                 : SHARD_DBKEY_PREFIX;
-    record_key_make(ns, ns_len, start_after, start_after_len, &l.after);
+    record_key_make(q->ns, q->ns_len, q->start_after, q->start_after_len,
+                    &l.after);
     rv = list_open(&l, txn);
     while (rv == MC_OK && !l.done) {
         rv = list_step(&l);
+        if (rv == MC_OK && list_budget_spent(&l, q->scan_max)) {
+            ASSERT(l.last != NULL);
+            end->more = true;
+            end->scanned_to = l.last + q->ns_len + 1;
+            end->scanned_to_len = l.last_len - q->ns_len - 1;
+            break;
+        }
     }
-    *more = rv == MC_OK && l.more;
+    end->more = rv == MC_OK && (l.more || end->more);
+    end->examined = l.examined;
     list_close(&l);
     return rv;
 }

@@ -118,17 +118,46 @@ mc_err shard_get(struct shard *s, int64_t now_ms, const uint8_t *ns,
 
 typedef void (*shard_list_cb)(void *arg, const struct shard_record *r);
 
-/* Call cb, in byte-wise key order, for each live record of ns whose key
- * starts with prefix and is greater than start_after (when start_after_len
- * > 0), at most limit times; *more tells whether any further record
- * matches. With keys_only the record's value is empty. cb must not call
- * into s. Errors: UNAVAILABLE (BROKEN), INTERNAL (out of memory sorting a
- * run of long keys). */
-mc_err shard_list(struct shard *s, int64_t now_ms, const uint8_t *ns,
-                  size_t ns_len, const uint8_t *prefix, size_t prefix_len,
-                  const uint8_t *start_after, size_t start_after_len,
-                  uint32_t limit, bool keys_only, shard_list_cb cb, void *arg,
-                  bool *more);
+/* What shard_list lists: the live records of ns whose keys start with
+ * prefix or, when pattern_len > 0, match the LIKE pattern (checked with
+ * proto_like_check; prefix is then empty), and are greater than
+ * start_after when start_after_len > 0. Every pointer is borrowed for the
+ * call. */
+struct shard_list_query {
+    const uint8_t *ns;
+    size_t ns_len;
+    const uint8_t *prefix;
+    size_t prefix_len;
+    const uint8_t *pattern;
+    size_t pattern_len;
+    const uint8_t *start_after;
+    size_t start_after_len;
+    uint32_t limit;    /* records handed out at most */
+    uint32_t scan_max; /* pattern: records examined at most (> 0) */
+    bool keys_only;    /* hand records out with empty values */
+};
+
+/* How a page ended. */
+struct shard_list_end {
+    bool more; /* further records may match */
+    /* When a pattern list stopped at scan_max before it found limit
+     * matches: the greatest key it examined (every key up to it was
+     * examined), which the next page starts after. Borrowed until the next
+     * shard call; NULL otherwise. */
+    const uint8_t *scanned_to;
+    size_t scanned_to_len;
+    uint32_t examined; /* records read from LMDB, matches or not */
+};
+
+/* Call cb, in byte-wise key order, for each record q selects, at most
+ * q->limit times; *end says whether more may follow and where a pattern
+ * list stopped. A pattern with a literal prefix (the part before its first
+ * unescaped '%' or '_') only visits the keys under that prefix. cb must
+ * not call into s. Errors: UNAVAILABLE (BROKEN), INTERNAL (out of memory
+ * sorting a run of long keys). */
+mc_err shard_list(struct shard *s, int64_t now_ms,
+                  const struct shard_list_query *q, shard_list_cb cb,
+                  void *arg, struct shard_list_end *end);
 
 typedef void (*shard_expired_cb)(void *arg, uint8_t tier, const uint8_t *ns,
                                  size_t ns_len, const uint8_t *key,

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proto/proto.h"
+#include "tests/lib/like_ref.h"
 
 static bool match(const char *p, const char *k)
 {
@@ -179,79 +180,35 @@ Test(mc_like_has_wildcard, only_unescaped_ones_count)
 
 /* ---- against a reference ---- */
 
-#define REF_CPS_MAX 24
-
-/* A pattern as tokens: -1 = '%', -2 = '_', else a code point (here one
- * byte of the alphabet). */
-static size_t ref_tokens(const char *p, int *tok)
-{
-    size_t n = 0;
-    for (size_t i = 0; p[i] != '\0'; i++) {
-        if (p[i] == '\\') {
-            tok[n++] = (unsigned char)p[++i];
-        } else if (p[i] == '%') {
-            tok[n++] = -1;
-        } else if (p[i] == '_') {
-            tok[n++] = -2;
-        } else {
-            tok[n++] = (unsigned char)p[i];
-        }
-    }
-    return n;
-}
-
-/* m[i][j]: the first i tokens match the first j bytes of the key. */
-static bool ref_match(const char *p, const char *k)
-{
-    int tok[REF_CPS_MAX * 2];
-    size_t np = ref_tokens(p, tok);
-    size_t nk = strlen(k);
-    static bool m[REF_CPS_MAX * 2 + 1][REF_CPS_MAX + 1];
-    memset(m, 0, sizeof m);
-    m[0][0] = true;
-    for (size_t i = 1; i <= np; i++) {
-        for (size_t j = 0; j <= nk; j++) {
-            int t = tok[i - 1];
-            if (t == -1) {
-                m[i][j] = m[i - 1][j] || (j > 0 && m[i][j - 1]);
-            } else if (j > 0) {
-                m[i][j] = m[i - 1][j - 1] &&
-                          (t == -2 || t == (unsigned char)k[j - 1]);
-            }
-        }
-    }
-    return m[np][nk];
-}
+/* Pieces of random keys and patterns: the wildcards and the escape, the
+ * separators of hierarchical keys, and characters of 2 and 4 bytes. */
+static const char *const key_pieces[] = {"a", "b", "/", "-", "_", "%",
+                                         "\xc3\xa9", "\xf0\x9f\x98\x80"};
+static const char *const pattern_pieces[] = {
+    "a", "b", "/", "-", "%", "_", "\\%", "\\_", "\\\\", "\\a",
+    "\xc3\xa9", "\xf0\x9f\x98\x80"};
+#define PIECES(a) (sizeof(a) / sizeof(a)[0])
 
 Test(proto_like_match, agrees_with_a_reference_on_random_input)
 {
-    static const char alphabet[] = "ab/-_%";
-    static const char pat_alphabet[] = "ab/-%_\\";
     srand(4242);
     for (unsigned round = 0; round < 20000; round++) {
-        char key[REF_CPS_MAX + 1];
-        size_t nk = (size_t)rand() % 12;
+        char key[64] = "";
+        size_t nk = (size_t)rand() % 10;
         for (size_t i = 0; i < nk; i++) {
-            key[i] = alphabet[rand() % (int)(sizeof alphabet - 1)];
+            strcat(key, key_pieces[rand() % (int)PIECES(key_pieces)]);
         }
-        key[nk] = '\0';
-        char pat[REF_CPS_MAX + 1];
-        size_t np = 1 + (size_t)rand() % 8;
-        size_t j = 0;
+        char pat[64] = "";
+        size_t np = 1 + (size_t)rand() % 7;
         for (size_t i = 0; i < np; i++) {
-            char c = pat_alphabet[rand() % (int)(sizeof pat_alphabet - 1)];
-            pat[j++] = c;
-            if (c == '\\') { /* escape one of the alphabet */
-                pat[j++] = alphabet[rand() % (int)(sizeof alphabet - 1)];
-            }
+            strcat(pat, pattern_pieces[rand() % (int)PIECES(pattern_pieces)]);
         }
-        pat[j] = '\0';
         char err[160];
-        cr_assert_eq(proto_like_check((const uint8_t *)pat, j, err,
+        cr_assert_eq(proto_like_check((const uint8_t *)pat, strlen(pat), err,
                                       sizeof err),
                      MC_OK, "%s: %s", pat, err);
-        cr_assert_eq(match(pat, key), ref_match(pat, key),
-                     "'%s' on '%s': matcher %d, reference %d", pat, key,
-                     match(pat, key), ref_match(pat, key));
+        bool want = like_ref_match(pat, strlen(pat), key, strlen(key));
+        cr_assert_eq(match(pat, key), want, "'%s' on '%s': reference says %d",
+                     pat, key, want);
     }
 }

@@ -1,11 +1,14 @@
 /* Unit tests of the reads of shard/read.c: shard_get, shard_list (prefix,
  * byte-wise order across the three tier DBs, cursor paging that visits
  * every key exactly once, keys_only, expired records hidden at once, long
- * keys whose LMDB keys end in a hash) and shard_expired_scan. Records are
+ * keys whose LMDB keys end in a hash), LIKE patterns (only the literal
+ * prefix's range is read; the scan budget ends a page with a cursor; pages
+ * equal a brute-force filter of random keys) and shard_expired_scan. Records are
  * written through shard_apply into a real LMDB store in a temporary
  * folder, then listed and compared with the expected order computed here
  * by memcmp. */
 #include "tests/unit/shard/shard_test.h"
+#include "tests/lib/like_ref.h"
 
 static struct tshard f;
 
@@ -34,6 +37,9 @@ struct page {
     size_t value_lens[KEYS_MAX];
     bool values_null[KEYS_MAX];
     bool more;
+    struct shard_list_end end;
+    bool has_scanned_to;
+    char scanned_to[KEY_BYTES];
 };
 
 static void page_cb(void *arg, const struct shard_record *r)
@@ -49,18 +55,43 @@ static void page_cb(void *arg, const struct shard_record *r)
     p->n++;
 }
 
-static struct page *list(int64_t now, const char *prefix, const char *after,
-                         uint32_t limit, bool keys_only)
+static struct page *list_query(int64_t now, const char *prefix,
+                               const char *pattern, const char *after,
+                               uint32_t limit, uint32_t scan_max,
+                               bool keys_only)
 {
     static struct page p;
     memset(&p, 0, sizeof p);
-    size_t after_len = after ? strlen(after) : 0;
-    mc_err rv = shard_list(f.s, now, (const uint8_t *)T_NS, strlen(T_NS),
-                           (const uint8_t *)prefix, strlen(prefix),
-                           (const uint8_t *)after, after_len, limit,
-                           keys_only, page_cb, &p, &p.more);
+    struct shard_list_query q = {
+        .ns = (const uint8_t *)T_NS,
+        .ns_len = strlen(T_NS),
+        .prefix = (const uint8_t *)prefix,
+        .prefix_len = prefix ? strlen(prefix) : 0,
+        .pattern = (const uint8_t *)pattern,
+        .pattern_len = pattern ? strlen(pattern) : 0,
+        .start_after = (const uint8_t *)after,
+        .start_after_len = after ? strlen(after) : 0,
+        .limit = limit,
+        .scan_max = scan_max,
+        .keys_only = keys_only,
+    };
+    mc_err rv = shard_list(f.s, now, &q, page_cb, &p, &p.end);
     cr_assert_eq(rv, MC_OK);
+    p.more = p.end.more;
+    if (p.end.scanned_to != NULL) {
+        cr_assert(pattern != NULL, "only pattern lists stop at a budget");
+        cr_assert_lt(p.end.scanned_to_len, KEY_BYTES);
+        memcpy(p.scanned_to, p.end.scanned_to, p.end.scanned_to_len);
+        p.scanned_to[p.end.scanned_to_len] = '\0';
+        p.has_scanned_to = true;
+    }
     return &p;
+}
+
+static struct page *list(int64_t now, const char *prefix, const char *after,
+                         uint32_t limit, bool keys_only)
+{
+    return list_query(now, prefix, NULL, after, limit, 0, keys_only);
 }
 
 static void put_in(const char *key, uint32_t tier)
@@ -338,6 +369,201 @@ Test(shard_list, long_keys_come_out_in_byte_order)
     cr_assert_gt(hi - lo, 8);
     for (uint32_t limit = 1; limit <= 5; limit++) {
         assert_paged(prefix, limit, want + lo, hi - lo);
+    }
+}
+
+/* ---- list with a LIKE pattern ---- */
+
+Test(shard_list, pattern_selects_matching_keys_in_order)
+{
+    static const char *const keys[] = {
+        "swarm/researcher/status", "swarm/writer/status",
+        "swarm/writer/notes",      "swarm/status",
+        "swarm/shared/api-contract", "swarm/shared/db-contract",
+        "swarm/shared/contract",   "other/x/status",
+        "swarm/a_b/status",        "swarm/axb/status",
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        put_in(keys[i], MC_TIER_SHORT + (uint32_t)(i % 3));
+    }
+    struct page *p = list_query(T_STAMP, NULL, "swarm/%/status", NULL, 100,
+                                1000, false);
+    cr_assert_eq(p->n, 4);
+    cr_assert_str_eq(p->keys[0], "swarm/a_b/status");
+    cr_assert_str_eq(p->keys[1], "swarm/axb/status");
+    cr_assert_str_eq(p->keys[2], "swarm/researcher/status");
+    cr_assert_str_eq(p->keys[3], "swarm/writer/status");
+    cr_assert(!p->more);
+    cr_assert_eq(p->value_lens[0], 3);
+    p = list_query(T_STAMP, NULL, "swarm/shared/%-contract", NULL, 100, 1000,
+                   true);
+    cr_assert_eq(p->n, 2);
+    cr_assert_str_eq(p->keys[0], "swarm/shared/api-contract");
+    cr_assert_str_eq(p->keys[1], "swarm/shared/db-contract");
+    cr_assert(p->values_null[0]);
+    p = list_query(T_STAMP, NULL, "swarm/a\\_b/%", NULL, 100, 1000, true);
+    cr_assert_eq(p->n, 1);
+    cr_assert_str_eq(p->keys[0], "swarm/a_b/status");
+    p = list_query(T_STAMP, NULL, "%/status", NULL, 2, 1000, true);
+    cr_assert_eq(p->n, 2);
+    cr_assert(p->more, "a full page with matches left says more");
+    cr_assert(!p->has_scanned_to, "a page that filled needs no scan cursor");
+}
+
+Test(shard_list, pattern_reads_only_its_literal_prefix)
+{
+    static char keys[300][16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(keys[i], sizeof keys[i], "a/%03d/x", i);
+        put_in(keys[i], MC_TIER_SHORT + (uint32_t)(i % 3));
+    }
+    put_in("z/1/x", MC_TIER_LONG);
+    put_in("z/2/y", MC_TIER_MID);
+    struct page *p = list_query(T_STAMP, NULL, "z/%/x", NULL, 100, 1000,
+                                true);
+    cr_assert_eq(p->n, 1);
+    cr_assert_eq(p->end.examined, 2, "read %u records for 2 under z/",
+                 p->end.examined);
+    p = list_query(T_STAMP, NULL, "a/1%", NULL, 100, 1000, true);
+    cr_assert_eq(p->n, 100);
+    cr_assert_leq(p->end.examined, 101);
+    p = list_query(T_STAMP, NULL, "%/x", NULL, 1000 > KEYS_MAX ? KEYS_MAX : 1000,
+                   1000, true);
+    cr_assert_eq(p->end.examined, KEYS_MAX + 1, "no literal prefix: %u",
+                 p->end.examined);
+}
+
+Test(shard_list, pattern_stops_at_its_scan_budget_with_a_cursor)
+{
+    static char keys[50][16];
+    for (int i = 0; i < 50; i++) {
+        snprintf(keys[i], sizeof keys[i], "k/%02d", i);
+        put_in(keys[i], MC_TIER_LONG);
+    }
+    put_in("k/99/match", MC_TIER_LONG);
+    /* 10 records examined, none matches: no records, more, and the cursor
+     * is the last key examined. */
+    struct page *p = list_query(T_STAMP, NULL, "k/%/match", NULL, 10, 10,
+                                true);
+    cr_assert_eq(p->n, 0);
+    cr_assert(p->more);
+    cr_assert(p->has_scanned_to);
+    cr_assert_str_eq(p->scanned_to, "k/09");
+    p = list_query(T_STAMP, NULL, "k/%/match", "k/09", 10, 10, true);
+    cr_assert_eq(p->n, 0);
+    cr_assert_str_eq(p->scanned_to, "k/19");
+    p = list_query(T_STAMP, NULL, "k/%/match", "k/45", 10, 10, true);
+    cr_assert_eq(p->n, 1);
+    cr_assert_str_eq(p->keys[0], "k/99/match");
+    cr_assert(!p->more, "the budget ran out at the end: nothing is left");
+    cr_assert(!p->has_scanned_to);
+}
+
+/* Random keys of a small alphabet that holds the wildcards themselves, in
+ * every tier, some expired and some long; every pattern, paged with small
+ * limits and budgets the way the node pages, must give exactly the keys a
+ * brute-force filter gives, each once, the cursor always moving on. */
+static const char *const rand_pieces[] = {"a", "b", "/", "-", "_", "%",
+                                          "\xc3\xa9"};
+#define RAND_KEYS 400
+
+static void paged_pattern(const char *pattern, uint32_t limit,
+                          uint32_t scan_max, int64_t now,
+                          const char *const *all, size_t n_all)
+{
+    static char cursor[KEY_BYTES];
+    bool has_cursor = false;
+    size_t n_want = 0;
+    for (size_t i = 0; i < n_all; i++) {
+        n_want += like_ref_match(pattern, strlen(pattern), all[i],
+                                 strlen(all[i]));
+    }
+    size_t seen = 0, want_i = 0;
+    for (unsigned pages = 0;; pages++) {
+        cr_assert_lt(pages, 10000, "paging does not end");
+        struct page *p = list_query(now, NULL, pattern,
+                                    has_cursor ? cursor : NULL, limit,
+                                    scan_max, true);
+        for (size_t i = 0; i < p->n; i++, seen++) {
+            while (want_i < n_all &&
+                   !like_ref_match(pattern, strlen(pattern), all[want_i],
+                                   strlen(all[want_i]))) {
+                want_i++;
+            }
+            cr_assert_lt(want_i, n_all, "'%s': more keys than match",
+                         pattern);
+            cr_assert_str_eq(p->keys[i], all[want_i], "'%s' limit %u scan %u",
+                             pattern, limit, scan_max);
+            want_i++;
+        }
+        if (!p->more) {
+            break;
+        }
+        const char *next = p->has_scanned_to ? p->scanned_to
+                                             : p->keys[p->n - 1];
+        cr_assert(p->has_scanned_to || p->n > 0);
+        if (p->n > 0) {
+            cr_assert_geq(strcmp(next, p->keys[p->n - 1]), 0);
+        }
+        cr_assert(!has_cursor || strcmp(next, cursor) > 0,
+                  "the cursor must move on");
+        strcpy(cursor, next);
+        has_cursor = true;
+    }
+    cr_assert_eq(seen, n_want, "'%s' limit %u scan %u: %zu of %zu", pattern,
+                 limit, scan_max, seen, n_want);
+}
+
+Test(shard_list, pattern_pages_equal_a_brute_force_filter)
+{
+    static char keys[RAND_KEYS + 2][KEY_BYTES];
+    const char *live[RAND_KEYS + 2];
+    size_t n_live = 0;
+    srand(77);
+    for (int i = 0; i < RAND_KEYS; i++) {
+        keys[i][0] = '\0';
+        int len = 1 + rand() % 7;
+        for (int k = 0; k < len; k++) {
+            strcat(keys[i], rand_pieces[rand() % 7]);
+        }
+        uint64_t ttl = i % 10 == 0 ? 1000 : 0; /* a tenth expire */
+        const struct shard_result *r = t_apply(
+            &f, &(struct tcmd){.op = T_PUT, .key = keys[i], .value = "v",
+                               .tier = ttl ? MC_TIER_SHORT
+                                           : MC_TIER_SHORT + (uint32_t)(i % 3),
+                               .ttl_ms = ttl});
+        cr_assert_eq(r->code, MC_OK, "%s", r->message);
+    }
+    /* Two long keys (a run of LMDB keys that end in a hash). */
+    memset(keys[RAND_KEYS], 'a', 600);
+    strcpy(keys[RAND_KEYS] + 600, "/x-1");
+    memset(keys[RAND_KEYS + 1], 'a', 600);
+    strcpy(keys[RAND_KEYS + 1] + 600, "/x_2");
+    put_in(keys[RAND_KEYS], MC_TIER_LONG);
+    put_in(keys[RAND_KEYS + 1], MC_TIER_MID);
+    int64_t now = T_STAMP + 1000;
+    for (int i = 0; i < RAND_KEYS + 2; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < n_live; j++) {
+            dup = dup || strcmp(live[j], keys[i]) == 0;
+        }
+        struct shard_record rec;
+        if (!dup && t_get(&f, now, keys[i], &rec) == MC_OK) {
+            live[n_live++] = keys[i];
+        }
+    }
+    qsort(live, n_live, sizeof live[0], cmp_str);
+    static const char *const patterns[] = {
+        "%", "a%", "%a", "a/%", "%/%", "_", "__", "%\\%%", "%\\_%", "a_b%",
+        "%-%", "\\%%", "\\_%", "b%a", "%\xc3\xa9", "_\xc3\xa9%", "a%/x-_",
+        "aaaa%", "%\\\\%",
+    };
+    for (size_t i = 0; i < sizeof patterns / sizeof patterns[0]; i++) {
+        paged_pattern(patterns[i], 1000 > KEYS_MAX ? KEYS_MAX : 1000, 1000000,
+                      now, live, n_live);
+        paged_pattern(patterns[i], 3, 1, now, live, n_live);
+        paged_pattern(patterns[i], 7, 5, now, live, n_live);
+        paged_pattern(patterns[i], 1, 40, now, live, n_live);
     }
 }
 
