@@ -1,4 +1,5 @@
-/* list of libmemcoord: one sorted page of a namespace across all shards.
+/* list of libmemcoord: one sorted page of a namespace across all shards,
+ * by prefix or by LIKE pattern.
  *
  * Keys are spread over the shards by hash, so one page asks every shard
  * for up to `limit` keys after the cursor and merges the answers. Taking
@@ -6,7 +7,14 @@
  * greater than the `limit` keys that shard returned, so at least `limit`
  * keys of the merge sort before it and it cannot belong in this page. The
  * next page starts after the last key returned, so keys cut from this
- * merge are asked for again.
+ * merge are asked for again. A shard that holds keys back vouches only up
+ * to some key (page_bound), and the page ends at the smallest such key.
+ *
+ * A pattern list may hold keys back without returning any: a shard that
+ * examined its scan budget without finding the page's matches says where
+ * it stopped (scanned_to). The page then ends there, possibly empty but
+ * with more set and that key as its cursor, and the next page asks every
+ * shard again from it: no key is skipped, and the cursor always moves.
  *
  * The shard count is the cluster's, from the shard map (route.c), which a
  * node's status fills. A node that answers INVALID_ARGUMENT may have been
@@ -84,17 +92,79 @@ static mc_err answers_fetch(mc_client *c, Mcpb__Request *req,
     return MC_OK;
 }
 
-/* Merge the answers into a new page of at most limit records. */
-static mc_err page_merge(const struct shard_answers *a, uint32_t limit,
-                         mc_page **out, mc_result *res)
+static int bytes_order(const ProtobufCBinaryData *x,
+                       const ProtobufCBinaryData *y)
 {
+    size_t n = x->len < y->len ? x->len : y->len;
+    int d = n > 0 ? memcmp(x->data, y->data, n) : 0;
+    if (d != 0) {
+        return d;
+    }
+    return (x->len > y->len) - (x->len < y->len);
+}
+
+/* The key up to which an answer that holds keys back (more) vouches for
+ * its shard: every key of the shard up to it that belongs in the page was
+ * returned. That is where a pattern list stopped scanning (scanned_to, at
+ * or after its last record), else its last record: a shard may stop
+ * before its limit (a reply is cut at a size bound). NULL when the answer
+ * vouches for nothing, which no node sends. */
+static const ProtobufCBinaryData *answer_vouches_to(const Mcpb__Response *r)
+{
+    if (r->has_scanned_to) {
+        return &r->scanned_to;
+    }
+    if (r->n_records > 0) {
+        return &r->records[r->n_records - 1]->key;
+    }
+    return NULL;
+}
+
+/* The smallest key any answer that holds keys back vouches to: merged
+ * keys past it may have neighbours not fetched yet, so the page ends
+ * there. *bound = NULL when no answer holds keys back. */
+static mc_err page_bound(const struct shard_answers *a,
+                         const ProtobufCBinaryData **bound, mc_result *res)
+{
+    *bound = NULL;
+    for (uint32_t s = 0; s < a->n; s++) {
+        const Mcpb__Response *r = a->r[s];
+        if (!r->more) {
+            continue;
+        }
+        const ProtobufCBinaryData *v = answer_vouches_to(r);
+        if (v == NULL) {
+            return client_result_set(res, MC_INTERNAL,
+                                     "shard %u answered more keys without "
+                                     "saying where they start", s);
+        }
+        if (*bound == NULL || bytes_order(v, *bound) < 0) {
+            *bound = v;
+        }
+    }
+    return MC_OK;
+}
+
+/* Merge the answers into a new page of at most limit records: the merged
+ * keys up to the bound (page_bound). The next page starts after the last
+ * of them when the limit cut the page, else after the bound itself, which
+ * may be a key that no shard returned (where a pattern list stopped):
+ * then a page may even be empty and still say more. after is the cursor
+ * of this page (NULL for the first): a next cursor must be past it, or a
+ * caller's paging loop would never end. */
+static mc_err page_merge(const struct shard_answers *a, uint32_t limit,
+                         const char *after, mc_page **out, mc_result *res)
+{
+    const ProtobufCBinaryData *bound;
+    mc_err rv = page_bound(a, &bound, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
     size_t total = 0;
-    bool more = false;
     for (uint32_t s = 0; s < a->n; s++) {
         total += a->r[s]->n_records;
-        more = more || a->r[s]->more;
     }
-    mc_err rv = MC_INTERNAL;
+    rv = MC_INTERNAL;
     const Mcpb__Record **all = mc_malloc((total > 0 ? total : 1) * sizeof *all);
     if (all == NULL) {
         goto err;
@@ -107,25 +177,12 @@ static mc_err page_merge(const struct shard_answers *a, uint32_t limit,
     }
     ASSERT(k == total);
     qsort(all, total, sizeof *all, key_cmp);
-    /* A shard that holds keys back (more) vouches only for keys up to the
-     * last one it returned: it may stop before its limit (a reply is cut
-     * at a size bound). Keys past the smallest such last key may have
-     * neighbours not fetched yet, so the page ends there. The bound is
-     * one of the merged records, so every page makes progress. */
-    const Mcpb__Record *bound = NULL;
-    for (uint32_t s = 0; s < a->n; s++) {
-        const Mcpb__Response *r = a->r[s];
-        if (r->more && r->n_records > 0) {
-            const Mcpb__Record *last = r->records[r->n_records - 1];
-            if (bound == NULL || key_cmp(&last, &bound) < 0) {
-                bound = last;
-            }
-        }
+    size_t within = total; /* merged keys up to the bound */
+    while (bound != NULL && within > 0 &&
+           bytes_order(&all[within - 1]->key, bound) > 0) {
+        within--;
     }
-    size_t n = total < limit ? total : limit;
-    while (bound != NULL && n > 0 && key_cmp(&all[n - 1], &bound) > 0) {
-        n--;
-    }
+    size_t n = within < limit ? within : limit;
     mc_page *p = mc_calloc(1, sizeof *p);
     if (p == NULL) {
         goto err_after_all;
@@ -139,13 +196,26 @@ static mc_err page_merge(const struct shard_answers *a, uint32_t limit,
             goto err_after_page;
         }
     }
-    /* A page that returns nothing cannot move the cursor; calling it the
-     * last page keeps a caller's paging loop finite. */
-    p->more = n > 0 && (more || total > n);
+    const ProtobufCBinaryData *next = NULL;
+    if (n < within) {
+        next = &all[n - 1]->key;
+    } else if (bound != NULL) {
+        next = bound;
+    }
+    p->more = next != NULL;
     if (p->more) {
-        p->next_cursor = mc_strdup(p->records[n - 1].key);
+        p->next_cursor = mc_strndup(next->len > 0 ? (const char *)next->data
+                                                  : "",
+                                    next->len);
         if (p->next_cursor == NULL) {
             goto err_after_page;
+        }
+        if (after != NULL && strcmp(p->next_cursor, after) <= 0) {
+            mc_page_free(p);
+            mc_free(all);
+            return client_result_set(res, MC_INTERNAL,
+                                     "list page did not move past its "
+                                     "cursor");
         }
     }
     mc_free(all);
@@ -176,6 +246,11 @@ static mc_err list_request(Mcpb__Request *req, const char *ns,
     req->has_prefix = true;
     req->prefix.data = (uint8_t *)(prefix != NULL ? prefix : "");
     req->prefix.len = prefix != NULL ? strlen(prefix) : 0;
+    if (opts->pattern != NULL) {
+        req->has_pattern = true;
+        req->pattern.data = (uint8_t *)opts->pattern;
+        req->pattern.len = strlen(opts->pattern);
+    }
     if (opts->start_after != NULL) {
         req->has_start_after = true;
         req->start_after.data = (uint8_t *)opts->start_after;
@@ -227,7 +302,7 @@ mc_err mc_list(mc_client *c, const char *ns, const char *prefix,
         struct shard_answers a;
         rv = answers_fetch(c, &req, n_shards, deadline_ms, &a, res);
         if (rv == MC_OK) {
-            rv = page_merge(&a, req.limit, out, res);
+            rv = page_merge(&a, req.limit, opts->start_after, out, res);
         }
         answers_fini(&a);
         if (rv != MC_INVALID_ARGUMENT || round == MC_CLIENT_SHARD_REFRESH_MAX) {

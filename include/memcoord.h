@@ -114,8 +114,12 @@ typedef struct mc_record {
 typedef struct mc_page {
     mc_record *records;
     size_t n;
-    bool more;         /* more keys follow: pass next_cursor as start_after */
-    char *next_cursor; /* the last key of this page; NULL when !more */
+    bool more;         /* more keys may follow: pass next_cursor as
+                          start_after and ask again */
+    char *next_cursor; /* where the next page starts; NULL when !more.
+                          Usually the last key of this page; a pattern list
+                          may stop at a key that does not match, and then
+                          a page may even be empty with more set */
 } mc_page;
 
 typedef struct mc_options {
@@ -164,10 +168,23 @@ typedef struct mc_list_opts {
     uint32_t limit;          /* 0 = 1000; at most MC_LIST_PAGE_MAX */
     bool keys_only;
     bool serializable;
+    const char *pattern;     /* NULL, or a SQL LIKE pattern (see mc_list) */
 } mc_list_opts;
 
 /* List keys of ns starting with prefix ("" = all), sorted, across all
- * shards, one page at a time. */
+ * shards, one page at a time. Page until more is false: with a pattern a
+ * page may be empty and still have more.
+ *
+ * With opts->pattern (prefix then NULL or ""), list the keys that match a
+ * SQL LIKE pattern instead: '%' matches any run of characters (the empty
+ * one too), '_' exactly one character (one UTF-8 code point), '\' makes
+ * the next character literal ('\%', '\_', '\\'); everything else
+ * matches itself, case included. "swarm/%/status", "swarm/shared/%-contract".
+ * Only the keys under the pattern's literal prefix (its part before the
+ * first unescaped '%' or '_') are read, so "swarm/%" is as cheap as the
+ * prefix "swarm/" and "%/status" reads the whole namespace.
+ * Errors: INVALID_ARGUMENT for a pattern that is empty, not UTF-8, ends in
+ * a lone '\', or comes with a prefix. */
 mc_err mc_list(mc_client *c, const char *ns, const char *prefix,
                const mc_list_opts *opts, mc_page **out, mc_result *res);
 void mc_page_free(mc_page *p);

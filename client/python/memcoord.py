@@ -166,7 +166,8 @@ class _ReadOpts(ctypes.Structure):
 class _ListOpts(ctypes.Structure):
     _fields_ = [("start_after", ctypes.c_char_p), ("limit", ctypes.c_uint32),
                 ("keys_only", ctypes.c_bool),
-                ("serializable", ctypes.c_bool)]
+                ("serializable", ctypes.c_bool),
+                ("pattern", ctypes.c_char_p)]
 
 
 _REPLICAS_MAX = 7
@@ -441,15 +442,18 @@ class Client:
         return WriteResult(res)
 
     def list(self, prefix="", *, limit=None, keys_only=False,
-             serializable=False, page_size=1000, ns=None):
+             serializable=False, page_size=1000, ns=None, pattern=None):
         """Yield the records whose keys start with ``prefix``, in key order,
         across all shards (``limit``: at most that many). With
-        ``keys_only`` the records' ``value`` is None."""
+        ``keys_only`` the records' ``value`` is None. With ``pattern`` (and
+        no prefix), the keys that match a SQL LIKE pattern instead:
+        ``%`` any run, ``_`` one character, ``\\`` escapes."""
         cursor = None
         left = limit
+        like = pattern.encode("utf-8") if pattern is not None else None
         while left is None or left > 0:
             size = page_size if left is None else min(page_size, left)
-            opts = _ListOpts(cursor, size, keys_only, serializable)
+            opts = _ListOpts(cursor, size, keys_only, serializable, like)
             out = _P(_Page)()
             res = _Result()
             rv = _lib.mc_list(self._handle(), self._ns(ns),

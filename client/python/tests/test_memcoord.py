@@ -95,6 +95,17 @@ class KeyValue(unittest.TestCase):
         self.assertEqual(self.mc.keys("list/", limit=10), keys[:10])
         self.assertIsNone(next(self.mc.list("list/", keys_only=True)).value)
 
+    def test_list_by_pattern(self):
+        for k in ["pat/a/status", "pat/b/status", "pat/b/notes", "pat/a_b"]:
+            self.mc.put(k, "v")
+        self.assertEqual(self.mc.keys(pattern="pat/%/status"),
+                         ["pat/a/status", "pat/b/status"])
+        self.assertEqual(self.mc.keys(pattern="pat/a\\_%"), ["pat/a_b"])
+        self.assertEqual(self.mc.keys(pattern="pat/_/%", page_size=1),
+                         ["pat/a/status", "pat/b/notes", "pat/b/status"])
+        with self.assertRaises(memcoord.InvalidArgumentError):
+            self.mc.keys(pattern="pat/%\\")
+
     def test_status_names_the_cluster(self):
         st = self.mc.status()
         self.assertEqual(st["shard_count"], 8)

@@ -56,7 +56,7 @@ struct seen {
     int64_t expect_version;
     uint32_t tier, shard, limit;
     uint64_t ttl_ms;
-    bool keys_only, serializable, no_forward;
+    bool keys_only, serializable, no_forward, has_pattern;
     char key[64];
     char start_after[64];
     size_t value_len;
@@ -118,6 +118,7 @@ static inline void seen_add(struct fake *f, const Mcpb__Request *r)
         s->keys_only = r->keys_only;
         s->serializable = r->serializable;
         s->no_forward = r->no_forward;
+        s->has_pattern = r->has_pattern;
         snprintf(s->key, sizeof s->key, "%.*s", (int)r->key.len,
                  (const char *)r->key.data);
         snprintf(s->start_after, sizeof s->start_after, "%.*s",

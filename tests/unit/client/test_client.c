@@ -7,6 +7,7 @@
  * cluster unless a test says otherwise, so the shard map sends every
  * request to the one fake; test_route.c tests the map itself. */
 #include "tests/unit/client/fake_node.h"
+#include "tests/lib/like_ref.h"
 
 /* ---- handlers ---- */
 
@@ -195,6 +196,17 @@ Test(mc_put, checks_arguments_before_sending)
     mc_page *p;
     mc_list_opts lo = {.limit = MC_LIST_PAGE_MAX + 1};
     cr_expect_eq(mc_list(c, "default", "", &lo, &p, &res),
+                 MC_INVALID_ARGUMENT);
+    lo = (mc_list_opts){.pattern = "swarm/%\\"};
+    cr_expect_eq(mc_list(c, "default", NULL, &lo, &p, &res),
+                 MC_INVALID_ARGUMENT);
+    cr_expect(strstr(res.message, "lone") != NULL, "%s", res.message);
+    lo = (mc_list_opts){.pattern = "swarm/\xff%"};
+    cr_expect_eq(mc_list(c, "default", NULL, &lo, &p, &res),
+                 MC_INVALID_ARGUMENT);
+    cr_expect(strstr(res.message, "UTF-8") != NULL, "%s", res.message);
+    lo = (mc_list_opts){.pattern = "a%"};
+    cr_expect_eq(mc_list(c, "default", "a", &lo, &p, &res),
                  MC_INVALID_ARGUMENT);
 
     cr_expect_eq(seen_count(f), 0, "a bad request reached the node");
@@ -510,6 +522,9 @@ struct shard_world {
     unsigned cut_shard0;    /* > 0: shard 0 answers at most this many
                                records with more (as a node cuts a reply
                                at its size bound) */
+    unsigned scan_budget;   /* > 0: a pattern list examines at most this
+                               many keys per shard, then answers where it
+                               stopped (scanned_to) */
 };
 
 static unsigned world_shard_of(const char *key, unsigned n)
@@ -552,6 +567,7 @@ static enum fake_action list_handler(struct fake *f, const Mcpb__Request *req,
                                       : "");
     size_t n = 0;
     bool more = false;
+    unsigned examined = 0;
     for (unsigned i = 0; i < KEYS; i++) {
         const char *k = w->keys[i];
         if (world_shard_of(k, w->valid_shards) != req->shard ||
@@ -559,6 +575,28 @@ static enum fake_action list_handler(struct fake *f, const Mcpb__Request *req,
              strncmp(k, (const char *)req->prefix.data, req->prefix.len) !=
                  0) ||
             strcmp(k, after) <= 0) {
+            continue;
+        }
+        if (req->has_pattern && w->scan_budget > 0 &&
+            examined == w->scan_budget) {
+            more = true;
+            resp->has_scanned_to = true;
+            resp->scanned_to.data = (uint8_t *)w->keys[i - 1];
+            resp->scanned_to.len = strlen(w->keys[i - 1]);
+            for (unsigned j = i; j-- > 0;) { /* the last key examined */
+                if (world_shard_of(w->keys[j], w->valid_shards) ==
+                    req->shard) {
+                    resp->scanned_to.data = (uint8_t *)w->keys[j];
+                    resp->scanned_to.len = strlen(w->keys[j]);
+                    break;
+                }
+            }
+            break;
+        }
+        examined++;
+        if (req->has_pattern &&
+            !like_ref_match((const char *)req->pattern.data,
+                            req->pattern.len, k, strlen(k))) {
             continue;
         }
         if (n == req->limit ||
@@ -813,6 +851,76 @@ Test(mc_list, reply_cut_short_by_size_leaves_no_gap)
         }
     }
     cr_assert_eq(got, KEYS, "listed %u of %u keys", got, KEYS);
+    mc_client_close(c);
+    fake_stop(f);
+}
+
+/* A pattern list whose shards stop at a tiny scan budget: most pages come
+ * back empty but with more and a cursor past the old one. Paging must
+ * list exactly the matching keys, in order, and end. */
+Test(mc_list, pattern_pages_empty_at_the_scan_budget_leave_no_gap)
+{
+    struct shard_world w;
+    world_init(&w, 3);
+    w.scan_budget = 2;
+    struct fake *f = fake_start_with(list_handler, list_status, &w);
+    mc_client *c = client_on(f->url, 2000);
+    static const char *const patterns[] = {"b/%1", "%0_", "a/0\\_%", "%"};
+    for (size_t pi = 0; pi < sizeof patterns / sizeof patterns[0]; pi++) {
+        const char *pat = patterns[pi];
+        char cursor[32] = "";
+        bool has_cursor = false;
+        unsigned want_i = 0, got = 0, empty = 0;
+        for (unsigned pages = 0;; pages++) {
+            cr_assert_lt(pages, 4 * KEYS, "paging does not end");
+            mc_list_opts o = {.start_after = has_cursor ? cursor : NULL,
+                              .limit = 3, .pattern = pat};
+            mc_page *p;
+            mc_result res;
+            cr_assert_eq(mc_list(c, "default", NULL, &o, &p, &res), MC_OK,
+                         "%s", res.message);
+            empty += p->n == 0;
+            for (size_t i = 0; i < p->n; i++, got++) {
+                while (want_i < KEYS &&
+                       !like_ref_match(pat, strlen(pat), w.keys[want_i],
+                                       strlen(w.keys[want_i]))) {
+                    want_i++;
+                }
+                cr_assert_lt(want_i, KEYS);
+                cr_assert_str_eq(p->records[i].key, w.keys[want_i],
+                                 "'%s': a gap before %s", pat,
+                                 p->records[i].key);
+                want_i++;
+            }
+            bool more = p->more;
+            if (more) {
+                cr_assert(!has_cursor || strcmp(p->next_cursor, cursor) > 0,
+                          "the cursor must move on");
+                snprintf(cursor, sizeof cursor, "%s", p->next_cursor);
+                has_cursor = true;
+            } else {
+                cr_assert_null(p->next_cursor);
+            }
+            mc_page_free(p);
+            if (!more) {
+                break;
+            }
+        }
+        unsigned n_want = 0;
+        for (unsigned i = 0; i < KEYS; i++) {
+            n_want += like_ref_match(pat, strlen(pat), w.keys[i],
+                                     strlen(w.keys[i]));
+        }
+        cr_assert_eq(got, n_want, "'%s': listed %u of %u", pat, got, n_want);
+        if (pi == 0) {
+            cr_assert_gt(empty, 0, "the budget made empty pages");
+        }
+    }
+    for (unsigned i = 0; i < seen_count(f); i++) {
+        if (f->seen[i].op == MCPB__OP__OP_LIST) {
+            cr_assert(f->seen[i].has_pattern);
+        }
+    }
     mc_client_close(c);
     fake_stop(f);
 }
