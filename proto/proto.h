@@ -106,6 +106,16 @@ bool proto_like_match(const uint8_t *p, size_t p_len, const uint8_t *key,
 
 /* ---- transactions ---- */
 
+/* The parts of a transaction: the namespace, 1..MC_TXN_OPS_MAX compares
+ * and operations in all, each valid, their values together at most
+ * value_max bytes. Requests and the commands made from them are checked
+ * alike. Errors: INVALID_ARGUMENT or TOO_LARGE; err names the part
+ * ("then_ops[2]: key is empty"). */
+mc_err proto_txn_check(const ProtobufCBinaryData *ns,
+                       Mcpb__TxnCompare *const *compares, size_t n_compares,
+                       Mcpb__TxnOp *const *then_ops, size_t n_then,
+                       Mcpb__TxnOp *const *else_ops, size_t n_else,
+                       uint64_t value_max, char *err, size_t err_len);
 /* The key req is routed by: its key, or for OP_TXN its first key (of the
  * compares, then then_ops, then else_ops). False when it has none. */
 bool proto_route_key(const Mcpb__Request *req, const uint8_t **key,

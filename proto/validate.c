@@ -287,21 +287,17 @@ static mc_err txn_ops_check(const char *list, Mcpb__TxnOp *const *ops,
     return MC_OK;
 }
 
-/* OP_TXN: the namespace, every compare and operation, the count, the
- * values together, and the size of the whole request: a transaction
- * travels as one message and one raft entry. */
-static mc_err txn_check(const Mcpb__Request *req, uint64_t value_max,
-                        char *err, size_t err_len)
+mc_err proto_txn_check(const ProtobufCBinaryData *ns,
+                       Mcpb__TxnCompare *const *compares, size_t n_compares,
+                       Mcpb__TxnOp *const *then_ops, size_t n_then,
+                       Mcpb__TxnOp *const *else_ops, size_t n_else,
+                       uint64_t value_max, char *err, size_t err_len)
 {
-    if (!req->has_ns) {
-        base_errf(err, err_len, "namespace is missing");
-        return MC_INVALID_ARGUMENT;
-    }
-    mc_err rv = proto_ns_check(req->ns.data, req->ns.len, err, err_len);
+    mc_err rv = proto_ns_check(ns->data, ns->len, err, err_len);
     if (rv != MC_OK) {
         return rv;
     }
-    size_t total = req->n_compares + req->n_then_ops + req->n_else_ops;
+    size_t total = n_compares + n_then + n_else;
     if (total == 0) {
         base_errf(err, err_len, "transaction has no compare and no operation");
         return MC_INVALID_ARGUMENT;
@@ -312,18 +308,18 @@ static mc_err txn_check(const Mcpb__Request *req, uint64_t value_max,
         return MC_INVALID_ARGUMENT;
     }
     uint64_t value_bytes = 0;
-    for (size_t i = 0; i < req->n_compares; i++) {
-        rv = compare_check(req->compares[i], err, err_len);
+    for (size_t i = 0; i < n_compares; i++) {
+        rv = compare_check(compares[i], err, err_len);
         if (rv != MC_OK) {
             return txn_fail(rv, "compares", i, err, err_len);
         }
-        value_bytes += req->compares[i]->value.len;
+        value_bytes += compares[i]->value.len;
     }
-    rv = txn_ops_check("then_ops", req->then_ops, req->n_then_ops,
-                       &value_bytes, err, err_len);
+    rv = txn_ops_check("then_ops", then_ops, n_then, &value_bytes, err,
+                       err_len);
     if (rv == MC_OK) {
-        rv = txn_ops_check("else_ops", req->else_ops, req->n_else_ops,
-                           &value_bytes, err, err_len);
+        rv = txn_ops_check("else_ops", else_ops, n_else, &value_bytes, err,
+                           err_len);
     }
     if (rv != MC_OK) {
         return rv;
@@ -334,6 +330,24 @@ static mc_err txn_check(const Mcpb__Request *req, uint64_t value_max,
                   (unsigned long long)value_bytes,
                   (unsigned long long)value_max);
         return MC_TOO_LARGE;
+    }
+    return MC_OK;
+}
+
+/* OP_TXN: its parts (proto_txn_check), and the size of the whole
+ * request: a transaction travels as one message and one raft entry. */
+static mc_err txn_check(const Mcpb__Request *req, uint64_t value_max,
+                        char *err, size_t err_len)
+{
+    if (!req->has_ns) {
+        base_errf(err, err_len, "namespace is missing");
+        return MC_INVALID_ARGUMENT;
+    }
+    mc_err rv = proto_txn_check(&req->ns, req->compares, req->n_compares,
+                                req->then_ops, req->n_then_ops, req->else_ops,
+                                req->n_else_ops, value_max, err, err_len);
+    if (rv != MC_OK) {
+        return rv;
     }
     size_t size = protobuf_c_message_get_packed_size(&req->base);
     if (size > value_max + MC_HEADER_BYTES_MAX) {

@@ -6,12 +6,14 @@
  * while the index still advances, so that no entry can stall a group.
  * Only a storage failure (the shard turns BROKEN) or running out of memory
  * while decoding leaves an entry unapplied. Record layout is record.c's,
- * the dedupe table dedupe.c's. */
+ * the dedupe table dedupe.c's, transactions txn.c's (which write each key
+ * through apply_key_write, the path of single puts and deletes). */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "shard/apply.h"
 #include "shard/dedupe.h"
 #include "shard/record.h"
 
@@ -46,16 +48,22 @@ struct write_ctx {
     struct shown_key shown;
 };
 
-__attribute__((format(printf, 4, 5))) static void
-result_fail(struct shard_result *res, mc_err code, uint64_t version,
-            const char *fmt, ...)
+void apply_vfail(struct shard_result *res, mc_err code, uint64_t version,
+                 const char *fmt, va_list ap)
 {
     ASSERT(code != MC_OK);
     res->code = code;
     res->version = version;
+    vsnprintf(res->message, sizeof res->message, fmt, ap);
+}
+
+__attribute__((format(printf, 4, 5))) static void
+result_fail(struct shard_result *res, mc_err code, uint64_t version,
+            const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(res->message, sizeof res->message, fmt, ap);
+    apply_vfail(res, code, version, fmt, ap);
     va_end(ap);
 }
 
@@ -272,28 +280,38 @@ static bool write_valid(struct shard *s, const Mcpb__Command *cmd)
     return true;
 }
 
-/* PUT and DELETE: validate, dedupe, apply, remember the answer. */
-static mc_err apply_write(struct shard *s, uint64_t index,
-                          const Mcpb__Command *cmd)
+mc_err apply_dedupe(struct shard *s, const Mcpb__Command *cmd,
+                    bool *answered)
 {
-    if (!write_valid(s, cmd)) {
+    *answered = false;
+    uint64_t client_id = cmd->has_client_id ? cmd->client_id : 0;
+    if (client_id == 0) {
         return MC_OK;
     }
-    uint64_t client_id = cmd->has_client_id ? cmd->client_id : 0;
-    uint64_t seq = cmd->has_seq ? cmd->seq : 0;
-    if (client_id != 0) {
-        enum dedupe_verdict verdict;
-        mc_err rv = dedupe_check(s, client_id, seq, &s->result, &verdict);
-        if (rv != MC_OK || verdict == DEDUPE_REPEAT) {
-            return rv;
-        }
-        if (verdict == DEDUPE_SUPERSEDED) {
-            result_fail(&s->result, MC_INVALID_ARGUMENT, 0,
-                        "request superseded by a later one of the same "
-                        "client");
-            return MC_OK;
-        }
+    enum dedupe_verdict verdict;
+    struct dedupe_entry e;
+    mc_err rv = dedupe_check(s, client_id, cmd->has_seq ? cmd->seq : 0, &e,
+                             &verdict);
+    if (rv != MC_OK) {
+        return rv;
     }
+    if (verdict == DEDUPE_REPEAT) {
+        *answered = true;
+        s->result = e.answer;
+        return txn_answer_load(s, e.txn, e.txn_len);
+    }
+    if (verdict == DEDUPE_SUPERSEDED) {
+        *answered = true;
+        result_fail(&s->result, MC_INVALID_ARGUMENT, 0,
+                    "request superseded by a later one of the same client");
+    }
+    return MC_OK;
+}
+
+mc_err apply_key_write(struct shard *s, uint64_t index,
+                       const Mcpb__Command *cmd)
+{
+    ASSERT(cmd->op == MCPB__OP__OP_PUT || cmd->op == MCPB__OP__OP_DELETE);
     struct write_ctx w = {.s = s, .cmd = cmd, .index = index};
     w.shown = show_key(&cmd->key);
     record_key_make(cmd->ns.data, cmd->ns.len, cmd->key.data, cmd->key.len,
@@ -303,10 +321,29 @@ static mc_err apply_write(struct shard *s, uint64_t index,
     if (rv == MC_OK) {
         rv = cmd->op == MCPB__OP__OP_PUT ? apply_put(&w) : apply_delete(&w);
     }
+    return rv;
+}
+
+/* PUT and DELETE: validate, dedupe, apply, remember the answer. */
+static mc_err apply_write(struct shard *s, uint64_t index,
+                          const Mcpb__Command *cmd)
+{
+    if (!write_valid(s, cmd)) {
+        return MC_OK;
+    }
+    uint64_t client_id = cmd->has_client_id ? cmd->client_id : 0;
+    uint64_t seq = cmd->has_seq ? cmd->seq : 0;
+    bool answered;
+    mc_err rv = apply_dedupe(s, cmd, &answered);
+    if (rv != MC_OK || answered) {
+        return rv;
+    }
+    rv = apply_key_write(s, index, cmd);
     if (rv != MC_OK || client_id == 0) {
         return rv;
     }
-    return dedupe_store(s, client_id, seq, cmd->stamp_ms, &s->result);
+    return dedupe_store(s, client_id, seq, cmd->stamp_ms, &s->result, NULL,
+                        0);
 }
 
 /* Remove the item's record if it has expired by stamp. The sweep that
@@ -376,25 +413,19 @@ static mc_err apply_command(struct shard *s, uint64_t index,
         return apply_write(s, index, cmd);
     case MCPB__OP__OP_EXPIRE:
         return apply_expire(s, cmd);
+    case MCPB__OP__OP_TXN:
+        return txn_apply(s, index, cmd);
     default:
         result_fail(&s->result, MC_INVALID_ARGUMENT, 0,
-                    "command op %" PRIu32 " is not put, delete or expire",
-                    cmd->op);
+                    "command op %" PRIu32 " is not put, delete, expire or "
+                    "txn", cmd->op);
         return MC_OK;
     }
 }
 
-/* A protobuf-c allocator over mc_malloc that remembers a failure: an
- * unpack that fails for lack of memory must not be taken for bad bytes, or
- * this replica would answer INVALID_ARGUMENT where the others applied. */
-struct decode_heap {
-    ProtobufCAllocator a;
-    bool failed;
-};
-
 static void *heap_alloc(void *data, size_t n)
 {
-    struct decode_heap *h = data;
+    struct apply_heap *h = data;
     void *p = mc_malloc(n);
     h->failed = h->failed || p == NULL;
     return p;
@@ -403,6 +434,12 @@ static void *heap_alloc(void *data, size_t n)
 static void heap_free(void *data, void *p)
 {
     mc_free(p);
+}
+
+void apply_heap_init(struct apply_heap *h)
+{
+    *h = (struct apply_heap){{heap_alloc, heap_free, NULL}, false};
+    h->a.allocator_data = h;
 }
 
 /* Decode and apply one entry; the result says what happened. Returns
@@ -418,8 +455,8 @@ static mc_err apply_entry(struct shard *s, uint64_t index, const void *buf,
         result_fail(&s->result, MC_INVALID_ARGUMENT, 0, "%s", why);
         return MC_OK;
     }
-    struct decode_heap heap = {{heap_alloc, heap_free, NULL}, false};
-    heap.a.allocator_data = &heap;
+    struct apply_heap heap;
+    apply_heap_init(&heap);
     Mcpb__Command *cmd = mcpb__command__unpack(&heap.a, body_len, body);
     if (cmd == NULL && heap.failed) {
         LOG_WARN("out of memory decoding shard=%u index=%" PRIu64, s->cfg.id,
@@ -443,6 +480,7 @@ mc_err shard_apply(struct shard *s, uint64_t index, const void *buf,
     ASSERT(out != NULL);
     ASSERT(index > 0);
     memset(&s->result, 0, sizeof s->result);
+    txn_answer_free(s);
     *out = &s->result;
     mc_err rv = store_enter(s);
     if (rv == MC_OK && index <= s->applied_index) {

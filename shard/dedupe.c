@@ -24,7 +24,7 @@ bool dedupe_decode(const uint8_t *v, size_t len, struct dedupe_entry *out)
         return false;
     }
     size_t msg_len = v[OFF_MESSAGE_LEN];
-    if (v[OFF_CODE] >= MC_ERR_COUNT || len != DEDUPE_HEADER_BYTES + msg_len ||
+    if (v[OFF_CODE] >= MC_ERR_COUNT || len < DEDUPE_HEADER_BYTES + msg_len ||
         msg_len >= sizeof out->answer.message) {
         return false;
     }
@@ -37,12 +37,14 @@ bool dedupe_decode(const uint8_t *v, size_t len, struct dedupe_entry *out)
     out->answer.mod_rev = bytes_get_u64le(v + OFF_MOD_REV);
     memcpy(out->answer.message, v + DEDUPE_HEADER_BYTES, msg_len);
     out->answer.message[msg_len] = '\0';
+    size_t rest = len - DEDUPE_HEADER_BYTES - msg_len;
+    out->txn = rest > 0 ? v + DEDUPE_HEADER_BYTES + msg_len : NULL;
+    out->txn_len = rest;
     return true;
 }
 
 mc_err dedupe_check(struct shard *s, uint64_t client_id, uint64_t seq,
-                    struct shard_result *answer,
-                    enum dedupe_verdict *verdict)
+                    struct dedupe_entry *e, enum dedupe_verdict *verdict)
 {
     ASSERT(client_id != 0);
     ASSERT(s->txn != NULL);
@@ -55,27 +57,34 @@ mc_err dedupe_check(struct shard *s, uint64_t client_id, uint64_t seq,
     if (rv != MC_OK || !found) {
         return rv;
     }
-    struct dedupe_entry e;
-    if (!dedupe_decode(v.mv_data, v.mv_size, &e)) {
+    if (!dedupe_decode(v.mv_data, v.mv_size, e)) {
         return store_fail(s, "dedupe decode", MDB_CORRUPTED);
     }
-    if (seq == e.seq) {
+    if (seq == e->seq) {
         *verdict = DEDUPE_REPEAT;
-        *answer = e.answer;
-    } else if (seq < e.seq) {
+    } else if (seq < e->seq) {
         *verdict = DEDUPE_SUPERSEDED;
     }
     return MC_OK;
 }
 
 mc_err dedupe_store(struct shard *s, uint64_t client_id, uint64_t seq,
-                    int64_t stamp, const struct shard_result *answer)
+                    int64_t stamp, const struct shard_result *answer,
+                    const uint8_t *txn, size_t txn_len)
 {
     ASSERT(client_id != 0);
     ASSERT(!answer->skipped);
     ASSERT((unsigned)answer->code < MC_ERR_COUNT);
+    ASSERT(txn != NULL || txn_len == 0);
     size_t msg_len = strnlen(answer->message, sizeof answer->message - 1);
-    uint8_t v[DEDUPE_VALUE_BYTES_MAX];
+    uint8_t k[DEDUPE_KEY_BYTES];
+    bytes_put_u64be(k, client_id);
+    uint8_t *v;
+    mc_err rv = store_reserve(s, STORE_DB_DEDUPE, k, sizeof k,
+                              DEDUPE_HEADER_BYTES + msg_len + txn_len, &v);
+    if (rv != MC_OK) {
+        return rv;
+    }
     bytes_put_u64le(v + OFF_SEQ, seq);
     bytes_put_u64le(v + OFF_STAMP, (uint64_t)stamp);
     v[OFF_CODE] = (uint8_t)answer->code;
@@ -84,11 +93,10 @@ mc_err dedupe_store(struct shard *s, uint64_t client_id, uint64_t seq,
     bytes_put_u64le(v + OFF_MOD_REV, answer->mod_rev);
     v[OFF_MESSAGE_LEN] = (uint8_t)msg_len;
     memcpy(v + DEDUPE_HEADER_BYTES, answer->message, msg_len);
-
-    uint8_t k[DEDUPE_KEY_BYTES];
-    bytes_put_u64be(k, client_id);
-    return store_put(s, STORE_DB_DEDUPE, k, sizeof k, v,
-                     DEDUPE_HEADER_BYTES + msg_len);
+    if (txn_len > 0) {
+        memcpy(v + DEDUPE_HEADER_BYTES + msg_len, txn, txn_len);
+    }
+    return MC_OK;
 }
 
 /* Collect into ids (up to MC_EXPIRE_BATCH_MAX) the clients idle since

@@ -79,6 +79,9 @@ struct shard_result {
     uint64_t mod_rev;
     bool skipped;     /* index was already in LMDB: nothing was done */
     char message[200];
+    /* OP_TXN that ran (code OK): which branch ran and a result per
+     * operation; mod_rev is the transaction's revision. NULL otherwise. */
+    const Mcpb__TxnResult *txn;
 };
 
 /* Apply the framed command entry buf[0..len) committed at raft index. An

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "shard/apply.h"
 #include "shard/store.h"
 
 /* Shards are opened with one DB handle per sub-database. */
@@ -83,8 +84,40 @@ mc_err store_write_begin(struct shard *s)
     return MC_OK;
 }
 
+mc_err store_nest_begin(struct shard *s)
+{
+    ASSERT(s->txn != NULL);
+    ASSERT(s->nest_parent == NULL);
+    MDB_txn *child;
+    int rc = mdb_txn_begin(s->env, s->txn, 0, &child);
+    if (rc != 0) {
+        return store_fail(s, "nested txn", rc);
+    }
+    s->nest_parent = s->txn;
+    s->txn = child;
+    return MC_OK;
+}
+
+mc_err store_nest_end(struct shard *s, enum store_nest_end how)
+{
+    ASSERT(s->nest_parent != NULL);
+    MDB_txn *child = s->txn;
+    s->txn = s->nest_parent;
+    s->nest_parent = NULL;
+    if (how == STORE_NEST_ABORT) {
+        mdb_txn_abort(child);
+        return MC_OK;
+    }
+    int rc = mdb_txn_commit(child); /* frees child, also on failure */
+    if (rc != 0) {
+        return store_fail(s, "nested commit", rc);
+    }
+    return MC_OK;
+}
+
 mc_err store_commit(struct shard *s, char *err, size_t err_len)
 {
+    ASSERT(s->nest_parent == NULL);
     if (atomic_load(&s->broken)) {
         base_errf(err, err_len, "shard %u is broken", s->cfg.id);
         return MC_UNAVAILABLE;
@@ -336,6 +369,7 @@ void shard_close(struct shard *s)
     if (s->read_txn != NULL) {
         mdb_txn_abort(s->read_txn);
     }
+    txn_answer_free(s);
     mdb_env_close(s->env);
     mc_free(s);
 }

@@ -11,6 +11,10 @@
  *   - Reads use s->txn when it is open, so they see every applied entry;
  *     otherwise a read-only txn that stays open until the next shard call
  *     (store_enter resets it), which keeps borrowed pointers valid.
+ *   - A transaction (OP_TXN) writes in a txn nested in the write txn
+ *     (store_nest_begin), so that all of its writes are kept or none:
+ *     while it is open, s->txn is the nested txn and its parent waits in
+ *     s->nest_parent (LMDB allows no use of a parent while a child lives).
  *   - A failed LMDB call sets s->broken (store_fail). The write txn is left
  *     as it is and aborted by shard_close: callers may still hold cursors
  *     on it, and nothing of it will ever be committed. */
@@ -48,6 +52,7 @@ struct shard {
     MDB_env *env;
     MDB_dbi dbi[STORE_DB_COUNT];
     MDB_txn *txn;      /* write txn of this loop turn, or NULL */
+    MDB_txn *nest_parent; /* while a nested txn is s->txn: its parent */
     pthread_t txn_thread; /* the thread that began txn: it must end it */
     MDB_txn *read_txn; /* reused read-only txn, or NULL before first use */
     bool read_live;    /* read_txn is renewed and holds a snapshot */
@@ -56,6 +61,7 @@ struct shard {
     uint64_t applied_entries;
     uint64_t skipped_entries;
     struct shard_result result; /* what shard_apply answers */
+    Mcpb__TxnResult *txn_answer; /* result.txn; freed by the next apply */
 };
 
 static inline enum store_db store_tier_db(uint8_t tier)
@@ -84,6 +90,17 @@ mc_err store_write_begin(struct shard *s);
 /* Write s->applied_index to meta and commit the write txn, if open.
  * Errors: UNAVAILABLE (BROKEN), with the LMDB text in err. */
 mc_err store_commit(struct shard *s, char *err, size_t err_len);
+
+/* Begin a txn nested in the open write txn; it is s->txn until
+ * store_nest_end. Errors: UNAVAILABLE. */
+mc_err store_nest_begin(struct shard *s);
+
+enum store_nest_end { STORE_NEST_COMMIT, STORE_NEST_ABORT };
+
+/* End the nested txn: commit its writes into the parent, or abort it so
+ * that none of them stays. s->txn is the parent again either way.
+ * Errors: UNAVAILABLE (the commit failed: the shard is BROKEN). */
+mc_err store_nest_end(struct shard *s, enum store_nest_end how);
 
 /* Read db[key] through txn. *found = false when missing. v borrows LMDB
  * memory until the next write or the end of txn. Errors: UNAVAILABLE. */
