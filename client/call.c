@@ -58,7 +58,8 @@ int client_backoff_ms(mc_client *c, unsigned attempt)
 
 static bool is_write(const Mcpb__Request *req)
 {
-    return req->op == MCPB__OP__OP_PUT || req->op == MCPB__OP__OP_DELETE;
+    return req->op == MCPB__OP__OP_PUT || req->op == MCPB__OP__OP_DELETE ||
+           req->op == MCPB__OP__OP_TXN;
 }
 
 /* Answers that another attempt may change. TIMEOUT from a node means it

@@ -8,6 +8,7 @@
  *   refresh.c  learning the shard map from nodes' STATUS answers
  *   kv.c       put, delete, get and records
  *   list.c     list: fan-out over shards, merge, pages
+ *   txn.c      transactions: checks, the shard of their keys, results
  *   status.c   status, and the shard count list needs
  *
  * Threads: an mc_client is shared by many threads. The caller's endpoints
@@ -237,7 +238,7 @@ enum attempt_outcome client_attempt(const struct client_endpoint *ep,
  * of one shard) goes straight to the shard's leader (or, serializable, to
  * a replica) that the shard map names, asking it not to forward; the other
  * attempts go through the caller's endpoints, which forward. A write
- * (OP_PUT, OP_DELETE) must carry its lane's (client_id, seq): every attempt
+ * (OP_PUT, OP_DELETE, OP_TXN) must carry its lane's (client_id, seq): every attempt
  * sends the same request with the same id; the two kinds differ only in
  * no_forward.
  *
@@ -261,7 +262,8 @@ int client_backoff_ms(mc_client *c, unsigned attempt);
 mc_err client_route_init(struct client_route *r);
 void client_route_fini(struct client_route *r);
 
-/* True when req has a shard: a key (put, delete, get) or LIST of one
+/* True when req has a shard: a key (put, delete, get; a transaction by
+ * its first key) or LIST of one
  * shard. Needs no map. */
 bool client_route_wants(const Mcpb__Request *req);
 
@@ -340,6 +342,14 @@ mc_err client_shard_count_refresh(mc_client *c, int64_t deadline_ms,
                                   uint32_t *out, mc_result *res);
 
 /* ---- kv.c ---- */
+
+/* Send the write req (PUT, DELETE, TXN) under a lane's request id, the
+ * same for every retry, as client_call does. When out is not NULL it
+ * takes the answer, if any, which the caller frees. Errors: those of
+ * client_call, and of client_lane_take. */
+mc_err client_write_call(mc_client *c, Mcpb__Request *req,
+                         int64_t deadline_ms, Mcpb__Response **out,
+                         mc_result *res);
 
 /* Copy a wire record into r (whose storage the caller owns); the key and
  * value are new allocations (value NUL-terminated), freed by

@@ -57,8 +57,8 @@ static mc_err expect_set(Mcpb__Request *req, int64_t expect_version,
     return MC_OK;
 }
 
-/* Send a write under a lane's request id, the same for every retry. */
-static mc_err write_call(mc_client *c, Mcpb__Request *req, int64_t deadline_ms,
+mc_err client_write_call(mc_client *c, Mcpb__Request *req,
+                         int64_t deadline_ms, Mcpb__Response **out,
                          mc_result *res)
 {
     struct client_lane *lane;
@@ -73,7 +73,9 @@ static mc_err write_call(mc_client *c, Mcpb__Request *req, int64_t deadline_ms,
     Mcpb__Response *r;
     rv = client_call(c, req, deadline_ms, &r, res);
     client_lane_give(c, lane);
-    if (r != NULL) {
+    if (out != NULL) {
+        *out = r;
+    } else if (r != NULL) {
         mcpb__response__free_unpacked(r, NULL);
     }
     return rv;
@@ -125,7 +127,7 @@ mc_err mc_put(mc_client *c, const char *ns, const char *key,
     if (rv != MC_OK) {
         return rv;
     }
-    return write_call(c, &req, deadline_ms, res);
+    return client_write_call(c, &req, deadline_ms, NULL, res);
 }
 
 mc_err mc_delete(mc_client *c, const char *ns, const char *key,
@@ -146,7 +148,7 @@ mc_err mc_delete(mc_client *c, const char *ns, const char *key,
     if (rv != MC_OK) {
         return rv;
     }
-    return write_call(c, &req, deadline_ms, res);
+    return client_write_call(c, &req, deadline_ms, NULL, res);
 }
 
 mc_err client_record_init(mc_record *r, const Mcpb__Record *w)

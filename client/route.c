@@ -39,6 +39,11 @@ bool client_route_wants(const Mcpb__Request *req)
     case MCPB__OP__OP_DELETE:
     case MCPB__OP__OP_GET:
         return req->has_key;
+    case MCPB__OP__OP_TXN: {
+        const uint8_t *key;
+        size_t len;
+        return proto_route_key(req, &key, &len);
+    }
     case MCPB__OP__OP_LIST:
         return req->has_shard;
     default:
@@ -145,12 +150,17 @@ static bool shard_of(const struct client_route *r, const Mcpb__Request *req,
     if (r->shard_count == 0) {
         return false;
     }
+    const uint8_t *key;
+    size_t key_len;
     if (req->op == MCPB__OP__OP_LIST) {
         *shard = req->shard;
-    } else {
-        uint32_t slot =
-            proto_slot(req->ns.data, req->ns.len, req->key.data, req->key.len);
+    } else if (proto_route_key(req, &key, &key_len)) {
+        /* A transaction goes by its first key: mc_txn checked that all of
+         * them are in one shard. */
+        uint32_t slot = proto_slot(req->ns.data, req->ns.len, key, key_len);
         *shard = proto_shard_of_slot(slot, r->shard_count);
+    } else {
+        return false;
     }
     return *shard < r->shard_count;
 }

@@ -246,6 +246,97 @@ mc_err mc_checkpoint_save(mc_client *c, const char *ns, const char *key,
                           mc_result *res);
 void mc_checkpoint_fini(mc_checkpoint *cp);
 
+/* ---- transactions ----
+ *
+ * A transaction is compares and two lists of operations on keys of one
+ * shard, applied atomically: when every compare holds, then_ops run, else
+ * else_ops, in order, each seeing the writes before it, all of them or
+ * none. Every key must be in the same shard: give keys a common {tag}
+ * ("{job42}/a", "{job42}/b": only "job42" is hashed). At most
+ * MC_TXN_OPS_MAX compares and operations in all; the values of the puts
+ * and compares together, and those the gets read, at most the value limit
+ * (MC_VALUE_BYTES_MAX by default) each way. */
+
+typedef enum {
+    MC_CMP_EXISTS = 1,  /* the key exists */
+    MC_CMP_MISSING = 2, /* the key does not exist */
+    MC_CMP_VERSION = 3, /* its version (0 when missing) `op` version */
+    MC_CMP_VALUE = 4,   /* its value `op` value (MC_EQ or MC_NE); false
+                           when the key is missing, either way */
+} mc_cmp_target;
+
+typedef enum { MC_EQ = 0, MC_NE = 1, MC_LT = 2, MC_GT = 3 } mc_cmp_op;
+
+/* One compare, e.g. {.target = MC_CMP_VERSION, .key = "k", .op = MC_EQ,
+ * .version = 3}. */
+typedef struct mc_cmp {
+    mc_cmp_target target;
+    const char *key;
+    mc_cmp_op op;       /* MC_CMP_VERSION, MC_CMP_VALUE; else ignored */
+    uint64_t version;   /* MC_CMP_VERSION */
+    const void *value;  /* MC_CMP_VALUE */
+    size_t value_len;
+} mc_cmp;
+
+typedef enum { MC_OP_PUT = 1, MC_OP_DELETE = 2, MC_OP_GET = 3 } mc_op_type;
+
+/* One operation, e.g. {.type = MC_OP_PUT, .key = "k", .value = "v",
+ * .value_len = 1}. A put takes a tier and a TTL as mc_put does (and no
+ * expected version: that is what compares are for). */
+typedef struct mc_op {
+    mc_op_type type;
+    const char *key;
+    const void *value; /* MC_OP_PUT */
+    size_t value_len;
+    mc_tier tier;      /* MC_OP_PUT: MC_TIER_DEFAULT = as mc_put */
+    uint64_t ttl_ms;   /* MC_OP_PUT: 0 = the tier's default */
+} mc_op;
+
+typedef struct mc_txn_req {
+    const mc_cmp *compares;
+    size_t n_compares;
+    const mc_op *then_ops; /* when every compare holds (none: they hold) */
+    size_t n_then;
+    const mc_op *else_ops; /* otherwise */
+    size_t n_else;
+} mc_txn_req;
+
+/* The result of one operation of the branch that ran. */
+typedef struct mc_op_result {
+    mc_op_type type;
+    mc_err code;         /* MC_OK; MC_NOT_FOUND: get or delete of a
+                            missing key */
+    uint64_t version;    /* put: the new version; delete: the deleted one;
+                            get: the record's */
+    uint64_t create_rev;
+    uint64_t mod_rev;    /* put, delete: the transaction's revision */
+    mc_record record;    /* get that found the key; zeroed otherwise */
+} mc_op_result;
+
+typedef struct mc_txn_result {
+    bool succeeded;        /* the compares held: then_ops ran; else
+                              else_ops did */
+    uint64_t revision;     /* the transaction's revision (its writes'
+                              mod_rev) */
+    mc_op_result *results; /* one per operation of the branch that ran */
+    size_t n_results;
+} mc_txn_result;
+
+/* Run a transaction on keys of ns. On MC_OK it ran (either branch: see
+ * succeeded) and *out is its result, which the caller frees with
+ * mc_txn_result_free. Retried like a put, with the same request id: it is
+ * applied at most once, and a retry gets the first answer.
+ * Errors: INVALID_ARGUMENT (a bad part, which the message names, e.g.
+ * "then_ops[2]: key is empty"; more than MC_TXN_OPS_MAX compares and
+ * operations; keys in different shards, checked before sending: the
+ * message says which and suggests a {tag}), TOO_LARGE (values over the
+ * limit, together; or the put or get of a value the node refuses: then
+ * nothing of the transaction was applied), UNAVAILABLE, TIMEOUT (outcome
+ * unknown). */
+mc_err mc_txn(mc_client *c, const char *ns, const mc_txn_req *txn,
+              mc_txn_result **out, mc_result *res);
+void mc_txn_result_free(mc_txn_result *r);
+
 /* Replicas of one shard: a Raft group of more than 7 voters buys no
  * safety worth its write cost. */
 #define MC_REPLICAS_MAX 7u

@@ -245,6 +245,13 @@ static void route(struct node_work *w)
             return;
         }
         w->shard = req->shard;
+    } else if (req->op == MCPB__OP__OP_TXN) {
+        char err[256];
+        if (proto_txn_shard(req, n->cfg.shards, &w->shard, err, sizeof err) !=
+            MC_OK) {
+            frontend_reply_err(w, MC_INVALID_ARGUMENT, "%s", err);
+            return;
+        }
     } else {
         uint32_t slot = proto_slot(req->ns.data, req->ns.len, req->key.data,
                                    req->key.len);

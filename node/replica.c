@@ -2,8 +2,8 @@
  * serving of requests routed to it. Everything here runs on the replica's
  * loop thread.
  *
- * Writes become framed commands stamped with the leader's wall clock and
- * are answered from the apply callback. Linearizable reads wait for a raft
+ * Writes and transactions become framed commands stamped with the leader's
+ * wall clock and are answered from the apply callback. Linearizable reads wait for a raft
  * barrier issued after they arrived (never lease reads: raft 0.15 #220);
  * reads that arrive while a barrier is in flight share the next one, so a
  * burst of reads costs one barrier. Serializable reads read the store at
@@ -132,6 +132,7 @@ static void write_cb(struct raft_apply *req, int status, void *result)
     resp.version = res->version;
     resp.create_rev = res->create_rev;
     resp.mod_rev = res->mod_rev;
+    resp.txn = (Mcpb__TxnResult *)res->txn; /* packing only reads it */
     frontend_reply(w, &resp);
 }
 
@@ -188,9 +189,17 @@ static void replica_write(struct node_replica *r, struct node_work *w)
     cmd.client_id = req->client_id;
     cmd.has_seq = req->has_seq;
     cmd.seq = req->seq;
-    cmd.has_ns = cmd.has_key = true;
+    cmd.has_ns = true;
     cmd.ns = req->ns;
+    cmd.has_key = req->op != MCPB__OP__OP_TXN;
     cmd.key = req->key;
+    /* A transaction's parts go into the command as they came. */
+    cmd.compares = req->compares;
+    cmd.n_compares = req->n_compares;
+    cmd.then_ops = req->then_ops;
+    cmd.n_then_ops = req->n_then_ops;
+    cmd.else_ops = req->else_ops;
+    cmd.n_else_ops = req->n_else_ops;
     cmd.has_value = req->has_value;
     cmd.value = req->value;
     cmd.has_expect_version = req->has_expect_version;
@@ -419,6 +428,7 @@ void replica_handle(struct node_replica *r, struct node_work *w)
     switch (w->req->op) {
     case MCPB__OP__OP_PUT:
     case MCPB__OP__OP_DELETE:
+    case MCPB__OP__OP_TXN: /* reads included: one raft entry, linearizable */
         replica_write(r, w);
         return;
     case MCPB__OP__OP_TRANSFER:

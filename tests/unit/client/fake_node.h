@@ -33,6 +33,7 @@
 #include "client/refresh.c"
 #include "client/route.c"
 #include "client/status.c"
+#include "client/txn.c"
 
 #include <nng/protocol/reqrep0/rep.h>
 
