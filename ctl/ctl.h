@@ -6,7 +6,9 @@
  *   json.c    JSON strings, UTF-8 check, base64
  *   output.c  records, write results and errors, as text or JSON
  *   kv.c      put, get, del
- *   ls.c      ls, paging through every shard's keys
+ *   ls.c      ls, paging through every shard's keys, by prefix or pattern
+ *   txn.c     txn: a transaction from stdin
+ *   txnparse.c  the text and JSON syntaxes of txn
  *   status.c  status of a node and its shards
  *
  * Exit status: 0 success, 1 an error from the library or the node, 2 a
@@ -54,6 +56,9 @@ enum ctl_opt_bit {
     CTL_OPT_SERIALIZABLE = 1u << 10,
     CTL_OPT_META = 1u << 11,
     CTL_OPT_TO = 1u << 12,
+    CTL_OPT_PREFIX = 1u << 13,
+    CTL_OPT_LIKE = 1u << 14,
+    CTL_OPT_JSON = 1u << 15,
 };
 #define CTL_OPTS_GLOBAL                                                    \
     (CTL_OPT_ENDPOINTS | CTL_OPT_NAMESPACE | CTL_OPT_OUTPUT |              \
@@ -76,6 +81,9 @@ struct ctl {
     bool serializable;
     bool meta;
     uint64_t to_node; /* shard transfer-leader --to: 0 = raft's choice */
+    bool force_prefix; /* ls --prefix: the argument is a prefix */
+    bool force_like;   /* ls --like: the argument is a LIKE pattern */
+    bool json_input;   /* txn --json: stdin is JSON */
     unsigned given; /* enum ctl_opt_bit of the options on the line */
     const char *command;
     const char *args[CTL_ARGS_MAX];
@@ -97,6 +105,32 @@ bool ctl_parse_u64(const char *s, uint64_t max, uint64_t *out);
 mc_err ctl_read_stdin(size_t max, uint8_t **out, size_t *len, char *msg,
                       size_t msg_len);
 
+/* Bytes of a transaction memcoordctl txn reads from stdin at most: the
+ * values a transaction carries and room for its keys and syntax. */
+#define CTL_TXN_INPUT_BYTES_MAX (4u * MC_VALUE_BYTES_MAX)
+
+/* ---- txnparse.c ---- */
+
+/* A transaction read from stdin: the arrays mc_txn takes (ops[0] then,
+ * ops[1] else), and every key and value they point at. */
+struct ctl_txn {
+    mc_cmp *cmps;
+    size_t n_cmps, cap_cmps;
+    mc_op *ops[2];
+    size_t n_ops[2], cap_ops[2];
+    char **strs;
+    size_t n_strs, cap_strs;
+};
+
+/* Parse in[0..len) (the text syntax of txnparse.c, or JSON) into t,
+ * which starts zeroed and is released with ctl_txn_fini either way.
+ * Errors: INVALID_ARGUMENT with the line or part in msg. */
+mc_err ctl_txn_parse_text(const char *in, size_t len, struct ctl_txn *t,
+                          char *msg, size_t msg_len);
+mc_err ctl_txn_parse_json(const char *in, size_t len, struct ctl_txn *t,
+                          char *msg, size_t msg_len);
+void ctl_txn_fini(struct ctl_txn *t);
+
 /* ---- json.c ---- */
 
 /* Write s as a JSON string: quotes, \" and \\, control characters as
@@ -116,6 +150,10 @@ void ctl_print_list_entry(const struct ctl *x, const mc_record *r);
 /* The result of put or del. */
 void ctl_print_write(const struct ctl *x, const char *key,
                      const mc_result *res);
+/* The result of txn: the branch that ran and a line (text) or a member
+ * (JSON) per operation of it. */
+void ctl_print_txn(const struct ctl *x, const mc_txn_req *t,
+                   const mc_txn_result *r);
 /* "error: CODE: message" (or the JSON object) on stderr; returns
  * CTL_EXIT_ERROR. */
 int ctl_print_error(const struct ctl *x, mc_err code, const mc_result *res);
@@ -127,6 +165,7 @@ int ctl_cmd_put(struct ctl *x);
 int ctl_cmd_get(struct ctl *x);
 int ctl_cmd_del(struct ctl *x);
 int ctl_cmd_ls(struct ctl *x);
+int ctl_cmd_txn(struct ctl *x);
 int ctl_cmd_status(struct ctl *x);
 int ctl_cmd_shard(struct ctl *x);
 

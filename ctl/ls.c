@@ -1,6 +1,8 @@
-/* ls of memcoordctl: every key of a namespace under a prefix, in order,
- * page after page (each page merged from all shards by the library) until
- * --limit keys are printed or none are left. Records are printed as they
+/* ls of memcoordctl: every key of a namespace under a prefix, or matching
+ * a SQL LIKE pattern, in order, page after page (each page merged from all
+ * shards by the library) until --limit keys are printed or none are left.
+ * A pattern page may be empty and still have more: paging goes on until
+ * the library says there is no more. Records are printed as they
  * come, so a large namespace needs no more memory than one page. */
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +11,13 @@
 
 int ctl_cmd_ls(struct ctl *x)
 {
-    const char *prefix = x->n_args > 0 ? x->args[0] : "";
+    const char *arg = x->n_args > 0 ? x->args[0] : "";
+    /* A LIKE pattern when forced, or when it holds an unescaped wildcard
+     * and is not forced to be a prefix; the empty argument lists all. */
+    bool like = arg[0] != '\0' &&
+                (x->force_like ||
+                 (!x->force_prefix && mc_like_has_wildcard(arg)));
+    const char *prefix = like ? "" : arg;
     char *cursor = NULL;
     uint64_t printed = 0;
     int status = CTL_EXIT_OK;
@@ -23,6 +31,7 @@ int ctl_cmd_ls(struct ctl *x)
             .limit = (uint32_t)want,
             .keys_only = x->keys_only,
             .serializable = x->serializable,
+            .pattern = like ? arg : NULL,
         };
         mc_page *page;
         mc_result res;

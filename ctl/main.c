@@ -16,8 +16,17 @@ static const char usage_text[] =
     "                    [--ttl DURATION]\n"
     "  get KEY           print the value [--meta] [--serializable]\n"
     "  del KEY           delete the key [--expect-version N]\n"
-    "  ls [PREFIX]       list keys in byte order, across all shards\n"
+    "  ls [PREFIX|PATTERN]\n"
+    "                    list keys in byte order, across all shards; an\n"
+    "                    argument with an unescaped % or _ is a SQL LIKE\n"
+    "                    pattern: % any run, _ one character, \\ escapes\n"
+    "                    ('swarm/%/status'); else a prefix\n"
     "                    [--limit N] [--keys-only] [--serializable]\n"
+    "                    [--prefix | --like]\n"
+    "  txn               a transaction from stdin: compares, a blank line,\n"
+    "                    the operations when they all hold, a blank line,\n"
+    "                    the operations otherwise (or JSON, see below)\n"
+    "                    [--json]\n"
     "  status            the cluster: every node, every shard\n"
     "  shard transfer-leader SHARD [--to NODE]\n"
     "                    move a shard's leadership (default: to the most\n"
@@ -40,6 +49,9 @@ static const char usage_text[] =
     "  --meta               get: print the metadata after the value\n"
     "  --serializable       get, ls: read a node's copy without a raft\n"
     "                       barrier (faster, may be slightly stale)\n"
+    "  --prefix             ls: the argument is a prefix, % and _ included\n"
+    "  --like               ls: the argument is a LIKE pattern\n"
+    "  --json               txn: stdin is JSON (also when it starts with {)\n"
     "  -h, --help           this text\n"
     "  --                   end of options (for a KEY or VALUE that starts\n"
     "                       with '-')\n"
@@ -54,11 +66,31 @@ static const char usage_text[] =
     "              and bytes that are not UTF-8 as \\xNN; --keys-only: KEY\n"
     "  status      a line per node (up or DOWN), then per shard: slots,\n"
     "              leader, term, each replica's applied index, lag, records\n"
+    "\n"
+    "txn input, in three blocks separated by blank lines:\n"
+    "  version(\"k\") = 3      version: = != < > (0 when missing)\n"
+    "  value(\"k\") = \"v\"      value: = !=\n"
+    "  exists(\"k\")  missing(\"k\")\n"
+    "  (blank line)\n"
+    "  put k \"v\" [--tier T] [--ttl D]   del k   get k\n"
+    "  (blank line)\n"
+    "  put k v ...  (the else operations)\n"
+    "  keys and values: bare words or \"quoted\" (\\\" \\\\ \\n \\t \\xNN);\n"
+    "  # starts a comment line. All keys in one shard: share a {tag}.\n"
+    "  JSON: {\"compare\": [{\"key\", \"target\": exists|missing|version|value,\n"
+    "  \"op\", \"version\", \"value\"}], \"then\": [{\"op\": put|del|get, \"key\",\n"
+    "  \"value\", \"tier\", \"ttl\"}], \"else\": [...]}\n"
+    "  prints THEN or ELSE revision=N, then a line per operation:\n"
+    "  put|del KEY OK version=N create_rev=N mod_rev=N, get KEY OK version=N\n"
+    "  tier=T value=V, or OP KEY NOT_FOUND; exit 0 whichever branch ran.\n"
+    "\n"
     "json output (-o json): one object per line: per record for get and ls\n"
     "  {key, value | value_b64 (bytes that are not UTF-8), version,\n"
     "  create_rev, mod_rev, tier, expires_at, updated_at (ms since the\n"
     "  epoch, 0 = never)}; for put and del {key, version, create_rev,\n"
-    "  mod_rev}; status as one object {nodes, shards}.\n"
+    "  mod_rev}; status as one object {nodes, shards}; txn as one object\n"
+    "  {succeeded, branch, revision, results: [{op, key, code, version,\n"
+    "  create_rev, mod_rev | record}]}.\n"
     "\n"
     "errors go to stderr: \"error: CODE: message\", with -o json\n"
     "  {\"error\": CODE, \"message\": ..., \"version\": N}.\n"
@@ -154,6 +186,24 @@ static bool opt_meta(struct ctl *x, const char *arg)
     return true;
 }
 
+static bool opt_prefix(struct ctl *x, const char *arg)
+{
+    x->force_prefix = true;
+    return true;
+}
+
+static bool opt_like(struct ctl *x, const char *arg)
+{
+    x->force_like = true;
+    return true;
+}
+
+static bool opt_json(struct ctl *x, const char *arg)
+{
+    x->json_input = true;
+    return true;
+}
+
 static bool opt_help(struct ctl *x, const char *arg)
 {
     return true;
@@ -185,6 +235,9 @@ static const struct option_def options[] = {
     {"serializable", 0, false, CTL_OPT_SERIALIZABLE, opt_serializable},
     {"meta", 0, false, CTL_OPT_META, opt_meta},
     {"to", 0, true, CTL_OPT_TO, opt_to},
+    {"prefix", 0, false, CTL_OPT_PREFIX, opt_prefix},
+    {"like", 0, false, CTL_OPT_LIKE, opt_like},
+    {"json", 0, false, CTL_OPT_JSON, opt_json},
     {"help", 'h', false, CTL_OPT_HELP, opt_help},
 };
 
@@ -270,8 +323,11 @@ static const struct command_def commands[] = {
      ctl_cmd_put},
     {"get", 1, 1, CTL_OPT_META | CTL_OPT_SERIALIZABLE, ctl_cmd_get},
     {"del", 1, 1, CTL_OPT_EXPECT_VERSION, ctl_cmd_del},
-    {"ls", 0, 1, CTL_OPT_LIMIT | CTL_OPT_KEYS_ONLY | CTL_OPT_SERIALIZABLE,
+    {"ls", 0, 1,
+     CTL_OPT_LIMIT | CTL_OPT_KEYS_ONLY | CTL_OPT_SERIALIZABLE |
+         CTL_OPT_PREFIX | CTL_OPT_LIKE,
      ctl_cmd_ls},
+    {"txn", 0, 0, CTL_OPT_JSON, ctl_cmd_txn},
     {"status", 0, 0, 0, ctl_cmd_status},
     {"shard", 2, 2, CTL_OPT_TO, ctl_cmd_shard},
 };
@@ -346,6 +402,9 @@ int main(int argc, char **argv)
     if (misplaced != NULL) {
         return usage_error("option '--%s' does not apply to this command",
                            misplaced);
+    }
+    if (x.force_prefix && x.force_like) {
+        return usage_error("%s", "give --prefix or --like, not both");
     }
     return run(&x, cmd);
 }

@@ -66,7 +66,7 @@ static void record_json(FILE *f, const mc_record *r, bool with_value)
             (unsigned long long)r->version, (unsigned long long)r->create_rev,
             (unsigned long long)r->mod_rev);
     ctl_json_cstr(f, mc_tier_name(r->tier));
-    fprintf(f, ",\"expires_at\":%lld,\"updated_at\":%lld}\n",
+    fprintf(f, ",\"expires_at\":%lld,\"updated_at\":%lld}",
             (long long)r->expires_at_ms, (long long)r->updated_at_ms);
 }
 
@@ -74,6 +74,7 @@ void ctl_print_record(const struct ctl *x, const mc_record *r)
 {
     if (x->output == CTL_OUTPUT_JSON) {
         record_json(stdout, r, true);
+        fputc('\n', stdout);
         return;
     }
     fwrite(r->value, 1, r->value_len, stdout);
@@ -96,6 +97,7 @@ void ctl_print_list_entry(const struct ctl *x, const mc_record *r)
 {
     if (x->output == CTL_OUTPUT_JSON) {
         record_json(stdout, r, !x->keys_only);
+        fputc('\n', stdout);
         return;
     }
     fwrite(r->key, 1, r->key_len, stdout);
@@ -123,6 +125,69 @@ void ctl_print_write(const struct ctl *x, const char *key,
            (unsigned long long)res->version,
            (unsigned long long)res->create_rev,
            (unsigned long long)res->mod_rev);
+}
+
+static const char *op_name(mc_op_type t)
+{
+    return t == MC_OP_PUT ? "put" : t == MC_OP_DELETE ? "del" : "get";
+}
+
+static void txn_result_json(const mc_op *ops, const mc_txn_result *r)
+{
+    printf("{\"succeeded\":%s,\"branch\":\"%s\",\"revision\":%llu,"
+           "\"results\":[",
+           r->succeeded ? "true" : "false", r->succeeded ? "then" : "else",
+           (unsigned long long)r->revision);
+    for (size_t i = 0; i < r->n_results; i++) {
+        const mc_op_result *o = &r->results[i];
+        printf("%s{\"op\":\"%s\",\"key\":", i > 0 ? "," : "",
+               op_name(o->type));
+        ctl_json_cstr(stdout, ops[i].key);
+        fputs(",\"code\":", stdout);
+        ctl_json_cstr(stdout, mc_errname(o->code));
+        if (o->code == MC_OK && o->type == MC_OP_GET) {
+            fputs(",\"record\":", stdout);
+            record_json(stdout, &o->record, true);
+        } else if (o->code == MC_OK) {
+            printf(",\"version\":%llu,\"create_rev\":%llu,"
+                   "\"mod_rev\":%llu",
+                   (unsigned long long)o->version,
+                   (unsigned long long)o->create_rev,
+                   (unsigned long long)o->mod_rev);
+        }
+        fputc('}', stdout);
+    }
+    fputs("]}\n", stdout);
+}
+
+void ctl_print_txn(const struct ctl *x, const mc_txn_req *t,
+                   const mc_txn_result *r)
+{
+    const mc_op *ops = r->succeeded ? t->then_ops : t->else_ops;
+    if (x->output == CTL_OUTPUT_JSON) {
+        txn_result_json(ops, r);
+        return;
+    }
+    printf("%s revision=%llu\n", r->succeeded ? "THEN" : "ELSE",
+           (unsigned long long)r->revision);
+    for (size_t i = 0; i < r->n_results; i++) {
+        const mc_op_result *o = &r->results[i];
+        printf("%s ", op_name(o->type));
+        text_escaped(stdout, (const uint8_t *)ops[i].key, strlen(ops[i].key));
+        printf(" %s", mc_errname(o->code));
+        if (o->code == MC_OK && o->type == MC_OP_GET) {
+            printf(" version=%llu tier=%s value=",
+                   (unsigned long long)o->record.version,
+                   mc_tier_name(o->record.tier));
+            text_escaped(stdout, o->record.value, o->record.value_len);
+        } else if (o->code == MC_OK) {
+            printf(" version=%llu create_rev=%llu mod_rev=%llu",
+                   (unsigned long long)o->version,
+                   (unsigned long long)o->create_rev,
+                   (unsigned long long)o->mod_rev);
+        }
+        fputc('\n', stdout);
+    }
 }
 
 int ctl_print_error(const struct ctl *x, mc_err code, const mc_result *res)
