@@ -5,7 +5,10 @@
  * 0 on success, 1 on an error with "error: CODE: message" on stderr, 2 on a
  * usage error with the usage text. JSON output is checked field by field
  * (names of the issue, escaping, value_b64 for bytes that are not UTF-8);
- * values from stdin ('-') must arrive byte for byte. */
+ * values from stdin ('-') must arrive byte for byte. ls tells LIKE patterns
+ * from prefixes (and --prefix, --like force either); txn reads its text
+ * blocks or JSON from stdin and exits 0 whichever branch ran, 1 with the
+ * line at fault or the {tag} advice otherwise. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -407,6 +410,228 @@ NODE_TEST(ctl_ls, pages_past_one_thousand_keys)
     out = OK("ls", "many/", "--keys-only", "--limit", "1001");
     cr_assert_eq(lines(out), 1001);
     free(out);
+}
+
+NODE_TEST(ctl_ls, like_patterns_and_forced_modes)
+{
+    free(OK("put", "swarm/a/status", "1"));
+    free(OK("put", "swarm/b/status", "2"));
+    free(OK("put", "swarm/b/notes", "3"));
+    free(OK("put", "swarm/a_b", "4"));
+    free(OK("put", "swarm/axb", "5"));
+    free(OK("put", "swarm/a_bc", "6"));
+    free(OK("put", "swarm/shared/api-contract", "7"));
+    char *out = OK("ls", "swarm/%/status", "--keys-only");
+    cr_assert_str_eq(out, "swarm/a/status\nswarm/b/status\n");
+    free(out);
+    out = OK("ls", "swarm/shared/%-contract");
+    cr_assert_str_eq(out, "swarm/shared/api-contract\t1\tlong\t7\n");
+    free(out);
+    /* An unescaped '_' makes a pattern: one character, exactly. */
+    out = OK("ls", "swarm/a_b", "--keys-only");
+    cr_assert_str_eq(out, "swarm/a_b\nswarm/axb\n");
+    free(out);
+    /* --prefix takes it literally, as a prefix. */
+    out = OK("ls", "swarm/a_b", "--prefix", "--keys-only");
+    cr_assert_str_eq(out, "swarm/a_b\nswarm/a_bc\n");
+    free(out);
+    /* No wildcard: a prefix; --like makes it an exact pattern. */
+    out = OK("ls", "swarm/ax", "--keys-only");
+    cr_assert_str_eq(out, "swarm/axb\n");
+    free(out);
+    out = OK("ls", "swarm/ax", "--like", "--keys-only");
+    cr_assert_str_eq(out, "");
+    free(out);
+    out = OK("ls", "swarm/a\\_b%", "--keys-only");
+    cr_assert_str_eq(out, "swarm/a_b\nswarm/a_bc\n");
+    free(out);
+    out = OK("-o", "json", "ls", "swarm/%/status", "--limit", "1");
+    cr_assert_eq(lines(out), 1);
+    assert_has(out, "{\"key\":\"swarm/a/status\",\"value\":\"1\"");
+    free(out);
+    char *err;
+    cr_assert_eq(CTL(NULL, NULL, &err, "ls", "swarm/%\\"), 1);
+    cr_assert_str_eq(err, "error: INVALID_ARGUMENT: pattern ends in a lone "
+                          "'\\' (escape it as '\\\\')\n");
+    free(err);
+    USAGE("ls", "x", "--prefix", "--like");
+    USAGE("get", "x", "--like");
+}
+
+/* ---- txn ---- */
+
+/* memcoordctl txn with stdin in; *out and *err as CTL gives them. */
+static int txn_run(const char *in, char **out, char **err, const char *opt1,
+                   const char *opt2)
+{
+    const char *args[8] = {"--endpoints", node.url};
+    size_t k = 2;
+    if (opt1 != NULL) {
+        args[k++] = opt1;
+    }
+    if (opt2 != NULL) {
+        args[k++] = opt2;
+    }
+    args[k++] = "txn";
+    args[k] = NULL;
+    struct harness_ctl_out r;
+    int rc = harness_ctl_exec(args, NULL, in, strlen(in), &r);
+    *out = r.out;
+    *err = r.err;
+    r.out = r.err = NULL;
+    harness_ctl_out_fini(&r);
+    return rc;
+}
+
+NODE_TEST(ctl_txn, text_blocks_then_and_else)
+{
+    static const char claim[] =
+        "# claim the job if nobody holds it\n"
+        "version(\"{job}/x\") = 0\n"
+        "missing(\"{job}/lock\")\n"
+        "\n"
+        "put {job}/x \"hello world\" --tier short --ttl 5m\n"
+        "put {job}/lock agent-7\n"
+        "get {job}/x\n"
+        "del {job}/nothing\n"
+        "\n"
+        "get {job}/lock\n";
+    char *out, *err;
+    cr_assert_eq(txn_run(claim, &out, &err, NULL, NULL), 0, "%s", err);
+    cr_assert_str_eq(err, "");
+    cr_assert_eq(strncmp(out, "THEN revision=", 14), 0, "%s", out);
+    cr_assert_eq(lines(out), 5, "%s", out);
+    assert_has(out, "\nput {job}/x OK version=1 create_rev=");
+    assert_has(out, "\nput {job}/lock OK version=1 ");
+    assert_has(out, "\nget {job}/x OK version=1 tier=short value=hello "
+                    "world\n");
+    assert_has(out, "\ndel {job}/nothing NOT_FOUND\n");
+    free(out);
+    free(err);
+    /* Again: the compares fail, the else operations run; still exit 0. */
+    cr_assert_eq(txn_run(claim, &out, &err, NULL, NULL), 0, "%s", err);
+    cr_assert_eq(strncmp(out, "ELSE revision=", 14), 0, "%s", out);
+    assert_has(out, "\nget {job}/lock OK version=1 tier=long value=agent-7\n");
+    cr_assert_eq(lines(out), 2);
+    free(out);
+    free(err);
+    char *v = OK("get", "{job}/x", "--meta");
+    assert_has(v, "hello world\n");
+    assert_has(v, "\ntier=short\n");
+    free(v);
+    /* value compares, no compares at all, escapes in quoted strings */
+    cr_assert_eq(txn_run("value(\"{job}/x\") != \"hello world\"\n\nput "
+                         "{job}/y a\n\nput {job}/y \"b\\tc\\x21\"\n",
+                         &out, &err, NULL, NULL),
+                 0, "%s", err);
+    cr_assert_eq(strncmp(out, "ELSE ", 5), 0, "%s", out);
+    free(out);
+    free(err);
+    v = OK("get", "{job}/y");
+    cr_assert_str_eq(v, "b\tc!\n");
+    free(v);
+    cr_assert_eq(txn_run("\nget {job}/y\n", &out, &err, NULL, NULL), 0, "%s",
+                 err);
+    cr_assert_eq(strncmp(out, "THEN ", 5), 0, "%s", out);
+    assert_has(out, "get {job}/y OK version=1 tier=long value=b\\tc!\n");
+    free(out);
+    free(err);
+}
+
+NODE_TEST(ctl_txn, json_in_and_out)
+{
+    free(OK("put", "{j}/n", "5"));
+    static const char in[] =
+        "{\"compare\": [{\"key\": \"{j}/n\", \"target\": \"version\", "
+        "\"op\": \"=\", \"version\": 1},\n"
+        "  {\"key\": \"{j}/n\", \"target\": \"value\", \"op\": \"=\", "
+        "\"value\": \"5\"}],\n"
+        " \"then\": [{\"op\": \"put\", \"key\": \"{j}/n\", \"value\": "
+        "\"6\"}, {\"op\": \"put\", \"key\": \"{j}/bin\", \"value_b64\": "
+        "\"AP8=\"}, {\"op\": \"get\", \"key\": \"{j}/n\"}],\n"
+        " \"else\": [{\"op\": \"get\", \"key\": \"{j}/n\"}]}\n";
+    char *out, *err;
+    cr_assert_eq(txn_run(in, &out, &err, "-o", "json"), 0, "%s", err);
+    cr_assert_eq(lines(out), 1, "%s", out);
+    cr_assert_eq(strncmp(out, "{\"succeeded\":true,\"branch\":\"then\","
+                              "\"revision\":", 44),
+                 0, "%s", out);
+    assert_has(out, "\"results\":[{\"op\":\"put\",\"key\":\"{j}/n\","
+                    "\"code\":\"OK\",\"version\":2,");
+    assert_has(out, "{\"op\":\"get\",\"key\":\"{j}/n\",\"code\":\"OK\","
+                    "\"record\":{\"key\":\"{j}/n\",\"value\":\"6\",");
+    free(out);
+    free(err);
+    const char *args[] = {"--endpoints", node.url, "get", "{j}/bin", NULL};
+    struct harness_ctl_out r;
+    cr_assert_eq(harness_ctl_exec(args, NULL, NULL, 0, &r), 0);
+    cr_assert_eq(r.out_len, 3);
+    cr_assert_eq((uint8_t)r.out[0], 0x00);
+    cr_assert_eq((uint8_t)r.out[1], 0xff);
+    harness_ctl_out_fini(&r);
+    /* --json takes JSON that does not start with '{' right away */
+    cr_assert_eq(txn_run("  \n{\"then\": [{\"op\": \"del\", \"key\": "
+                         "\"{j}/n\"}]}",
+                         &out, &err, "--json", NULL),
+                 0, "%s", err);
+    assert_has(out, "THEN revision=");
+    assert_has(out, "\ndel {j}/n OK version=2 ");
+    free(out);
+    free(err);
+}
+
+NODE_TEST(ctl_txn, errors_exit_1_and_say_where)
+{
+    char *out, *err;
+    cr_assert_eq(txn_run("version(\"k\") = 1\n\nfrob k\n", &out, &err, NULL,
+                         NULL),
+                 1);
+    cr_assert_str_eq(out, "");
+    cr_assert_str_eq(err, "error: INVALID_ARGUMENT: line 3: 'frob' is not "
+                          "put, del or get (a compare belongs in the first "
+                          "block)\n");
+    free(out);
+    free(err);
+    cr_assert_eq(txn_run("get k\n", &out, &err, NULL, NULL), 1);
+    assert_has(err, "line 1: 'get' is an operation");
+    free(out);
+    free(err);
+    cr_assert_eq(txn_run("exists(\"k\")\n\nput k \"open\n", &out, &err, NULL,
+                         NULL),
+                 1);
+    assert_has(err, "line 3: value: no closing quote");
+    free(out);
+    free(err);
+    cr_assert_eq(txn_run("", &out, &err, NULL, NULL), 1);
+    assert_has(err, "empty");
+    free(out);
+    free(err);
+    cr_assert_eq(txn_run("{\"then\": [{\"op\": \"put\", \"key\": \"k\"}]}",
+                         &out, &err, NULL, NULL),
+                 1);
+    assert_has(err, "JSON: then[0]: a put needs a \"value\"");
+    free(out);
+    free(err);
+    /* Keys of two shards: the library says so before sending. */
+    char a[64], b[64];
+    harness_key_in_shard("default", 8, "x", 1, a, sizeof a);
+    harness_key_in_shard("default", 8, "x", 6, b, sizeof b);
+    char in[256];
+    snprintf(in, sizeof in, "\nput %s 1\nput %s 2\n", a, b);
+    cr_assert_eq(txn_run(in, &out, &err, NULL, NULL), 1);
+    assert_has(err, "error: INVALID_ARGUMENT: transaction keys span shards 1");
+    assert_has(err, "put a common {tag} in the keys");
+    free(out);
+    free(err);
+    cr_assert_eq(txn_run(in, &out, &err, "-o", "json"), 1);
+    cr_assert_eq(strncmp(err, "{\"error\":\"INVALID_ARGUMENT\",\"message\":"
+                              "\"transaction keys span shards",
+                         67),
+                 0, "%s", err);
+    free(out);
+    free(err);
+    USAGE("txn", "extra");
+    USAGE("ls", "--json");
 }
 
 /* ---- status ---- */
