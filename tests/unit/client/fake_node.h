@@ -58,6 +58,7 @@ struct seen {
     uint32_t tier, shard, limit;
     uint64_t ttl_ms;
     bool keys_only, serializable, no_forward, has_pattern;
+    size_t n_compares, n_then, n_else;
     char key[64];
     char start_after[64];
     size_t value_len;
@@ -120,6 +121,9 @@ static inline void seen_add(struct fake *f, const Mcpb__Request *r)
         s->serializable = r->serializable;
         s->no_forward = r->no_forward;
         s->has_pattern = r->has_pattern;
+        s->n_compares = r->n_compares;
+        s->n_then = r->n_then_ops;
+        s->n_else = r->n_else_ops;
         snprintf(s->key, sizeof s->key, "%.*s", (int)r->key.len,
                  (const char *)r->key.data);
         snprintf(s->start_after, sizeof s->start_after, "%.*s",

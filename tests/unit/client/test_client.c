@@ -2,8 +2,10 @@
  *
  * What is tested is the library's side of the protocol: local checks,
  * request ids and their reuse across retries, backoff and endpoint
- * rotation, the TIMEOUT/UNAVAILABLE verdicts, list's merge of shards, and
- * the copies handed to the caller. Each fake answers STATUS as a one-node
+ * rotation, the TIMEOUT/UNAVAILABLE verdicts, list's merge of shards (by
+ * pattern too, with pages that stop at a scan budget), transactions
+ * (checked and refused before sending, retried under one id, results
+ * copied), and the copies handed to the caller. Each fake answers STATUS as a one-node
  * cluster unless a test says otherwise, so the shard map sends every
  * request to the one fake; test_route.c tests the map itself. */
 #include "tests/unit/client/fake_node.h"
@@ -921,6 +923,162 @@ Test(mc_list, pattern_pages_empty_at_the_scan_budget_leave_no_gap)
             cr_assert(f->seen[i].has_pattern);
         }
     }
+    mc_client_close(c);
+    fake_stop(f);
+}
+
+/* ---- transactions ---- */
+
+/* UNAVAILABLE twice, then the answer: "then" ran, with a
+ * result per then operation (a get finds "{t}/k" = "val"). */
+static enum fake_action txn_third_time(struct fake *f, const Mcpb__Request *req,
+                                       unsigned nth, Mcpb__Response *resp)
+{
+    static Mcpb__TxnResult tr;
+    static Mcpb__TxnOpResult ops[8];
+    static Mcpb__TxnOpResult *ptrs[8];
+    static Mcpb__Record rec;
+    cr_assert_eq(req->op, MCPB__OP__OP_TXN);
+    if (nth < 2) {
+        resp->code = MC_UNAVAILABLE;
+        resp->message = "election";
+        return FAKE_ANSWER;
+    }
+    mcpb__txn_result__init(&tr);
+    tr.succeeded = true;
+    tr.has_revision = true;
+    tr.revision = 77;
+    cr_assert_leq(req->n_then_ops, 8);
+    for (size_t i = 0; i < req->n_then_ops; i++) {
+        mcpb__txn_op_result__init(&ops[i]);
+        ops[i].code = MC_OK;
+        ops[i].has_version = true;
+        ops[i].version = i + 1;
+        if (req->then_ops[i]->op == MCPB__OP__OP_GET) {
+            mcpb__record__init(&rec);
+            rec.has_key = rec.has_value = true;
+            rec.key.data = (uint8_t *)"{t}/k";
+            rec.key.len = 5;
+            rec.value.data = (uint8_t *)"val";
+            rec.value.len = 3;
+            rec.has_tier = true;
+            rec.tier = MC_TIER_MID;
+            ops[i].record = &rec;
+        }
+        ptrs[i] = &ops[i];
+    }
+    tr.results = ptrs;
+    tr.n_results = req->n_then_ops;
+    resp->txn = &tr;
+    resp->has_mod_rev = true;
+    resp->mod_rev = 77;
+    return FAKE_ANSWER;
+}
+
+Test(mc_txn, retries_with_the_same_id_and_copies_the_results)
+{
+    struct fake *f = fake_start(txn_third_time, NULL);
+    mc_client *c = client_on(f->url, 3000);
+    const mc_cmp cmps[] = {{.target = MC_CMP_VERSION, .key = "{t}/k",
+                            .op = MC_GT, .version = 2}};
+    const mc_op ops[] = {{.type = MC_OP_PUT, .key = "{t}/k", .value = "v",
+                          .value_len = 1, .tier = MC_TIER_SHORT,
+                          .ttl_ms = 5000},
+                         {.type = MC_OP_GET, .key = "{t}/k"}};
+    const mc_op els[] = {{.type = MC_OP_DELETE, .key = "{t}/k"}};
+    mc_txn_req t = {cmps, 1, ops, 2, els, 1};
+    mc_txn_result *r;
+    mc_result res;
+    cr_assert_eq(mc_txn(c, "default", &t, &r, &res), MC_OK, "%s",
+                 res.message);
+    cr_assert(r->succeeded);
+    cr_assert_eq(r->revision, 77);
+    cr_assert_eq(res.mod_rev, 77);
+    cr_assert_eq(r->n_results, 2);
+    cr_assert_eq(r->results[0].type, MC_OP_PUT);
+    cr_assert_eq(r->results[0].version, 1);
+    cr_assert_eq(r->results[1].type, MC_OP_GET);
+    cr_assert_str_eq(r->results[1].record.key, "{t}/k");
+    cr_assert_str_eq((char *)r->results[1].record.value, "val");
+    cr_assert_eq(r->results[1].record.tier, MC_TIER_MID);
+    mc_txn_result_free(r);
+    cr_assert_eq(seen_count(f), 3);
+    for (unsigned i = 0; i < 3; i++) {
+        cr_assert_eq(f->seen[i].op, MCPB__OP__OP_TXN);
+        cr_assert(f->seen[i].has_client_id);
+        cr_assert_eq(f->seen[i].client_id, f->seen[0].client_id);
+        cr_assert_eq(f->seen[i].seq, f->seen[0].seq, "a retry's id moved");
+        cr_assert_eq(f->seen[i].n_compares, 1);
+        cr_assert_eq(f->seen[i].n_then, 2);
+        cr_assert_eq(f->seen[i].n_else, 1);
+    }
+    mc_client_close(c);
+    fake_stop(f);
+}
+
+static enum fake_action txn_no_result(struct fake *f, const Mcpb__Request *req,
+                                      unsigned nth, Mcpb__Response *resp)
+{
+    return FAKE_ANSWER; /* OK, but no TxnResult */
+}
+
+Test(mc_txn, checks_before_sending)
+{
+    struct shard_world w;
+    world_init(&w, 8);
+    struct fake *f = fake_start_with(txn_no_result, list_status, &w);
+    mc_client *c = client_on(f->url, 2000);
+    mc_txn_result *r;
+    mc_result res;
+    /* Two keys of different shards: refused with the tag advice. */
+    char a[16] = "job/a", b[16];
+    uint32_t sa = proto_shard_of_slot(
+        proto_slot((const uint8_t *)"default", 7, (const uint8_t *)a, 5), 8);
+    for (unsigned i = 0;; i++) {
+        snprintf(b, sizeof b, "job/b%u", i);
+        if (proto_shard_of_slot(proto_slot((const uint8_t *)"default", 7,
+                                           (const uint8_t *)b, strlen(b)),
+                                8) != sa) {
+            break;
+        }
+    }
+    const mc_op two[] = {{.type = MC_OP_GET, .key = a},
+                         {.type = MC_OP_GET, .key = b}};
+    mc_txn_req t = {.then_ops = two, .n_then = 2};
+    cr_expect_eq(mc_txn(c, "default", &t, &r, &res), MC_INVALID_ARGUMENT);
+    cr_expect(strstr(res.message, "{tag}") != NULL, "%s", res.message);
+    /* 129 in all */
+    static mc_op many[MC_TXN_OPS_MAX + 1];
+    for (size_t i = 0; i <= MC_TXN_OPS_MAX; i++) {
+        many[i] = (mc_op){.type = MC_OP_GET, .key = "{x}/k"};
+    }
+    t = (mc_txn_req){.then_ops = many, .n_then = MC_TXN_OPS_MAX + 1};
+    cr_expect_eq(mc_txn(c, "default", &t, &r, &res), MC_INVALID_ARGUMENT);
+    cr_expect(strstr(res.message, "more than 128") != NULL, "%s",
+              res.message);
+    /* a missing key, a bad target, a NULL value with a length, nothing */
+    const mc_op nokey[] = {{.type = MC_OP_GET}};
+    t = (mc_txn_req){.else_ops = nokey, .n_else = 1};
+    cr_expect_eq(mc_txn(c, "default", &t, &r, &res), MC_INVALID_ARGUMENT);
+    cr_expect_str_eq(res.message, "else_ops[0]: key is missing");
+    const mc_cmp bad[] = {{.target = (mc_cmp_target)9, .key = "k"}};
+    t = (mc_txn_req){.compares = bad, .n_compares = 1};
+    cr_expect_eq(mc_txn(c, "default", &t, &r, &res), MC_INVALID_ARGUMENT);
+    cr_expect(strstr(res.message, "compares[0]") != NULL, "%s", res.message);
+    const mc_op nullval[] = {{.type = MC_OP_PUT, .key = "k",
+                              .value_len = 3}};
+    t = (mc_txn_req){.then_ops = nullval, .n_then = 1};
+    cr_expect_eq(mc_txn(c, "default", &t, &r, &res), MC_INVALID_ARGUMENT);
+    t = (mc_txn_req){0};
+    cr_expect_eq(mc_txn(c, "default", &t, &r, &res), MC_INVALID_ARGUMENT);
+    cr_expect_eq(mc_txn(c, "Bad", &t, &r, &res), MC_INVALID_ARGUMENT);
+    cr_expect_eq(seen_count(f), 0, "a bad transaction reached the node");
+    /* An answer without its result is the node's fault. */
+    const mc_op one[] = {{.type = MC_OP_GET, .key = "k"}};
+    t = (mc_txn_req){.then_ops = one, .n_then = 1};
+    cr_expect_eq(mc_txn(c, "default", &t, &r, &res), MC_INTERNAL);
+    cr_expect(strstr(res.message, "without its result") != NULL, "%s",
+              res.message);
     mc_client_close(c);
     fake_stop(f);
 }
