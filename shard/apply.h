@@ -33,7 +33,12 @@ mc_err apply_dedupe(struct shard *s, const Mcpb__Command *cmd,
  * s->txn, with the rules of single writes: versions, tiers, TTLs, expiry
  * by the stamp. This is the only code that writes a key: transactions use
  * it for each of their puts and deletes. The outcome goes to s->result;
- * ns and key must be valid. Errors: UNAVAILABLE (storage). */
+ * ns and key must be valid. Errors: UNAVAILABLE (storage).
+ *
+ * Inside a transaction, s->txn is a nested LMDB txn that may still be
+ * aborted after this returns (a later operation fails): whatever a key
+ * write records must live in LMDB through s->txn, or be kept aside until
+ * the transaction commits, or it would outlive a write that never was. */
 mc_err apply_key_write(struct shard *s, uint64_t index,
                        const Mcpb__Command *cmd);
 
