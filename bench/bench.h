@@ -44,6 +44,7 @@ typedef enum {
     WL_MIXED,
     WL_WATCH,
     WL_LIST,
+    WL_LOAD,
 } bench_workload;
 
 /* How a CAS learns the version it expects. */
@@ -75,6 +76,7 @@ struct bench_cfg {
     int timeout_ms;
     bool json;
     const char *ns;
+    const char *space; /* key space; NULL = the workload's own */
 };
 
 /* Latency samples of one thread, in ns. */
@@ -121,6 +123,7 @@ struct bench_run {
     atomic_int_fast64_t ops_left; /* --ops: measured ops still to start */
     int64_t measure_start_ns;     /* set before measuring becomes true */
     atomic_int_fast64_t last_end_ns; /* --ops: the last op's end */
+    atomic_uint_fast64_t load_next;  /* load: the next key to write */
 };
 
 /* ---- stats.c ---- */

@@ -21,6 +21,7 @@
 static const char *const workload_names[] = {
     [WL_PUT] = "put",     [WL_GET] = "get",     [WL_CAS] = "cas",
     [WL_MIXED] = "mixed", [WL_WATCH] = "watch", [WL_LIST] = "list",
+    [WL_LOAD] = "load",
 };
 static const char *const cas_read_names[] = {
     [CAS_READ_LINEARIZABLE] = "linearizable",
@@ -49,6 +50,7 @@ static void usage(FILE *out)
 "  watch   W watchers (--watchers) on one prefix, --inflight writers;\n"
 "          latency = start of a write until every watcher has its event\n"
 "  list    one page (--list-limit keys) of k/ from a random key\n"
+"  load    write keys 0..--keys-1 once each (bulk load; implies --ops)\n"
 "\n"
 "options:\n"
 "  --endpoints URL,...    nodes (default $MEMCOORD_ENDPOINTS, else\n"
@@ -72,6 +74,8 @@ static void usage(FILE *out)
 "  --preload MODE         auto (skip when a marker says the keys are\n"
 "                         there), always, never (auto)\n"
 "  --ns NS                namespace (bench)\n"
+"  --space NAME           key space: keys are NAME/00000042 (default k,\n"
+"                         or cas for the cas workload)\n"
 "  --timeout D            per-call timeout (5s)\n"
 "  --json                 the last line of stdout is one JSON object\n",
             BENCH_THREADS_PER_CLIENT);
@@ -160,6 +164,11 @@ static int parse(int argc, char **argv, struct bench_cfg *cfg)
             cfg->endpoints = v;
         } else if (strcmp(a, "--ns") == 0) {
             cfg->ns = v;
+        } else if (strcmp(a, "--space") == 0) {
+            if (v[0] == '\0' || strlen(v) > 32 || strchr(v, '/') != NULL) {
+                return bad("--space: 1..32 bytes without '/', not '%s'", v);
+            }
+            cfg->space = v;
         } else if (strcmp(a, "--inflight") == 0 ||
                    strcmp(a, "--workers") == 0) {
             if (!parse_u64(v, 1, BENCH_INFLIGHT_MAX, &n)) {
@@ -261,8 +270,15 @@ static int parse(int argc, char **argv, struct bench_cfg *cfg)
         }
     }
     if (!found) {
-        return bad("unknown workload '%s': put, get, cas, mixed, watch or "
-                   "list", cfg->workload_name);
+        return bad("unknown workload '%s': put, get, cas, mixed, watch, "
+                   "list or load", cfg->workload_name);
+    }
+    if (cfg->workload == WL_LOAD) {
+        if (duration_set) {
+            return bad("%s", "load writes --keys keys: no --duration");
+        }
+        cfg->ops = cfg->keys;
+        ops_set = true;
     }
     if (ops_set && duration_set) {
         return bad("%s", "--ops and --duration exclude each other");
@@ -559,6 +575,7 @@ int main(int argc, char **argv)
     atomic_init(&run.stop, false);
     atomic_init(&run.ops_left, 0);
     atomic_init(&run.last_end_ns, 0);
+    atomic_init(&run.load_next, 0);
     run.clients = calloc(cfg.clients, sizeof *run.clients);
     run.workers = calloc(cfg.inflight, sizeof *run.workers);
     if (run.clients == NULL || run.workers == NULL) {

@@ -7,6 +7,8 @@
  *                   i % inflight == w; contended, every worker picks among
  *                   the first --hot-keys keys
  *   w<run>/...      watch: a fresh prefix per run
+ *   (--space)       load: keys 0..--keys-1 of the space once each, in
+ *                   order; the other workloads may be pointed elsewhere
  *
  * A CAS is "read, then put with the version read" (optimistic locking as
  * an agent does it); a conflict is retried with a fresh read, and the
@@ -32,12 +34,14 @@ static void count_err(struct bench_counts *oc, mc_err rv)
 /* The key space a workload reads, and how many keys it holds. */
 static const char *space_of(const struct bench_cfg *cfg, unsigned *n)
 {
-    if (cfg->workload == WL_CAS) {
-        *n = cfg->hot_keys ? cfg->hot_keys : cfg->keys;
-        return "cas";
-    }
     *n = cfg->keys;
-    return "k";
+    if (cfg->workload == WL_CAS && cfg->hot_keys > 0) {
+        *n = cfg->hot_keys;
+    }
+    if (cfg->space != NULL) {
+        return cfg->space;
+    }
+    return cfg->workload == WL_CAS ? "cas" : "k";
 }
 
 /* ---- one operation ---- */
@@ -124,14 +128,17 @@ static mc_err op_cas(struct bench_worker *w, const char *key,
 static mc_err op_list(struct bench_worker *w, struct bench_counts *oc)
 {
     const struct bench_cfg *cfg = w->run->cfg;
-    char after[BENCH_KEY_BYTES_MAX];
-    bench_key(after, sizeof after, "k", bench_rand(&w->rng) % cfg->keys);
+    unsigned n;
+    const char *space = space_of(cfg, &n);
+    char after[BENCH_KEY_BYTES_MAX], prefix[BENCH_KEY_BYTES_MAX];
+    bench_key(after, sizeof after, space, bench_rand(&w->rng) % n);
+    snprintf(prefix, sizeof prefix, "%s/", space);
     mc_list_opts lo = {.start_after = after,
                        .limit = cfg->list_limit,
                        .serializable = cfg->serializable};
     mc_page *page = NULL;
     mc_result res;
-    mc_err rv = mc_list(w->c, cfg->ns, "k/", &lo, &page, &res);
+    mc_err rv = mc_list(w->c, cfg->ns, prefix, &lo, &page, &res);
     oc->reads++;
     if (rv == MC_OK) {
         oc->records += page->n;
@@ -154,8 +161,9 @@ static mc_err op_cas_workload(struct bench_worker *w, struct bench_counts *oc)
         i = w->id + j * cfg->inflight;
         cached = &w->versions[j];
     }
+    unsigned n;
     char key[BENCH_KEY_BYTES_MAX];
-    bench_key(key, sizeof key, "cas", i);
+    bench_key(key, sizeof key, space_of(cfg, &n), i);
     return op_cas(w, key, cached, oc);
 }
 
@@ -166,13 +174,15 @@ static mc_err op_mixed(struct bench_worker *w, struct bench_counts *oc)
     uint64_t r = bench_rand(&w->rng);
     uint64_t i = (r >> 8) % cfg->keys;
     unsigned pick = (unsigned)(r % 100);
+    unsigned n;
+    const char *space = space_of(cfg, &n);
     char key[BENCH_KEY_BYTES_MAX];
-    bench_key(key, sizeof key, "k", i);
+    bench_key(key, sizeof key, space, i);
     if (pick < 70) {
         return op_get(w, key, cfg->serializable, NULL, oc);
     }
     if (pick < 90) {
-        return op_put(w, "k", i, oc);
+        return op_put(w, space, i, oc);
     }
     return op_cas(w, key, NULL, oc);
 }
@@ -180,14 +190,20 @@ static mc_err op_mixed(struct bench_worker *w, struct bench_counts *oc)
 mc_err bench_op(struct bench_worker *w, struct bench_counts *oc)
 {
     const struct bench_cfg *cfg = w->run->cfg;
+    unsigned n;
+    const char *space = space_of(cfg, &n);
     mc_err rv;
     switch (cfg->workload) {
     case WL_PUT:
-        rv = op_put(w, "k", bench_rand(&w->rng) % cfg->keys, oc);
+        rv = op_put(w, space, bench_rand(&w->rng) % n, oc);
+        break;
+    case WL_LOAD:
+        rv = op_put(w, space, atomic_fetch_add(&w->run->load_next, 1) % n,
+                    oc);
         break;
     case WL_GET: {
         char key[BENCH_KEY_BYTES_MAX];
-        bench_key(key, sizeof key, "k", bench_rand(&w->rng) % cfg->keys);
+        bench_key(key, sizeof key, space, bench_rand(&w->rng) % n);
         rv = op_get(w, key, cfg->serializable, NULL, oc);
         break;
     }
@@ -299,7 +315,7 @@ int bench_preload(struct bench_run *run)
 {
     const struct bench_cfg *cfg = run->cfg;
     if (cfg->workload == WL_PUT || cfg->workload == WL_WATCH ||
-        cfg->preload < 0) {
+        cfg->workload == WL_LOAD || cfg->preload < 0) {
         return 0;
     }
     unsigned n;
