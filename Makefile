@@ -3,6 +3,7 @@
 #   make            binaries and libmemcoord.{a,so} into build/
 #   make test       install missing packages, build, run every test
 #   make run        start a local 3-node cluster and run the demo
+#   make bench      the benchmark suite on a local cluster (bench/suite.sh)
 #   make stop       stop it
 #   make asan       the whole suite under ASan + UBSan (build-asan/)
 #   make install    PREFIX=/usr/local: binaries, header, libs, memcoord.pc
@@ -65,7 +66,7 @@ FAULT_BINS := $(FAULT_SIM_BIN)
 
 .PHONY: all deps test test-unit test-integration test-python run stop asan \
         install clean check-deps fmt test-fault test-fault-checker \
-        test-fault-sim
+        test-fault-sim bench etcd-driver
 .DEFAULT_GOAL := all
 
 all: $(BIN_NODE) $(BIN_CTL) $(BIN_BENCH) $(LIB_A) $(LIB_SO)
@@ -191,6 +192,21 @@ run: deps
 
 stop:
 	@BUILD=$(abspath $(BUILD)) deploy/run-demo.sh stop
+
+# ---- benchmarks (bench/): not part of make test ----
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(abspath $(BUILD)) bench/suite.sh
+
+# The etcd side of bench/compare-etcd.sh, built offline from Debian's Go
+# packages (golang-go, golang-etcd-server-dev), which the script installs.
+ETCD_DRIVER := $(BUILD)/etcd-driver
+etcd-driver: $(ETCD_DRIVER)
+$(ETCD_DRIVER): bench/etcd-driver/main.go
+	@mkdir -p $(BUILD)
+	@echo "  GO $@"
+	$(Q)cd bench/etcd-driver && GO111MODULE=off GOPATH=/usr/share/gocode \
+	  GOCACHE=$(abspath $(BUILD))/go-cache go build -o $(abspath $@) .
 
 # ---- install ----
 install: all
