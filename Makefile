@@ -143,6 +143,7 @@ $(FAULT_SIM_BIN): tests/fault/test_sim.c $(SERVER_OBJ) | $(PB_H)
 # the machine's cores. Each binary prints its own Synthesis line.
 CRITERION_FLAGS ?= --jobs 2
 TEST_ENV := MEMCOORD_BIN=$(abspath $(BIN_NODE)) MEMCOORDCTL_BIN=$(abspath $(BIN_CTL)) \
+            MEMCOORD_BENCH_BIN=$(abspath $(BIN_BENCH)) \
             MEMCOORD_TEST_DIR=$(abspath $(BUILD))/testdata
 
 test: deps
@@ -155,7 +156,7 @@ test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
 	  $(TEST_ENV) $$t $(CRITERION_FLAGS); done
 
-test-integration: $(INTEG_BIN) $(BIN_NODE) $(BIN_CTL)
+test-integration: $(INTEG_BIN) $(BIN_NODE) $(BIN_CTL) $(BIN_BENCH)
 	@mkdir -p $(BUILD)/testdata
 	@set -e; for t in $(INTEG_BIN); do echo "== $$t"; \
 	  $(TEST_ENV) $$t $(CRITERION_FLAGS); done
