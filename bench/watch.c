@@ -33,7 +33,7 @@
 
 struct watch_state {
     struct bench_run *run;
-    char prefix[BENCH_KEY_BYTES_MAX];
+    char prefix[16]; /* "w" and 8 hex digits */
     atomic_uint_fast64_t next_write;
     int64_t *start_ns;            /* per write: put started */
     atomic_int_fast64_t *last_ns; /* per write: latest watcher event */
@@ -190,7 +190,7 @@ int bench_watch_run(struct bench_run *run, struct bench_watch_report *rep)
         fprintf(stderr, "memcoord-bench: out of memory\n");
         goto out;
     }
-    char watch_prefix[BENCH_KEY_BYTES_MAX + 1];
+    char watch_prefix[sizeof st.prefix + 1];
     snprintf(watch_prefix, sizeof watch_prefix, "%s/", st.prefix);
     for (; n_watchers < cfg->watchers; n_watchers++) {
         struct watcher *wt = &ws[n_watchers];
