@@ -67,6 +67,26 @@
  * overflows an int64 of milliseconds. */
 #define MC_TTL_MS_MAX (10ull * 365 * 24 * 3600 * 1000)
 
+/* The watch event ring of a shard (shard.h): the events kept, by default,
+ * before the oldest are dropped. A watcher may fall this many events of its
+ * shard behind before it gets COMPACTED; 100k events of a few hundred bytes
+ * are tens of MiB, which every snapshot carries. `--watch-ring N` changes
+ * it (the same on every node, or replicas keep rings of different length
+ * and their state hashes differ). */
+#define MC_WATCH_RING_EVENTS_DEFAULT 100000u
+#define MC_WATCH_RING_EVENTS_MAX 10000000u
+/* ... and the bytes they may take (keys and values), whichever bound comes
+ * first: values may be 1 MiB each, and raft holds a snapshot in memory and
+ * sends it in one message (DEPS-NOTES.md, raft 5). */
+#define MC_WATCH_RING_BYTES_MAX (32ull << 20)
+
+/* One watch answer carries at most this many events and bytes of keys and
+ * values, plus the rest of the last revision it started (the events of one
+ * raft entry travel together, so a resume point is always a revision):
+ * far below the front end's reply limit. */
+#define MC_WATCH_REPLY_EVENTS_MAX 1000u
+#define MC_WATCH_REPLY_BYTES_MAX (4u << 20)
+
 /* LMDB map size of one shard: address space, not disk. */
 #define MC_SHARD_MAP_BYTES (4ull << 30)
 
@@ -83,6 +103,10 @@ _Static_assert(MC_VALUE_BYTES_MAX + MC_HEADER_BYTES_MAX <= MC_MESSAGE_BYTES_MAX,
 _Static_assert(MC_KEY_BYTES_MAX + MC_NS_BYTES_MAX < MC_HEADER_BYTES_MAX / 2,
                "key and namespace must fit in the header room");
 _Static_assert(MC_SHARDS_MAX <= MC_SLOTS, "every shard needs a slot");
+_Static_assert(MC_WATCH_RING_EVENTS_DEFAULT <= MC_WATCH_RING_EVENTS_MAX,
+               "the default ring is a valid ring");
+_Static_assert(MC_WATCH_RING_BYTES_MAX < MC_SHARD_MAP_BYTES / 8,
+               "the ring is a small part of a shard's store");
 _Static_assert(MC_LIST_PAGE_MAX * (MC_KEY_BYTES_MAX + 64u) <
                    64u * MC_MESSAGE_BYTES_MAX,
                "a keys-only page of maximal keys stays bounded");

@@ -189,6 +189,18 @@ mc_err mc_list(mc_client *c, const char *ns, const char *prefix,
                const mc_list_opts *opts, mc_page **out, mc_result *res);
 void mc_page_free(mc_page *p);
 
+/* ---- watch and wait (DESIGN.md §5) ---- */
+
+/* Longest wait of one watch or wait request (DESIGN.md §7): a parked
+ * request holds one of a node's request contexts for that long. */
+#define MC_WATCH_WAIT_MS_MAX (5 * 60 * 1000)
+
+typedef enum {
+    MC_WAIT_EXISTS = 1,  /* the key exists */
+    MC_WAIT_EQUALS = 2,  /* the key exists with exactly value */
+    MC_WAIT_VERSION = 3, /* the key exists at a version >= version */
+} mc_wait_cond;
+
 /* ---- recipes (client/recipes.c): agent coordination on the calls above
  *
  * A hand-off is mc_put by the producer and mc_wait (MC_WAIT_EXISTS) by the

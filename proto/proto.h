@@ -129,9 +129,11 @@ mc_err proto_txn_shard(const Mcpb__Request *req, uint32_t n_shards,
 /* Check a decoded request completely: the op is known, the fields it needs
  * are present and valid, the value is at most value_max bytes, tier and ttl
  * agree (the long tier takes no TTL; ttl <= MC_TTL_MS_MAX), list limits
- * and patterns, and for OP_TXN every compare and operation, at most
+ * and patterns, for OP_TXN every compare and operation, at most
  * MC_TXN_OPS_MAX of them, their values together at most value_max bytes
- * and the whole request within one message. */
+ * and the whole request within one message; a watch names a key or a
+ * prefix and its shard, a wait a known condition, and neither waits
+ * longer than MC_WATCH_WAIT_MS_MAX. */
 mc_err proto_request_check(const Mcpb__Request *req, uint64_t value_max,
                            char *err, size_t err_len);
 

@@ -441,6 +441,81 @@ mc_err proto_txn_shard(const Mcpb__Request *req, uint32_t n_shards,
     return MC_OK;
 }
 
+static mc_err wait_ms_check(const Mcpb__Request *req, char *err,
+                            size_t err_len)
+{
+    if (req->wait_ms > MC_WATCH_WAIT_MS_MAX) {
+        base_errf(err, err_len, "wait of %u ms is longer than the limit of "
+                  "%u ms", req->wait_ms, (unsigned)MC_WATCH_WAIT_MS_MAX);
+        return MC_INVALID_ARGUMENT;
+    }
+    return MC_OK;
+}
+
+/* A watch names a key, or a prefix (which may be empty) and a shard. */
+static mc_err watch_check(const Mcpb__Request *req, char *err, size_t err_len)
+{
+    if (req->has_key == req->has_prefix) {
+        base_errf(err, err_len, "a watch names either a key or a prefix");
+        return MC_INVALID_ARGUMENT;
+    }
+    if (req->has_key) {
+        mc_err rv = ns_key_check(req, err, err_len);
+        return rv == MC_OK ? wait_ms_check(req, err, err_len) : rv;
+    }
+    if (!req->has_shard) {
+        base_errf(err, err_len, "a watch of a prefix names its shard");
+        return MC_INVALID_ARGUMENT;
+    }
+    if (!req->has_ns) {
+        base_errf(err, err_len, "namespace is missing");
+        return MC_INVALID_ARGUMENT;
+    }
+    mc_err rv = proto_ns_check(req->ns.data, req->ns.len, err, err_len);
+    if (rv == MC_OK) {
+        rv = proto_prefix_check(req->prefix.data, req->prefix.len, err,
+                                err_len);
+    }
+    return rv == MC_OK ? wait_ms_check(req, err, err_len) : rv;
+}
+
+static mc_err wait_check(const Mcpb__Request *req, uint64_t value_max,
+                         char *err, size_t err_len)
+{
+    mc_err rv = ns_key_check(req, err, err_len);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    switch (req->wait_for) {
+    case MC_WAIT_EXISTS:
+        break;
+    case MC_WAIT_EQUALS:
+        if (!req->has_value) {
+            base_errf(err, err_len, "a wait for a value names the value");
+            return MC_INVALID_ARGUMENT;
+        }
+        if (req->value.len > value_max) {
+            base_errf(err, err_len, "value is %zu bytes, more than the limit "
+                      "of %llu", req->value.len,
+                      (unsigned long long)value_max);
+            return MC_TOO_LARGE;
+        }
+        break;
+    case MC_WAIT_VERSION:
+        if (req->min_version == 0) {
+            base_errf(err, err_len, "a wait for a version names a version "
+                      "of at least 1");
+            return MC_INVALID_ARGUMENT;
+        }
+        break;
+    default:
+        base_errf(err, err_len, "wait condition %u is not exists (1), "
+                  "equals (2) or version (3)", req->wait_for);
+        return MC_INVALID_ARGUMENT;
+    }
+    return wait_ms_check(req, err, err_len);
+}
+
 mc_err proto_request_check(const Mcpb__Request *req, uint64_t value_max,
                            char *err, size_t err_len)
 {
@@ -464,6 +539,10 @@ mc_err proto_request_check(const Mcpb__Request *req, uint64_t value_max,
         return txn_check(req, value_max, err, err_len);
     case MCPB__OP__OP_STATUS:
         return MC_OK;
+    case MCPB__OP__OP_WATCH:
+        return watch_check(req, err, err_len);
+    case MCPB__OP__OP_WAIT:
+        return wait_check(req, value_max, err, err_len);
     case MCPB__OP__OP_TRANSFER:
     case MCPB__OP__OP_HASH:
         if (!req->has_shard) {

@@ -478,3 +478,128 @@ Test(proto_txn_shard, one_shard_or_the_tag_advice)
     cr_expect_eq(proto_txn_shard(&r, 1, &shard, err, sizeof err), MC_OK);
     cr_expect_eq(shard, 0);
 }
+
+/* Watch names a key, or a prefix and its shard; wait a known condition;
+ * neither may wait longer than MC_WATCH_WAIT_MS_MAX. */
+static size_t watch_cases(struct req_case *c)
+{
+    size_t n = 0;
+    c[n++] = (struct req_case){"watch key", base_request(MCPB__OP__OP_WATCH),
+                               MC_OK};
+    c[n] = (struct req_case){"watch prefix",
+                             base_request(MCPB__OP__OP_WATCH), MC_OK};
+    c[n].req.has_key = false;
+    c[n].req.has_prefix = true;
+    c[n].req.prefix.data = (uint8_t *)"swarm/";
+    c[n].req.prefix.len = 6;
+    c[n].req.has_shard = true;
+    c[n++].req.shard = 3;
+    c[n] = (struct req_case){"watch empty prefix",
+                             base_request(MCPB__OP__OP_WATCH), MC_OK};
+    c[n].req.has_key = false;
+    c[n].req.has_prefix = true;
+    c[n++].req.has_shard = true;
+    c[n] = (struct req_case){"watch prefix without shard",
+                             base_request(MCPB__OP__OP_WATCH),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.has_key = false;
+    c[n++].req.has_prefix = true;
+    c[n] = (struct req_case){"watch key and prefix",
+                             base_request(MCPB__OP__OP_WATCH),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.has_prefix = true;
+    c[n++].req.has_shard = true;
+    c[n] = (struct req_case){"watch neither",
+                             base_request(MCPB__OP__OP_WATCH),
+                             MC_INVALID_ARGUMENT};
+    c[n++].req.has_key = false;
+    c[n] = (struct req_case){"watch bad prefix",
+                             base_request(MCPB__OP__OP_WATCH),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.has_key = false;
+    c[n].req.has_prefix = true;
+    c[n].req.prefix.data = (uint8_t *)"a\0b";
+    c[n].req.prefix.len = 3;
+    c[n++].req.has_shard = true;
+    c[n] = (struct req_case){"watch prefix no ns",
+                             base_request(MCPB__OP__OP_WATCH),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.has_key = false;
+    c[n].req.has_ns = false;
+    c[n].req.has_prefix = true;
+    c[n++].req.has_shard = true;
+    c[n] = (struct req_case){"watch wait at max",
+                             base_request(MCPB__OP__OP_WATCH), MC_OK};
+    c[n].req.has_wait_ms = true;
+    c[n++].req.wait_ms = MC_WATCH_WAIT_MS_MAX;
+    c[n] = (struct req_case){"watch wait over max",
+                             base_request(MCPB__OP__OP_WATCH),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.has_wait_ms = true;
+    c[n++].req.wait_ms = MC_WATCH_WAIT_MS_MAX + 1;
+    c[n] = (struct req_case){"wait exists", base_request(MCPB__OP__OP_WAIT),
+                             MC_OK};
+    c[n++].req.wait_for = MC_WAIT_EXISTS;
+    c[n] = (struct req_case){"wait no condition",
+                             base_request(MCPB__OP__OP_WAIT),
+                             MC_INVALID_ARGUMENT};
+    c[n++].req.wait_for = 0;
+    c[n] = (struct req_case){"wait condition 4",
+                             base_request(MCPB__OP__OP_WAIT),
+                             MC_INVALID_ARGUMENT};
+    c[n++].req.wait_for = 4;
+    c[n] = (struct req_case){"wait equals", base_request(MCPB__OP__OP_WAIT),
+                             MC_OK};
+    c[n].req.wait_for = MC_WAIT_EQUALS;
+    c[n].req.has_value = true;
+    c[n].req.value.data = big;
+    c[n++].req.value.len = VALUE_MAX;
+    c[n] = (struct req_case){"wait equals no value",
+                             base_request(MCPB__OP__OP_WAIT),
+                             MC_INVALID_ARGUMENT};
+    c[n++].req.wait_for = MC_WAIT_EQUALS;
+    c[n] = (struct req_case){"wait equals value over max",
+                             base_request(MCPB__OP__OP_WAIT), MC_TOO_LARGE};
+    c[n].req.wait_for = MC_WAIT_EQUALS;
+    c[n].req.has_value = true;
+    c[n].req.value.data = big;
+    c[n++].req.value.len = VALUE_MAX + 1;
+    c[n] = (struct req_case){"wait version", base_request(MCPB__OP__OP_WAIT),
+                             MC_OK};
+    c[n].req.wait_for = MC_WAIT_VERSION;
+    c[n].req.has_min_version = true;
+    c[n++].req.min_version = 3;
+    c[n] = (struct req_case){"wait version 0",
+                             base_request(MCPB__OP__OP_WAIT),
+                             MC_INVALID_ARGUMENT};
+    c[n++].req.wait_for = MC_WAIT_VERSION;
+    c[n] = (struct req_case){"wait no key", base_request(MCPB__OP__OP_WAIT),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.wait_for = MC_WAIT_EXISTS;
+    c[n++].req.has_key = false;
+    c[n] = (struct req_case){"wait over max",
+                             base_request(MCPB__OP__OP_WAIT),
+                             MC_INVALID_ARGUMENT};
+    c[n].req.wait_for = MC_WAIT_EXISTS;
+    c[n].req.has_wait_ms = true;
+    c[n++].req.wait_ms = MC_WATCH_WAIT_MS_MAX + 1;
+    return n;
+}
+
+Test(proto_request_check, watch_and_wait)
+{
+    struct req_case cases[32];
+    size_t n = watch_cases(cases);
+    cr_assert_lt(n, sizeof cases / sizeof cases[0]);
+    for (size_t i = 0; i < n; i++) {
+        char err[160] = "";
+        mc_err got = proto_request_check(&cases[i].req, VALUE_MAX, err,
+                                         sizeof err);
+        cr_expect_eq(got, cases[i].want, "%s: got %s, want %s (%s)",
+                     cases[i].name, mc_errname(got),
+                     mc_errname(cases[i].want), err);
+        if (cases[i].want != MC_OK) {
+            cr_expect_neq(err[0], '\0', "%s has no reason", cases[i].name);
+        }
+    }
+}
