@@ -195,6 +195,16 @@ void mc_page_free(mc_page *p);
  * request holds one of a node's request contexts for that long. */
 #define MC_WATCH_WAIT_MS_MAX (5 * 60 * 1000)
 
+/* What happened to a key, as a watch reports it. */
+typedef enum {
+    MC_EVENT_PUT = 1,     /* a put stored a value */
+    MC_EVENT_DELETE = 2,  /* a delete removed the key */
+    MC_EVENT_EXPIRE = 3,  /* the key's TTL ran out and it was removed */
+    MC_EVENT_PROMOTE = 4, /* a put that kept the value byte for byte and
+                             moved it to a higher tier (short -> mid ->
+                             long); its version grows as for any put */
+} mc_event_type;
+
 typedef enum {
     MC_WAIT_EXISTS = 1,  /* the key exists */
     MC_WAIT_EQUALS = 2,  /* the key exists with exactly value */

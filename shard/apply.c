@@ -7,7 +7,15 @@
  * Only a storage failure (the shard turns BROKEN) or running out of memory
  * while decoding leaves an entry unapplied. Record layout is record.c's,
  * the dedupe table dedupe.c's, transactions txn.c's (which write each key
- * through apply_key_write, the path of single puts and deletes). */
+ * through apply_key_write, the path of single puts and deletes), the
+ * watch ring watch.c's.
+ *
+ * Every change of a record goes through write_record (a put) or
+ * remove_record (a delete or an expiry), which write its watch event in
+ * the same txn (invariant 4 of shard.h), through s->txn: inside a
+ * transaction that is the nested txn, so the events of a transaction
+ * that aborts go with it. A new command that changes records must use
+ * them, and gets its events. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +24,7 @@
 #include "shard/apply.h"
 #include "shard/dedupe.h"
 #include "shard/record.h"
+#include "shard/watch.h"
 
 /* Latest stamp a command may carry, so that stamp + any TTL fits int64. */
 #define STAMP_MS_MAX (INT64_MAX - (int64_t)MC_TTL_MS_MAX)
@@ -177,6 +186,49 @@ static mc_err put_slot_free(struct write_ctx *w, uint8_t tier, bool *is_free)
     return rv;
 }
 
+/* Remove record r of key k (r's pointers may borrow LMDB memory; k's do
+ * not) and write the event of its removal: an MC_EVENT_DELETE or
+ * MC_EVENT_EXPIRE at revision index, stamped stamp, with the version
+ * removed. */
+static mc_err remove_record(struct shard *s, uint64_t index, uint8_t type,
+                            int64_t stamp, const struct record_key *k,
+                            const struct record_dbkey *dk,
+                            const struct record *r)
+{
+    struct record gone = *r;
+    gone.rkey = k->bytes;
+    gone.rkey_len = k->len;
+    gone.value = NULL;
+    gone.value_len = 0;
+    gone.updated_at = stamp;
+    mc_err rv = record_remove(s, dk, r);
+    return rv == MC_OK ? watch_emit(s, index, type, &gone) : rv;
+}
+
+/* Write r (whose rkey and value must not borrow LMDB memory) in place of
+ * the live record w->cur, if any, and the event of the put. A put that
+ * keeps the value byte for byte and moves the record to a higher tier is
+ * a promote. */
+static mc_err write_record(struct write_ctx *w, const struct record *r)
+{
+    struct shard *s = w->s;
+    mc_err rv = MC_OK;
+    uint8_t type = MC_EVENT_PUT;
+    if (w->has_cur) {
+        if (r->tier > w->cur.tier && r->value_len == w->cur.value_len &&
+            (r->value_len == 0 ||
+             memcmp(r->value, w->cur.value, r->value_len) == 0)) {
+            type = MC_EVENT_PROMOTE;
+        }
+        /* Remove, then write anew: the old tier and expiry entry go. */
+        rv = record_remove(s, &w->dk, &w->cur);
+    }
+    if (rv == MC_OK) {
+        rv = record_put(s, &w->dk, r);
+    }
+    return rv == MC_OK ? watch_emit(s, w->index, type, r) : rv;
+}
+
 static mc_err apply_put(struct write_ctx *w)
 {
     struct shard *s = w->s;
@@ -211,13 +263,7 @@ static mc_err apply_put(struct write_ctx *w)
         .value = cmd->value.data,
         .value_len = cmd->value.len,
     };
-    if (w->has_cur) {
-        /* Remove, then write anew: the old tier and expiry entry go. */
-        rv = record_remove(s, &w->dk, &w->cur);
-    }
-    if (rv == MC_OK) {
-        rv = record_put(s, &w->dk, &r);
-    }
+    rv = write_record(w, &r);
     res->code = MC_OK;
     res->version = r.version;
     res->create_rev = r.create_rev;
@@ -240,7 +286,8 @@ static mc_err apply_delete(struct write_ctx *w)
     res->version = w->cur.version;
     res->create_rev = w->cur.create_rev;
     res->mod_rev = w->index;
-    return record_remove(w->s, &w->dk, &w->cur);
+    return remove_record(w->s, w->index, MC_EVENT_DELETE, w->cmd->stamp_ms,
+                         &w->k, &w->dk, &w->cur);
 }
 
 /* Find the key's record. One that has expired by the command's stamp is
@@ -257,7 +304,8 @@ static mc_err load_current(struct write_ctx *w)
         w->has_cur = true;
         return MC_OK;
     }
-    return record_remove(w->s, &w->dk, &w->cur);
+    return remove_record(w->s, w->index, MC_EVENT_EXPIRE, w->cmd->stamp_ms,
+                         &w->k, &w->dk, &w->cur);
 }
 
 /* What protobuf-c checks not: a valid ns and key, a sane expectation. */
@@ -348,7 +396,7 @@ static mc_err apply_write(struct shard *s, uint64_t index,
 
 /* Remove the item's record if it has expired by stamp. The sweep that
  * proposed it read an older state: the record may have been rewritten. */
-static mc_err expire_item(struct shard *s, int64_t stamp,
+static mc_err expire_item(struct shard *s, uint64_t index, int64_t stamp,
                           const Mcpb__ExpireItem *it)
 {
     struct record_key k;
@@ -361,10 +409,11 @@ static mc_err expire_item(struct shard *s, int64_t stamp,
     if (rv != MC_OK || slot != RECORD_FOUND || record_is_live(&r, stamp)) {
         return rv;
     }
-    return record_remove(s, &dk, &r);
+    return remove_record(s, index, MC_EVENT_EXPIRE, stamp, &k, &dk, &r);
 }
 
-static mc_err apply_expire(struct shard *s, const Mcpb__Command *cmd)
+static mc_err apply_expire(struct shard *s, uint64_t index,
+                           const Mcpb__Command *cmd)
 {
     if (cmd->n_expire > MC_EXPIRE_BATCH_MAX) {
         result_fail(&s->result, MC_INVALID_ARGUMENT, 0,
@@ -390,7 +439,7 @@ static mc_err apply_expire(struct shard *s, const Mcpb__Command *cmd)
         return MC_OK;
     }
     for (size_t i = 0; i < cmd->n_expire; i++) {
-        mc_err rv = expire_item(s, cmd->stamp_ms, cmd->expire[i]);
+        mc_err rv = expire_item(s, index, cmd->stamp_ms, cmd->expire[i]);
         if (rv != MC_OK) {
             return rv;
         }
@@ -412,7 +461,7 @@ static mc_err apply_command(struct shard *s, uint64_t index,
     case MCPB__OP__OP_DELETE:
         return apply_write(s, index, cmd);
     case MCPB__OP__OP_EXPIRE:
-        return apply_expire(s, cmd);
+        return apply_expire(s, index, cmd);
     case MCPB__OP__OP_TXN:
         return txn_apply(s, index, cmd);
     default:

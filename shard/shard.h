@@ -6,6 +6,8 @@
  *   short, mid, long  records of each tier, key = ns '\0' key (see below)
  *   expiry            [u64 BE expires_at][u8 tier][record key] -> ""
  *   dedupe            [u64 BE client_id] -> last seq, stamp and answer
+ *   events            the watch event ring (watch.h):
+ *                     [u64 BE revision][u16 BE seq] -> event
  *   meta              "applied_index" -> u64
  * A key lives in exactly one tier at a time.
  *
@@ -25,6 +27,9 @@
  *       entries it covers.
  *   (2) Only shard_apply and shard_restore write records.
  *   (3) Apply is deterministic: it reads no clock, only the command's stamp.
+ *   (4) Every change of a key has its event in the events DB, written in
+ *       the txn of the change; every event with a revision above the
+ *       ring's compaction point is still there (see the watch ring below).
  *
  * Thread: a shard is used by one thread at a time (its loop thread). */
 #ifndef MC_SHARD_H
@@ -49,6 +54,8 @@ struct shard_config {
     uint64_t value_bytes_max; /* apply re-checks it: one bad entry must not
                                  wedge a group */
     uint64_t map_bytes;       /* 0 = MC_SHARD_MAP_BYTES */
+    uint32_t watch_ring_events; /* 0 = MC_WATCH_RING_EVENTS_DEFAULT; the
+                                   same on every replica (apply trims) */
 };
 
 /* Open (creating if needed) the store in folder dir.
@@ -172,7 +179,7 @@ mc_err shard_expired_scan(struct shard *s, int64_t now_ms, uint32_t max,
                           shard_expired_cb cb, void *arg);
 
 /* Serialize the whole state (records of all tiers, expiry index, dedupe
- * table) and the applied index into one buffer from alloc (raft_malloc for
+ * table, watch ring) and the applied index into one buffer from alloc (raft_malloc for
  * raft). Commits the open txn first. On MC_OK the caller owns *buf. */
 mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
                       size_t *len);
@@ -183,13 +190,79 @@ mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
  * INVALID_ARGUMENT and leaves the store as it was. Borrowed. */
 mc_err shard_restore(struct shard *s, const void *buf, size_t len);
 
+/* ---- the watch event ring ----
+ *
+ * Apply records an event for every change of a key: put, delete, expire,
+ * and promote (a put that keeps the value and moves it to a higher tier).
+ * Events live in the events sub-database, written in the txn of the write,
+ * carried in snapshots and in the state hash: every replica holds the same
+ * ring at the same applied index. An event is identified by (revision,
+ * seq): the raft index of its entry and its place among that entry's
+ * events. Apply also drops the oldest events beyond the ring's bounds
+ * (cfg.watch_ring_events, MC_WATCH_RING_BYTES_MAX), deterministically, and
+ * remembers the highest revision it dropped events of: the compaction
+ * point. Every event with a higher revision is in the ring. */
+
+struct shard_event {
+    uint64_t revision;
+    uint16_t seq;
+    uint8_t type;       /* mc_event_type */
+    uint8_t tier;
+    uint64_t version;   /* after a put; the version removed otherwise */
+    uint64_t create_rev;
+    int64_t expires_at;
+    int64_t updated_at; /* the stamp of the entry */
+    const uint8_t *key; /* without the namespace */
+    size_t key_len;
+    const uint8_t *value; /* put and promote; empty otherwise */
+    size_t value_len;
+};
+
+/* Which events a watch wants: those of ns whose key is key, or with prefix
+ * those whose key starts with key (which may then be empty). Borrowed. */
+struct shard_watch_filter {
+    const uint8_t *ns;
+    size_t ns_len;
+    const uint8_t *key;
+    size_t key_len;
+    bool prefix;
+};
+
+typedef void (*shard_event_cb)(void *arg, const struct shard_event *e);
+
+/* Call cb, in (revision, seq) order, for each event of the ring with
+ * revision > after_rev that matches f. Stops before the first event of a
+ * further revision once max_events events or max_bytes bytes of keys and
+ * values went to cb: the events of one revision are never split. *through
+ * is the revision up to which every matching event went to cb: the applied
+ * index (or after_rev, when larger) when the scan reached the end, else
+ * the revision before the one it stopped at. *compact_rev is the ring's
+ * compaction point. Events borrow LMDB memory until the next shard call;
+ * cb must not call into s.
+ * Errors: COMPACTED when after_rev < *compact_rev (nothing went to cb;
+ * *through is the applied index), UNAVAILABLE. */
+mc_err shard_watch_scan(struct shard *s, uint64_t after_rev,
+                        const struct shard_watch_filter *f,
+                        uint32_t max_events, size_t max_bytes,
+                        shard_event_cb cb, void *arg, uint64_t *through,
+                        uint64_t *compact_rev);
+
+/* The ring's size and compaction point. */
+struct shard_watch_ring {
+    uint64_t events;
+    uint64_t bytes;       /* of event keys and encoded events */
+    uint64_t compact_rev; /* 0: no event was ever dropped */
+};
+mc_err shard_watch_ring(struct shard *s, struct shard_watch_ring *out);
+
 uint64_t shard_applied_index(const struct shard *s);
 /* Entries applied, and entries skipped as already stored, since open. */
 uint64_t shard_applied_entries(const struct shard *s);
 uint64_t shard_skipped_entries(const struct shard *s);
 /* Records per tier, counts[MC_TIER_SHORT..MC_TIER_LONG]; counts[0] = 0. */
 void shard_counts(struct shard *s, uint64_t counts[4]);
-/* FNV-1a 64 over every record, expiry and dedupe entry in key order: equal
+/* FNV-1a 64 over every record, expiry, dedupe and event entry in key
+ * order: equal
  * on replicas that applied the same entries. */
 uint64_t shard_state_hash(struct shard *s);
 /* True when the store is above 90% of its map: the leader refuses new

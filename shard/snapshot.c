@@ -1,5 +1,6 @@
 /* Snapshots of a shard for raft: the whole state (records of every tier,
- * the expiry index, the dedupe table) and its applied index in one buffer,
+ * the expiry index, the dedupe table, the watch ring) and its applied
+ * index in one buffer,
  * the restore of such a buffer, and the state hash that tests and replicas
  * compare. A snapshot may come from a peer, so restore checks every byte
  * of it before it touches LMDB (DEPS-NOTES.md, LMDB: never trust a peer's
@@ -10,7 +11,7 @@
  *   u32 shard id
  *   u64 applied index
  *   one section per data DB, in store_db order (short mid long expiry
- *   dedupe):
+ *   dedupe events; format 1 had no events section):
  *     u32 tag          the store_db + 1
  *     u64 count
  *     count x { u32 key_len, key, u32 value_len, value }, keys ascending
@@ -19,9 +20,14 @@
 
 #include "shard/dedupe.h"
 #include "shard/record.h"
+#include "shard/watch.h"
 
 static const uint8_t snap_magic[8] = {'M', 'C', 'S', 'N', 'A', 'P', '0', '1'};
-#define SNAP_FORMAT 1u
+#define SNAP_FORMAT 2u
+/* Format 1, of the builds before the watch ring, is still read: its state
+ * without a ring, as a ring that knows nothing up to the snapshot's index
+ * (so a node with such a snapshot on disk still starts). */
+#define SNAP_FORMAT_NO_RING 1u
 #define SNAP_HEADER_BYTES 24u  /* magic, format, shard id, index */
 #define SNAP_SECTION_BYTES 12u /* tag, count */
 #define SNAP_ENTRY_BYTES_MIN 8u /* the two lengths */
@@ -261,15 +267,19 @@ static bool entry_valid(enum store_db db, const uint8_t *k, size_t k_len,
                                                  &dbkey, &dbkey_len);
     case STORE_DB_DEDUPE:
         return k_len == DEDUPE_KEY_BYTES && dedupe_decode(v, v_len, &e);
+    case STORE_DB_EVENTS:
+        return watch_entry_valid(k, k_len, v, v_len);
     default:
         return false;
     }
 }
 
 /* Read one section of db; with load, also write its entries. Only a
- * section that passed a pass without load may be loaded. */
+ * section that passed a pass without load may be loaded. index is the
+ * snapshot's applied index. */
 static mc_err read_section(struct shard *s, struct reader *r,
-                           enum store_db db, bool load, const char **why)
+                           enum store_db db, uint64_t index, bool load,
+                           const char **why)
 {
     const uint8_t *head;
     if (!take(r, SNAP_SECTION_BYTES, &head) ||
@@ -284,6 +294,7 @@ static mc_err read_section(struct shard *s, struct reader *r,
     }
     const uint8_t *prev = NULL;
     size_t prev_len = 0;
+    struct watch_tally tally = {0};
     for (uint64_t i = 0; i < count; i++) {
         uint32_t k_len, v_len;
         const uint8_t *k, *v;
@@ -299,16 +310,25 @@ static mc_err read_section(struct shard *s, struct reader *r,
         }
         prev = k;
         prev_len = k_len;
+        if (db == STORE_DB_EVENTS) {
+            watch_tally_add(&tally, k, k_len, v, v_len);
+        }
         mc_err rv = load ? store_append(s, db, k, k_len, v, v_len) : MC_OK;
         if (rv != MC_OK) {
             return rv;
         }
     }
+    if (db == STORE_DB_EVENTS && !watch_tally_ok(&tally, index)) {
+        *why = "watch ring";
+        return MC_INVALID_ARGUMENT;
+    }
     return MC_OK;
 }
 
 /* Check the whole buffer (or, with load, write it); *index is its applied
- * index. Errors: INVALID_ARGUMENT with *why; UNAVAILABLE when loading. */
+ * index. A snapshot of format 1 gets an empty ring that knows nothing up
+ * to *index. Errors: INVALID_ARGUMENT with *why; UNAVAILABLE when
+ * loading. */
 static mc_err read_snapshot(struct shard *s, const uint8_t *buf, size_t len,
                             bool load, uint64_t *index, const char **why)
 {
@@ -322,15 +342,19 @@ static mc_err read_snapshot(struct shard *s, const uint8_t *buf, size_t len,
     }
     r.left -= SNAP_CHECKSUM_BYTES;
     take(&r, SNAP_HEADER_BYTES, &head);
+    uint32_t format = bytes_get_u32le(head + 8);
     if (memcmp(head, snap_magic, sizeof snap_magic) != 0 ||
-        bytes_get_u32le(head + 8) != SNAP_FORMAT ||
+        (format != SNAP_FORMAT && format != SNAP_FORMAT_NO_RING) ||
         bytes_get_u32le(head + 12) != s->cfg.id) {
         *why = "magic, format or shard id";
         return MC_INVALID_ARGUMENT;
     }
     *index = bytes_get_u64le(head + 16);
     for (unsigned db = 0; db < STORE_DATA_DBS; db++) {
-        mc_err rv = read_section(s, &r, (enum store_db)db, load, why);
+        if (db == STORE_DB_EVENTS && format == SNAP_FORMAT_NO_RING) {
+            continue;
+        }
+        mc_err rv = read_section(s, &r, (enum store_db)db, *index, load, why);
         if (rv != MC_OK) {
             return rv;
         }
@@ -338,6 +362,9 @@ static mc_err read_snapshot(struct shard *s, const uint8_t *buf, size_t len,
     if (r.left != 0) {
         *why = "trailing bytes";
         return MC_INVALID_ARGUMENT;
+    }
+    if (load && format == SNAP_FORMAT_NO_RING) {
+        return watch_ring_reset(s, *index);
     }
     return MC_OK;
 }

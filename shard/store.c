@@ -14,7 +14,8 @@
 static const char *const db_names[STORE_DB_COUNT] = {
     [STORE_DB_SHORT] = "short",   [STORE_DB_MID] = "mid",
     [STORE_DB_LONG] = "long",     [STORE_DB_EXPIRY] = "expiry",
-    [STORE_DB_DEDUPE] = "dedupe", [STORE_DB_META] = "meta",
+    [STORE_DB_DEDUPE] = "dedupe", [STORE_DB_EVENTS] = "events",
+    [STORE_DB_META] = "meta",
 };
 
 /* Where meta keeps the index of the last applied entry, a u64 LE. */
@@ -336,6 +337,9 @@ mc_err shard_open(const char *dir, const struct shard_config *cfg,
     s->cfg = *cfg;
     if (s->cfg.map_bytes == 0) {
         s->cfg.map_bytes = MC_SHARD_MAP_BYTES;
+    }
+    if (s->cfg.watch_ring_events == 0) {
+        s->cfg.watch_ring_events = MC_WATCH_RING_EVENTS_DEFAULT;
     }
     if (open_env(s, dir, err, err_len) != 0) {
         goto err_after_alloc;

@@ -36,6 +36,7 @@ enum store_db {
     STORE_DB_LONG,
     STORE_DB_EXPIRY,
     STORE_DB_DEDUPE,
+    STORE_DB_EVENTS,
     STORE_DB_META,
     STORE_DB_COUNT
 };
@@ -60,6 +61,8 @@ struct shard {
     uint64_t applied_index; /* of the last applied entry, committed or not */
     uint64_t applied_entries;
     uint64_t skipped_entries;
+    uint64_t event_rev; /* revision of the last event written ... */
+    uint32_t event_seq; /* ... and the seq the next one of it takes */
     struct shard_result result; /* what shard_apply answers */
     Mcpb__TxnResult *txn_answer; /* result.txn; freed by the next apply */
 };

@@ -214,7 +214,8 @@ Test(shard_restore, malformed_content_with_valid_checksum_is_refused)
         {OFF_FIRST_KEY + 3 + 4, 9, "record format"},
         {OFF_FIRST_KEY + 3 + 4 + 1, 2, "record in the wrong tier"},
         {0, 'X', "magic"},
-        {8, 2, "format"},
+        {8, 3, "unknown format"},
+        {8, 1, "format 1 (no ring) with a ring section"},
     };
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         memcpy(copy, buf, len);
