@@ -53,6 +53,9 @@ static const struct opt opts[] = {
     NUM("list-scan-max", OPT_U32, list_scan_max, 1, MC_LIST_SCAN_MAX,
         "N records a list with a pattern examines per shard and page "
         "[50000]"),
+    NUM("watch-ring", OPT_U32, watch_ring, 1, MC_WATCH_RING_EVENTS_MAX,
+        "N  events each shard keeps for watches, the same on every node "
+        "[100000]"),
     STR("initial-cluster", initial_cluster,
         "LIST ID=URL@IP:PORT,... every member (this node included); "
         "IP:PORT is its --raft-addr [this node only]"),
@@ -77,6 +80,7 @@ static void config_defaults(struct node_config *cfg)
         .log_level = LOG_LEVEL_INFO,
         .replicas = MC_REPLICAS_DEFAULT,
         .list_scan_max = MC_LIST_SCAN_DEFAULT,
+        .watch_ring = MC_WATCH_RING_EVENTS_DEFAULT,
     };
     strcpy(cfg->listen, "tcp://127.0.0.1:7400");
     strcpy(cfg->raft_addr, "127.0.0.1:7500");

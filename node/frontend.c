@@ -97,11 +97,21 @@ static void fwd_cb(void *arg)
     int rv = nng_aio_result(w->fwd_aio);
     if (w->fwd_state == FWD_SEND && rv == 0) {
         w->fwd_state = FWD_RECV;
-        nng_aio_set_timeout(w->fwd_aio, FORWARD_TIMEOUT_MS);
+        /* A watch or wait waits on the leader before it answers. */
+        nng_aio_set_timeout(w->fwd_aio, FORWARD_TIMEOUT_MS + w->fwd_wait_ms);
         nng_ctx_recv(w->fwd_ctx, w->fwd_aio);
         return;
     }
+    atomic_store(&w->fwd_longpoll, false);
     nng_ctx_close(w->fwd_ctx);
+    if (rv == NNG_ECANCELED && atomic_load(&w->fe->draining)) {
+        /* frontend_drain cut a watch or wait short: it changed nothing. */
+        if (w->fwd_state == FWD_SEND) {
+            nng_msg_free(nng_aio_get_msg(w->fwd_aio));
+        }
+        frontend_reply_err(w, MC_UNAVAILABLE, "node is shutting down");
+        return;
+    }
     if (rv != 0) {
         if (w->fwd_state == FWD_SEND) {
             nng_msg_free(nng_aio_get_msg(w->fwd_aio));
@@ -170,6 +180,10 @@ void frontend_forward(struct node_work *w, uint64_t to)
     }
     w->fwd_to = to;
     w->fwd_state = FWD_SEND;
+    bool longpoll = req->op == MCPB__OP__OP_WATCH ||
+                    req->op == MCPB__OP__OP_WAIT;
+    w->fwd_wait_ms = longpoll ? (int)req->wait_ms : 0;
+    atomic_store(&w->fwd_longpoll, longpoll);
     nng_aio_set_msg(w->fwd_aio, msg);
     nng_aio_set_timeout(w->fwd_aio, FORWARD_SEND_MS);
     nng_ctx_send(w->fwd_ctx, w->fwd_aio);
@@ -237,7 +251,8 @@ static void route(struct node_work *w)
     struct node *n = w->fe->node;
     const Mcpb__Request *req = w->req;
     if (req->op == MCPB__OP__OP_LIST || req->op == MCPB__OP__OP_TRANSFER ||
-        req->op == MCPB__OP__OP_HASH) {
+        req->op == MCPB__OP__OP_HASH ||
+        (req->op == MCPB__OP__OP_WATCH && req->has_prefix)) {
         if (req->shard >= n->cfg.shards) {
             frontend_reply_err(w, MC_INVALID_ARGUMENT,
                                "shard %u does not exist (the cluster has %u)",
@@ -357,6 +372,7 @@ mc_err frontend_start(struct node_frontend *fe, struct node *n, char *err,
         struct node_work *w = &fe->works[i];
         w->fe = fe;
         w->apply.data = w;
+        atomic_init(&w->fwd_longpoll, false);
         if ((rv = nng_aio_alloc(&w->aio, work_cb, w)) != 0 ||
             (rv = nng_aio_alloc(&w->fwd_aio, fwd_cb, w)) != 0 ||
             (rv = nng_ctx_open(&w->ctx, fe->sock)) != 0) {
@@ -397,6 +413,18 @@ err_after_open:
 void frontend_drain(struct node_frontend *fe, int timeout_ms)
 {
     atomic_store(&fe->draining, true);
+    /* Watches and waits would hold the drain for their whole wait: parked
+     * ones are answered UNAVAILABLE by their loops, forwarded ones are
+     * cut short here (a client retries them on another node). */
+    struct node *n = fe->node;
+    for (unsigned i = 0; i < n->n_loops; i++) {
+        watch_loop_flush(&n->loops[i]);
+    }
+    for (uint32_t i = 0; i < fe->n_works; i++) {
+        if (atomic_load(&fe->works[i].fwd_longpoll)) {
+            nng_aio_cancel(fe->works[i].fwd_aio);
+        }
+    }
     int64_t deadline = base_mono_ms() + timeout_ms;
     while (atomic_load(&fe->inflight) > 0 && base_mono_ms() < deadline) {
         struct timespec ts = {0, 5 * 1000 * 1000};

@@ -21,6 +21,7 @@ static void close_handles(struct node_loop *l)
     uv_close((uv_handle_t *)&l->wake, NULL);
     uv_close((uv_handle_t *)&l->turn, NULL);
     uv_close((uv_handle_t *)&l->sweep, NULL);
+    uv_close((uv_handle_t *)&l->watch_timer, NULL);
 }
 
 static void group_closed_cb(struct cons_group *g)
@@ -64,7 +65,15 @@ static void wake_cb(uv_async_t *h)
     l->head = l->tail = NULL;
     l->queued = 0;
     bool stopping = l->stopping;
+    bool flush = l->watch_flush;
+    l->watch_flush = false;
     pthread_mutex_unlock(&l->mu);
+    if (flush) {
+        for (unsigned i = 0; i < l->n_replicas; i++) {
+            watch_fail_all(l->replicas[i], MC_UNAVAILABLE,
+                           "node is shutting down");
+        }
+    }
     while (w != NULL) {
         struct node_work *next = w->next;
         w->next = NULL;
@@ -129,6 +138,7 @@ mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx, char *err,
     l->wake.data = l->turn.data = l->sweep.data = l;
     uv_check_start(&l->turn, turn_cb);
     uv_timer_start(&l->sweep, sweep_cb, MC_EXPIRE_SWEEP_MS, MC_EXPIRE_SWEEP_MS);
+    watch_loop_init(l);
     return MC_OK;
 }
 

@@ -51,6 +51,7 @@ struct node_config {
     int log_level;
     uint32_t replicas; /* the first map's */
     uint32_t list_scan_max; /* records a pattern list page examines */
+    uint32_t watch_ring; /* events of each shard's watch ring */
     char initial_cluster[8192]; /* ID=URL@IP:PORT,... ("" = only this node) */
     /* Parsed from initial_cluster, sorted by id; this node included: the
      * meta group's members, and the members of the first map. */
@@ -82,6 +83,13 @@ struct node_work {
     nng_ctx fwd_ctx;
     int fwd_state;
     uint64_t fwd_to;
+    int fwd_wait_ms;          /* a forwarded watch or wait waits this long */
+    atomic_bool fwd_longpoll; /* such a forward is in flight: drain cancels */
+    /* A parked watch or wait (node/watch.c), on its replica's list. */
+    struct node_work *park_prev, *park_next;
+    int64_t park_since_ms;    /* base_mono_ms */
+    int64_t park_deadline_ms;
+    uint64_t park_scanned;    /* no event of it up to this revision */
 };
 
 struct node;
@@ -152,6 +160,9 @@ struct node_replica {
     struct node_work *reads_inflight;
     struct raft_barrier barrier;
     bool barrier_busy;
+    /* Parked watches and waits, oldest first (node/watch.c). */
+    struct node_work *parked_head, *parked_tail;
+    uint64_t watch_seen; /* the applied index they were checked at */
     /* The expiry sweep proposes one command at a time. */
     struct raft_apply expire_req;
     bool expire_busy;
@@ -173,8 +184,42 @@ void replica_turn(struct node_replica *r);
 void replica_sweep(struct node_replica *r);
 /* Fail waiting reads and close the raft group; cb when closed. */
 void replica_close(struct node_replica *r, cons_group_close_cb cb);
+/* True when this replica leads its shard and can take proposals. */
+bool replica_is_serving_leader(struct node_replica *r);
 /* After the loop stopped: commit and close the store. */
 void replica_free(struct node_replica *r);
+
+/* ---- watches and waits (node/watch.c) ----
+ *
+ * Long polls of OP_WATCH and OP_WAIT, served by the shard leader after a
+ * raft barrier (as linearizable reads), from the shard's event ring. One
+ * that cannot be answered at once is parked on its replica's list and
+ * holds its nng context: the loop is never blocked. Parked requests are
+ * answered
+ *   - from watch_turn, once per loop turn after the turn's LMDB commit,
+ *     when a write they wait for applied;
+ *   - by the loop's watch timer at their deadline (an empty watch answer,
+ *     or TIMEOUT for a wait);
+ *   - UNAVAILABLE when the replica stops leading or the node drains;
+ *   - early, the oldest first, when more than half of the node's contexts
+ *     would be parked (an empty watch answer, or UNAVAILABLE for a wait,
+ *     which the client retries): parked requests must never starve the
+ *     writes that would wake them. */
+
+/* On the loop thread, after the barrier of w (OP_WATCH or OP_WAIT): answer
+ * it now or park it. */
+void watch_start(struct node_replica *r, struct node_work *w);
+/* On the loop thread, after the turn's commit: answer the parked ones of r
+ * that the turn's writes satisfy; all of them UNAVAILABLE when r stopped
+ * leading. */
+void watch_turn(struct node_replica *r);
+/* Answer every parked one of r with code. */
+void watch_fail_all(struct node_replica *r, mc_err code, const char *why);
+/* The loop's watch timer: init with the loop, closed with its handles. */
+void watch_loop_init(struct node_loop *l);
+/* Any thread: have the loop answer every parked request UNAVAILABLE (the
+ * node drains). */
+void watch_loop_flush(struct node_loop *l);
 
 /* ---- loop threads (node/loop.c) ---- */
 struct node_loop {
@@ -197,6 +242,10 @@ struct node_loop {
     unsigned sweeps;
     uv_work_t sync_req;
     bool sync_busy;
+    uv_timer_t watch_timer; /* the next deadline of a parked request */
+    unsigned n_parked;      /* parked requests of all its replicas */
+    unsigned parked_max;    /* its share of the node's parking room */
+    bool watch_flush;       /* under mu: answer every parked one */
 };
 
 mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx,

@@ -136,10 +136,10 @@ static void write_cb(struct raft_apply *req, int status, void *result)
     frontend_reply(w, &resp);
 }
 
-/* True when this replica leads and can take proposals. raft 0.15 refuses
- * them while a leadership transfer is pending, and then names no leader
- * (raft_leader gives 0) though its state is still LEADER. */
-static bool is_serving_leader(struct node_replica *r)
+/* raft 0.15 refuses proposals while a leadership transfer is pending, and
+ * then names no leader (raft_leader gives 0) though its state is still
+ * LEADER. */
+bool replica_is_serving_leader(struct node_replica *r)
 {
     return cons_group_is_leader(&r->group) &&
            cons_group_leader(&r->group) == r->loop->node->cfg.node_id;
@@ -164,7 +164,7 @@ static void not_leading(struct node_replica *r, struct node_work *w)
 /* True when this replica serves w as leader; else w is answered. */
 static bool leads(struct node_replica *r, struct node_work *w)
 {
-    if (is_serving_leader(r)) {
+    if (replica_is_serving_leader(r)) {
         return true;
     }
     not_leading(r, w);
@@ -357,9 +357,15 @@ static void read_list(struct node_replica *r, struct node_work *w)
 
 static void read_now(struct node_replica *r, struct node_work *w)
 {
-    if (w->req->op == MCPB__OP__OP_GET) {
+    switch (w->req->op) {
+    case MCPB__OP__OP_GET:
         read_get(r, w);
-    } else {
+        return;
+    case MCPB__OP__OP_WATCH:
+    case MCPB__OP__OP_WAIT:
+        watch_start(r, w);
+        return;
+    default:
         read_list(r, w);
     }
 }
@@ -399,7 +405,7 @@ static void reads_kick(struct node_replica *r)
     if (r->barrier_busy || r->reads_waiting == NULL) {
         return;
     }
-    if (!is_serving_leader(r)) {
+    if (!replica_is_serving_leader(r)) {
         struct node_work *list = r->reads_waiting;
         r->reads_waiting = NULL;
         while (list != NULL) {
@@ -448,7 +454,10 @@ void replica_handle(struct node_replica *r, struct node_work *w)
         return;
     }
     default:
-        if (w->req->serializable) {
+        /* Watches and waits always pass a barrier: they start from the
+         * leader's state, which holds every acknowledged write. */
+        if (w->req->serializable && w->req->op != MCPB__OP__OP_WATCH &&
+            w->req->op != MCPB__OP__OP_WAIT) {
             read_now(r, w);
             return;
         }
@@ -478,6 +487,7 @@ void replica_turn(struct node_replica *r)
     if (shard_commit(r->store, err, sizeof err) != MC_OK) {
         LOG_ERROR("commit failed shard=%u err=%s", r->id, err);
     }
+    watch_turn(r); /* the writes of this turn are visible now */
     uint64_t entries = shard_applied_entries(r->store);
     if (entries != atomic_load(&r->st_applied_entries)) {
         publish_counts(r);
@@ -670,6 +680,7 @@ void replica_close(struct node_replica *r, cons_group_close_cb cb)
 {
     reads_fail(r->reads_waiting, MC_UNAVAILABLE, "node is shutting down");
     r->reads_waiting = NULL;
+    watch_fail_all(r, MC_UNAVAILABLE, "node is shutting down");
     if (r->transfer_work != NULL) {
         reads_fail(r->transfer_work, MC_UNAVAILABLE, "node is shutting down");
         r->transfer_work = NULL;
