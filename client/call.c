@@ -64,9 +64,13 @@ static bool is_write(const Mcpb__Request *req)
 
 /* Answers that another attempt may change. TIMEOUT from a node means it
  * took the request and could not finish in time: as unknown as a lost
- * reply. */
-static bool is_retryable(mc_err code)
+ * reply; except for a wait, whose TIMEOUT says that its condition did not
+ * hold for the whole wait. */
+static bool is_retryable(const Mcpb__Request *req, mc_err code)
 {
+    if (code == MC_TIMEOUT && req->op == MCPB__OP__OP_WAIT) {
+        return false;
+    }
     return code == MC_UNAVAILABLE || code == MC_NOT_LEADER ||
            code == MC_TIMEOUT;
 }
@@ -303,7 +307,7 @@ static enum next answered(struct call *k, const struct target *t,
     mc_client *c = k->c;
     result_from_response(&k->last, r);
     client_route_answered(c, t->ep);
-    if (!is_retryable((mc_err)r->code)) {
+    if (!is_retryable(k->req, (mc_err)r->code)) {
         if (t->ep < c->n_eps) {
             atomic_store(&c->preferred_ep, (unsigned)t->ep);
         }
@@ -359,11 +363,13 @@ static mc_err attempts_run(struct call *k, Mcpb__Response **out,
          * call. */
         size_t n = k->direct != NULL ? client_route_sockets(c) : c->n_eps;
         Mcpb__Response *r = NULL;
+        /* A long poll waits on the node before it answers. */
+        int reply_cap = MC_CLIENT_REPLY_WAIT_MS + (int)k->req->wait_ms;
         enum attempt_outcome o = client_attempt(
             &c->eps[t.ep], t.direct ? k->direct : k->fwd,
             t.direct ? k->direct_len : k->fwd_len,
             wait_ms(k->deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, n),
-            wait_ms(k->deadline_ms, MC_CLIENT_REPLY_WAIT_MS, n), &r, &k->last);
+            wait_ms(k->deadline_ms, reply_cap, n), &r, &k->last);
         enum next step = NEXT_PAUSE;
         if (o == ATTEMPT_FATAL || o == ATTEMPT_BAD_ANSWER) {
             /* No retry helps. A write that may have reached a node (this

@@ -10,6 +10,7 @@
  *   list.c     list: fan-out over shards, merge, pages
  *   txn.c      transactions: checks, the shard of their keys, results
  *   status.c   status, and the shard count list needs
+ *   watch.c    watch (one long poll per shard in flight) and wait
  *
  * Threads: an mc_client is shared by many threads. The caller's endpoints
  * and their nng sockets are fixed at open; sockets to other members are
@@ -68,6 +69,20 @@
 #define MC_CLIENT_LIST_LIMIT_DEFAULT 1000u
 /* list: rounds of "the shard count changed, ask again" per page. */
 #define MC_CLIENT_SHARD_REFRESH_MAX 1u
+/* A watch keeps one long poll per shard on the nodes; each waits this
+ * long for an event before the node answers it empty and the library
+ * sends the next. Long enough that an idle watch costs one request per
+ * shard per poll, short enough that a poll left behind by a closed watch
+ * soon frees the node context it holds. */
+#define MC_CLIENT_WATCH_POLL_MS 30000
+/* Beyond its wait, a long poll's attempt waits this long for the answer
+ * (a barrier, a forward, the network): the call's timeout is always
+ * longer than the wait it asks for. */
+#define MC_CLIENT_LONGPOLL_MARGIN_MS 5000
+/* A watch token (memcoord.h): "1/" shard count, then "/shard:revision"
+ * per watched shard; its longest form. */
+#define MC_CLIENT_TOKEN_BYTES_MAX (16u + MC_SHARDS_MAX * 32u)
+
 /* Sockets of one client: the caller's endpoints, and one per member of the
  * cluster that the caller did not list (members answer STATUS with their
  * addresses, and requests go straight to shard leaders). */
@@ -112,6 +127,8 @@ _Static_assert(MC_CLIENT_REFRESH_MS_MIN > 0 &&
                "a suspect node can be found alive again by a refresh");
 _Static_assert(MC_CLIENT_DIRECT_TRIES_MAX >= 1,
                "a call with a shard map tries the leader at least once");
+_Static_assert(MC_CLIENT_WATCH_POLL_MS <= MC_WATCH_WAIT_MS_MAX,
+               "a watch poll is a valid wait");
 
 struct client_endpoint {
     char *url;
@@ -262,9 +279,9 @@ int client_backoff_ms(mc_client *c, unsigned attempt);
 mc_err client_route_init(struct client_route *r);
 void client_route_fini(struct client_route *r);
 
-/* True when req has a shard: a key (put, delete, get; a transaction by
- * its first key) or LIST of one
- * shard. Needs no map. */
+/* True when req has a shard: a key (put, delete, get, wait, watch of a
+ * key; a transaction by its first key) or LIST or a watch of a prefix in
+ * one shard. Needs no map. */
 bool client_route_wants(const Mcpb__Request *req);
 
 /* The socket for the next direct attempt of req, and req's shard: the

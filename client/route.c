@@ -38,6 +38,7 @@ bool client_route_wants(const Mcpb__Request *req)
     case MCPB__OP__OP_PUT:
     case MCPB__OP__OP_DELETE:
     case MCPB__OP__OP_GET:
+    case MCPB__OP__OP_WAIT:
         return req->has_key;
     case MCPB__OP__OP_TXN: {
         const uint8_t *key;
@@ -46,6 +47,8 @@ bool client_route_wants(const Mcpb__Request *req)
     }
     case MCPB__OP__OP_LIST:
         return req->has_shard;
+    case MCPB__OP__OP_WATCH:
+        return req->has_prefix ? req->has_shard : req->has_key;
     default:
         return false;
     }
@@ -152,7 +155,8 @@ static bool shard_of(const struct client_route *r, const Mcpb__Request *req,
     }
     const uint8_t *key;
     size_t key_len;
-    if (req->op == MCPB__OP__OP_LIST) {
+    if (req->op == MCPB__OP__OP_LIST ||
+        (req->op == MCPB__OP__OP_WATCH && req->has_prefix)) {
         *shard = req->shard;
     } else if (proto_route_key(req, &key, &key_len)) {
         /* A transaction goes by its first key: mc_txn checked that all of

@@ -189,13 +189,19 @@ mc_err mc_list(mc_client *c, const char *ns, const char *prefix,
                const mc_list_opts *opts, mc_page **out, mc_result *res);
 void mc_page_free(mc_page *p);
 
-/* ---- watch and wait (DESIGN.md §5) ---- */
+/* ---- watch and wait (DESIGN.md §5) ----
+ *
+ * Every shard keeps a bounded ring of its recent events, replicated with
+ * its state. An event is identified by (shard, revision, seq): revision is
+ * the shard's raft index of the write (a put's mod_rev), seq orders the
+ * events of one write. Revisions of different shards are unrelated. Both
+ * calls are long polls: the node parks the request and answers it the
+ * moment a matching write applies, so nothing polls. */
 
 /* Longest wait of one watch or wait request (DESIGN.md §7): a parked
  * request holds one of a node's request contexts for that long. */
 #define MC_WATCH_WAIT_MS_MAX (5 * 60 * 1000)
 
-/* What happened to a key, as a watch reports it. */
 typedef enum {
     MC_EVENT_PUT = 1,     /* a put stored a value */
     MC_EVENT_DELETE = 2,  /* a delete removed the key */
@@ -205,11 +211,104 @@ typedef enum {
                              long); its version grows as for any put */
 } mc_event_type;
 
+/* "put", "delete", "expire", "promote", or "unknown". */
+const char *mc_event_type_name(mc_event_type t);
+
+typedef struct mc_event {
+    mc_event_type type;
+    uint32_t shard;
+    uint64_t revision; /* the shard's raft index of the write */
+    uint32_t seq;      /* order among the events of one revision */
+    /* key; value (put, promote; empty for delete and expire); version
+     * (after the put, or the version removed); create_rev; mod_rev (=
+     * revision); tier; expires_at_ms; updated_at_ms (the write's stamp). */
+    mc_record record;
+} mc_event;
+
+/* Watch from the shards' current revisions (the default). */
+#define MC_WATCH_NOW (-1)
+
+typedef struct mc_watch_opts {
+    bool prefix; /* key is a prefix ("" = the whole namespace): watch every
+                    key that starts with it, in every shard */
+    /* MC_WATCH_NOW: events of writes that apply after mc_watch_open; n >= 0:
+     * events with revision > n, in every shard watched (revisions are per
+     * shard, so a number is mostly useful for a single key). */
+    int64_t after_rev;
+    /* A token from mc_watch_token of an earlier watch of the same key or
+     * prefix: go on exactly after the last event it had delivered (no event
+     * missed, none twice). Wins over after_rev. NULL: none. */
+    const char *resume_token;
+} mc_watch_opts;
+#define MC_WATCH_OPTS_INIT {false, MC_WATCH_NOW, NULL}
+
+typedef struct mc_watch mc_watch;
+
+/* Start watching key (or, with opts->prefix, every key under it) in ns.
+ * Resolves "now" at once: a write acknowledged before this returns is not
+ * reported, every later one is. opts may be NULL (MC_WATCH_OPTS_INIT).
+ * On MC_OK the caller owns *out and closes it with mc_watch_close.
+ * Errors: INVALID_ARGUMENT (bad key, prefix or token, or a token of a
+ * cluster with another shard count), UNAVAILABLE or TIMEOUT (a shard did
+ * not tell its revision within the client's timeout). */
+mc_err mc_watch_open(mc_client *c, const char *ns, const char *key,
+                     const mc_watch_opts *opts, mc_watch **out,
+                     mc_result *res);
+
+/* Wait up to timeout_ms (0..MC_WATCH_WAIT_MS_MAX) for events. On MC_OK
+ * *events is an array of *n events (0 when the time ran out) that the
+ * caller frees with mc_events_free; each shard's events come in revision
+ * and seq order (shards are independent: a prefix watch gives no order
+ * between them). The watch keeps one long poll per shard in flight between
+ * calls, so events are not missed while the caller works.
+ * Errors (then *events is NULL, *n 0, and the watch is still usable):
+ *   UNAVAILABLE  a shard could not be reached during this call; the watch
+ *                keeps trying (failover, a node down): call again;
+ *   COMPACTED    a shard's ring no longer holds the events after the
+ *                watch's position (the watcher fell too far behind):
+ *                res->mod_rev is that shard's current revision, and the
+ *                watch has moved that shard there; re-read the keys (get,
+ *                list), then call again to get what follows;
+ *   INVALID_ARGUMENT, INTERNAL.
+ * One thread at a time per mc_watch. */
+mc_err mc_watch_next(mc_watch *w, int timeout_ms, mc_event **events,
+                     size_t *n, mc_result *res);
+void mc_events_free(mc_event *events, size_t n);
+
+/* The resume token of w: every event it names has been returned by
+ * mc_watch_next, and none after. An opaque NUL-terminated string, valid
+ * until the next call on w: copy it to keep it. */
+const char *mc_watch_token(const mc_watch *w);
+
+/* Stop watching and free w. Safe on NULL. Polls still parked on nodes are
+ * dropped (a node answers them into the void when they time out). */
+void mc_watch_close(mc_watch *w);
+
 typedef enum {
     MC_WAIT_EXISTS = 1,  /* the key exists */
     MC_WAIT_EQUALS = 2,  /* the key exists with exactly value */
     MC_WAIT_VERSION = 3, /* the key exists at a version >= version */
 } mc_wait_cond;
+
+typedef struct mc_wait_opts {
+    mc_wait_cond cond;
+    const void *value; /* MC_WAIT_EQUALS */
+    size_t value_len;
+    uint64_t version;  /* MC_WAIT_VERSION, at least 1 */
+    int timeout_ms;    /* 1..MC_WATCH_WAIT_MS_MAX; 0 = 30 s */
+} mc_wait_opts;
+#define MC_WAIT_OPTS_INIT {MC_WAIT_EXISTS, NULL, 0, 0, 0}
+#define MC_WAIT_TIMEOUT_MS_DEFAULT 30000
+
+/* Wait until the condition holds for ns/key, up to opts->timeout_ms (the
+ * client's own timeout does not apply). The node checks at once, then
+ * answers from the apply of the first write that makes the condition true.
+ * On MC_OK *out (when out is not NULL) is the record as it was at that
+ * moment, which the caller frees; res->mod_rev is its revision.
+ * Errors: TIMEOUT (the condition did not hold in time: res->message says
+ * which), INVALID_ARGUMENT, TOO_LARGE, UNAVAILABLE. */
+mc_err mc_wait(mc_client *c, const char *ns, const char *key,
+               const mc_wait_opts *opts, mc_record **out, mc_result *res);
 
 /* ---- recipes (client/recipes.c): agent coordination on the calls above
  *
