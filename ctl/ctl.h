@@ -10,6 +10,7 @@
  *   txn.c     txn: a transaction from stdin
  *   txnparse.c  the text and JSON syntaxes of txn
  *   status.c  status of a node and its shards
+ *   watch.c   watch (streams events until interrupted) and wait
  *
  * Exit status: 0 success, 1 an error from the library or the node, 2 a
  * usage error. */
@@ -36,6 +37,11 @@
 #define CTL_ARGS_MAX 2u
 /* ls asks for pages of this many keys until --limit is reached. */
 #define CTL_LS_PAGE_KEYS 1000u
+/* watch waits for events this long per call, so that Ctrl-C is noticed
+ * within it (the library keeps its long polls in flight between calls). */
+#define CTL_WATCH_POLL_MS 200
+/* wait waits this long when --timeout is not given. */
+#define CTL_WAIT_TIMEOUT_MS MC_WAIT_TIMEOUT_MS_DEFAULT
 
 _Static_assert(CTL_LS_PAGE_KEYS <= MC_LIST_PAGE_MAX, "a valid page size");
 
@@ -59,6 +65,9 @@ enum ctl_opt_bit {
     CTL_OPT_PREFIX = 1u << 13,
     CTL_OPT_LIKE = 1u << 14,
     CTL_OPT_JSON = 1u << 15,
+    CTL_OPT_REV = 1u << 16,
+    CTL_OPT_EQUALS = 1u << 17,
+    CTL_OPT_VERSION = 1u << 18,
 };
 #define CTL_OPTS_GLOBAL                                                    \
     (CTL_OPT_ENDPOINTS | CTL_OPT_NAMESPACE | CTL_OPT_OUTPUT |              \
@@ -84,6 +93,9 @@ struct ctl {
     bool force_prefix; /* ls --prefix: the argument is a prefix */
     bool force_like;   /* ls --like: the argument is a LIKE pattern */
     bool json_input;   /* txn --json: stdin is JSON */
+    uint64_t rev;     /* watch --rev: events after this revision */
+    const char *equals; /* wait --equals */
+    uint64_t version;   /* wait --version */
     unsigned given; /* enum ctl_opt_bit of the options on the line */
     const char *command;
     const char *args[CTL_ARGS_MAX];
@@ -154,6 +166,10 @@ void ctl_print_write(const struct ctl *x, const char *key,
  * (JSON) per operation of it. */
 void ctl_print_txn(const struct ctl *x, const mc_txn_req *t,
                    const mc_txn_result *r);
+/* One event of watch. text: TYPE, KEY, VERSION, REVISION, TIER, VALUE,
+ * tab-separated, the value escaped onto the line as ls does. JSON: one
+ * object on one line. */
+void ctl_print_event(const struct ctl *x, const mc_event *e);
 /* "error: CODE: message" (or the JSON object) on stderr; returns
  * CTL_EXIT_ERROR. */
 int ctl_print_error(const struct ctl *x, mc_err code, const mc_result *res);
@@ -168,5 +184,7 @@ int ctl_cmd_ls(struct ctl *x);
 int ctl_cmd_txn(struct ctl *x);
 int ctl_cmd_status(struct ctl *x);
 int ctl_cmd_shard(struct ctl *x);
+int ctl_cmd_watch(struct ctl *x);
+int ctl_cmd_wait(struct ctl *x);
 
 #endif

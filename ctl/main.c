@@ -31,6 +31,11 @@ static const char usage_text[] =
     "  shard transfer-leader SHARD [--to NODE]\n"
     "                    move a shard's leadership (default: to the most\n"
     "                    up-to-date other replica)\n"
+    "  watch KEY|PREFIX  print each change of KEY (with --prefix, of every\n"
+    "                    key under PREFIX) as it applies, until Ctrl-C\n"
+    "                    [--prefix] [--rev N]\n"
+    "  wait KEY          wait until KEY exists, then print its value\n"
+    "                    [--equals VALUE] [--version N] [--meta]\n"
     "\n"
     "options:\n"
     "  --endpoints URL,...  nodes to ask, tried in turn (default: $"
@@ -38,7 +43,8 @@ static const char usage_text[] =
     "                       else " CTL_ENDPOINTS_DEFAULT ")\n"
     "  -n, --namespace NS   namespace (default: " CTL_NS_DEFAULT ")\n"
     "  -o, --output FORMAT  text (default) or json\n"
-    "  --timeout DURATION   per command, retries included (default: 5s)\n"
+    "  --timeout DURATION   per command, retries included (default: 5s);\n"
+    "                       wait: how long to wait (default: 30s)\n"
     "  --expect-version N   write only if the key is at version N; 0: only\n"
     "                       if it does not exist\n"
     "  --tier T             short (working memory, default TTL 1h), mid\n"
@@ -46,12 +52,19 @@ static const char usage_text[] =
     "  --ttl DURATION       time to live, e.g. 30s, 5m, 2h, 7d, 1h30m, 500ms\n"
     "  --limit N            ls: print at most N keys (default: all)\n"
     "  --keys-only          ls: keys without values\n"
-    "  --meta               get: print the metadata after the value\n"
+    "  --meta               get, wait: print the metadata after the value\n"
     "  --serializable       get, ls: read a node's copy without a raft\n"
     "                       barrier (faster, may be slightly stale)\n"
-    "  --prefix             ls: the argument is a prefix, % and _ included\n"
+    "  --prefix             ls: the argument is a prefix, % and _ included;\n"
+    "                       watch: KEY is a prefix (\"\" = the namespace)\n"
     "  --like               ls: the argument is a LIKE pattern\n"
     "  --json               txn: stdin is JSON (also when it starts with {)\n"
+    "  --rev N              watch: start after revision N (a put's\n"
+    "                       mod_rev; per shard) instead of now\n"
+    "  --equals VALUE       wait: until KEY holds exactly VALUE\n"
+    "  --version N          wait: until KEY is at version N or later\n"
+    "                       (wait waits for --timeout, default 30s, and\n"
+    "                       fails with TIMEOUT when it runs out)\n"
     "  -h, --help           this text\n"
     "  --                   end of options (for a KEY or VALUE that starts\n"
     "                       with '-')\n"
@@ -66,6 +79,9 @@ static const char usage_text[] =
     "              and bytes that are not UTF-8 as \\xNN; --keys-only: KEY\n"
     "  status      a line per node (up or DOWN), then per shard: slots,\n"
     "              leader, term, each replica's applied index, lag, records\n"
+    "  watch       TYPE<TAB>KEY<TAB>VERSION<TAB>REVISION<TAB>TIER<TAB>VALUE\n"
+    "              per event (put, delete, expire, promote), the value as\n"
+    "              in ls; wait prints as get does\n"
     "\n"
     "txn input, in three blocks separated by blank lines:\n"
     "  version(\"k\") = 3      version: = != < > (0 when missing)\n"
@@ -88,7 +104,9 @@ static const char usage_text[] =
     "  {key, value | value_b64 (bytes that are not UTF-8), version,\n"
     "  create_rev, mod_rev, tier, expires_at, updated_at (ms since the\n"
     "  epoch, 0 = never)}; for put and del {key, version, create_rev,\n"
-    "  mod_rev}; status as one object {nodes, shards}; txn as one object\n"
+    "  mod_rev}; watch per event {type, key, value | value_b64, version,\n"
+    "  revision, shard, seq, create_rev, tier, expires_at, updated_at};\n"
+    "  status as one object {nodes, shards}; txn as one object\n"
     "  {succeeded, branch, revision, results: [{op, key, code, version,\n"
     "  create_rev, mod_rev | record}]}.\n"
     "\n"
@@ -222,6 +240,22 @@ static bool opt_to(struct ctl *x, const char *arg)
     return ctl_parse_u64(arg, UINT32_MAX, &x->to_node) && x->to_node > 0;
 }
 
+static bool opt_rev(struct ctl *x, const char *arg)
+{
+    return ctl_parse_u64(arg, INT64_MAX, &x->rev);
+}
+
+static bool opt_equals(struct ctl *x, const char *arg)
+{
+    x->equals = arg;
+    return true;
+}
+
+static bool opt_version(struct ctl *x, const char *arg)
+{
+    return ctl_parse_u64(arg, UINT64_MAX, &x->version) && x->version > 0;
+}
+
 static const struct option_def options[] = {
     {"endpoints", 0, true, CTL_OPT_ENDPOINTS, opt_endpoints},
     {"namespace", 'n', true, CTL_OPT_NAMESPACE, opt_namespace},
@@ -238,6 +272,9 @@ static const struct option_def options[] = {
     {"prefix", 0, false, CTL_OPT_PREFIX, opt_prefix},
     {"like", 0, false, CTL_OPT_LIKE, opt_like},
     {"json", 0, false, CTL_OPT_JSON, opt_json},
+    {"rev", 0, true, CTL_OPT_REV, opt_rev},
+    {"equals", 0, true, CTL_OPT_EQUALS, opt_equals},
+    {"version", 0, true, CTL_OPT_VERSION, opt_version},
     {"help", 'h', false, CTL_OPT_HELP, opt_help},
 };
 
@@ -330,6 +367,9 @@ static const struct command_def commands[] = {
     {"txn", 0, 0, CTL_OPT_JSON, ctl_cmd_txn},
     {"status", 0, 0, 0, ctl_cmd_status},
     {"shard", 2, 2, CTL_OPT_TO, ctl_cmd_shard},
+    {"watch", 1, 1, CTL_OPT_PREFIX | CTL_OPT_REV, ctl_cmd_watch},
+    {"wait", 1, 1, CTL_OPT_EQUALS | CTL_OPT_VERSION | CTL_OPT_META,
+     ctl_cmd_wait},
 };
 
 static const struct command_def *command_find(const char *name)

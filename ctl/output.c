@@ -109,6 +109,39 @@ void ctl_print_list_entry(const struct ctl *x, const mc_record *r)
     fputc('\n', stdout);
 }
 
+void ctl_print_event(const struct ctl *x, const mc_event *e)
+{
+    const mc_record *r = &e->record;
+    if (x->output == CTL_OUTPUT_JSON) {
+        fputs("{\"type\":", stdout);
+        ctl_json_cstr(stdout, mc_event_type_name(e->type));
+        fputs(",\"key\":", stdout);
+        ctl_json_str(stdout, (const uint8_t *)r->key, r->key_len);
+        if (mc_utf8_valid(r->value, r->value_len)) {
+            fputs(",\"value\":", stdout);
+            ctl_json_str(stdout, r->value, r->value_len);
+        } else {
+            fputs(",\"value_b64\":", stdout);
+            ctl_json_b64(stdout, r->value, r->value_len);
+        }
+        printf(",\"version\":%llu,\"revision\":%llu,\"shard\":%u,"
+               "\"seq\":%u,\"create_rev\":%llu,\"tier\":",
+               (unsigned long long)r->version,
+               (unsigned long long)e->revision, e->shard, e->seq,
+               (unsigned long long)r->create_rev);
+        ctl_json_cstr(stdout, mc_tier_name(r->tier));
+        printf(",\"expires_at\":%lld,\"updated_at\":%lld}\n",
+               (long long)r->expires_at_ms, (long long)r->updated_at_ms);
+        return;
+    }
+    printf("%s\t", mc_event_type_name(e->type));
+    fwrite(r->key, 1, r->key_len, stdout);
+    printf("\t%llu\t%llu\t%s\t", (unsigned long long)r->version,
+           (unsigned long long)e->revision, mc_tier_name(r->tier));
+    text_escaped(stdout, r->value, r->value_len);
+    fputc('\n', stdout);
+}
+
 void ctl_print_write(const struct ctl *x, const char *key,
                      const mc_result *res)
 {
