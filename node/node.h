@@ -201,10 +201,10 @@ void replica_free(struct node_replica *r);
  *   - by the loop's watch timer at their deadline (an empty watch answer,
  *     or TIMEOUT for a wait);
  *   - UNAVAILABLE when the replica stops leading or the node drains;
- *   - early, the oldest first, when more than half of the node's contexts
- *     would be parked (an empty watch answer, or UNAVAILABLE for a wait,
- *     which the client retries): parked requests must never starve the
- *     writes that would wake them. */
+ *   - UNAVAILABLE early, the oldest first, when more than half of the
+ *     node's contexts would be parked (the client backs off and asks
+ *     again): parked requests must never starve the writes that would
+ *     wake them. */
 
 /* On the loop thread, after the barrier of w (OP_WATCH or OP_WAIT): answer
  * it now or park it. */

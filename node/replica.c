@@ -47,7 +47,9 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
         base_errf(err, err_len, "mkdir %s: %s", dir, strerror(errno));
         return MC_INTERNAL;
     }
-    struct shard_config scfg = {.id = id, .value_bytes_max = cfg->value_max};
+    struct shard_config scfg = {.id = id,
+                                .value_bytes_max = cfg->value_max,
+                                .watch_ring_events = cfg->watch_ring};
     mc_err rv = shard_open(state, &scfg, &r->store, err, err_len);
     if (rv != MC_OK) {
         return rv;

@@ -265,38 +265,48 @@ static void reply_record(struct node_work *w, Mcpb__Record *rec)
     frontend_reply(w, &resp);
 }
 
-static void reply_wait_timeout(struct node_replica *r, struct node_work *w,
-                               bool exists, uint64_t version)
+/* The condition of w did not hold up to revision through; version is the
+ * key's version now (0: missing). The client goes on from through. */
+static void reply_wait_timeout(struct node_work *w, uint64_t through,
+                               uint64_t version)
 {
     const Mcpb__Request *req = w->req;
     int shown = req->key.len > WATCH_KEY_SHOWN_MAX ? WATCH_KEY_SHOWN_MAX
                                                    : (int)req->key.len;
     const char *key = (const char *)req->key.data;
     char now[64] = "it does not exist";
-    if (exists) {
+    if (version > 0) {
         snprintf(now, sizeof now, "it is at version %" PRIu64, version);
     }
+    char msg[WATCH_KEY_SHOWN_MAX + 160];
     switch (req->wait_for) {
     case MC_WAIT_EXISTS:
-        frontend_reply_err(w, MC_TIMEOUT, "%.*s did not exist within %u ms",
-                           shown, key, req->wait_ms);
-        return;
+        snprintf(msg, sizeof msg, "%.*s did not exist within %u ms", shown,
+                 key, req->wait_ms);
+        break;
     case MC_WAIT_EQUALS:
-        frontend_reply_err(w, MC_TIMEOUT, "%.*s did not take the value "
-                           "waited for within %u ms (%s)", shown, key,
-                           req->wait_ms, now);
-        return;
+        snprintf(msg, sizeof msg, "%.*s did not take the value waited for "
+                 "within %u ms (%s)", shown, key, req->wait_ms, now);
+        break;
     default:
-        frontend_reply_err(w, MC_TIMEOUT, "%.*s did not reach version %"
-                           PRIu64 " within %u ms (%s)", shown, key,
-                           req->min_version, req->wait_ms, now);
+        snprintf(msg, sizeof msg, "%.*s did not reach version %" PRIu64
+                 " within %u ms (%s)", shown, key, req->min_version,
+                 req->wait_ms, now);
     }
+    Mcpb__Response resp = MCPB__RESPONSE__INIT;
+    resp.code = MC_TIMEOUT;
+    resp.message = msg;
+    resp.has_version = resp.has_revision = true;
+    resp.version = version;
+    resp.revision = through;
+    frontend_reply(w, &resp);
 }
 
-/* Check wait w against the state now. Answers it and returns true when
- * the condition holds, when at_deadline (TIMEOUT), or on an error. */
+/* Check wait w against the state now, which holds every event up to
+ * revision through. Answers it and returns true when the condition holds,
+ * when at_deadline (TIMEOUT), or on an error. */
 static bool wait_check_now(struct node_replica *r, struct node_work *w,
-                           bool at_deadline)
+                           uint64_t through, bool at_deadline)
 {
     const Mcpb__Request *req = w->req;
     struct shard_record rec;
@@ -326,7 +336,7 @@ static bool wait_check_now(struct node_replica *r, struct node_work *w,
         return true;
     }
     if (at_deadline) {
-        reply_wait_timeout(r, w, exists, exists ? rec.version : 0);
+        reply_wait_timeout(w, through, exists ? rec.version : 0);
         return true;
     }
     return false;
@@ -373,11 +383,17 @@ static bool wait_try(struct node_replica *r, struct node_work *w,
     bool answered = true;
     if (rv == MC_OK && a.found) {
         reply_record(w, &a.one.items[0].rec);
-    } else if (rv == MC_OK || rv == MC_COMPACTED) {
-        /* A burst of writes overran the ring since the last look: the
-         * state now is all there is to judge by. */
-        answered = (rv == MC_COMPACTED || at_deadline) &&
-                   wait_check_now(r, w, at_deadline);
+    } else if (rv == MC_OK && !at_deadline) {
+        w->park_scanned = through;
+        answered = false;
+    } else if (rv == MC_OK) {
+        /* No event made it true: TIMEOUT (the state agrees). */
+        answered = wait_check_now(r, w, through, true);
+    } else if (rv == MC_COMPACTED) {
+        /* The ring no longer holds what came since the last look (a burst
+         * of writes, or an old revision from the client): the state now
+         * is all there is to judge by. */
+        answered = wait_check_now(r, w, through, at_deadline);
         w->park_scanned = answered ? w->park_scanned : through;
     } else {
         frontend_reply_err(w, rv, "shard %u: reading its events failed",
@@ -417,13 +433,11 @@ static bool evict_oldest(struct node_loop *l)
     park_unlink(owner, oldest);
     LOG_DEBUG("parked request answered early shard=%u parked=%u", owner->id,
               l->n_parked);
-    if (oldest->req->op == MCPB__OP__OP_WATCH) {
-        watch_try(owner, oldest, true); /* an early, usually empty, answer */
-    } else {
-        frontend_reply_err(oldest, MC_UNAVAILABLE, "shard %u: too many "
-                           "watches and waits parked on this node; try "
-                           "again", owner->id);
-    }
+    /* UNAVAILABLE, not an empty answer: the client backs off before it
+     * asks again, so a node over its room does not turn into a storm of
+     * polls evicting each other. */
+    frontend_reply_err(oldest, MC_UNAVAILABLE, "shard %u: too many watches "
+                       "and waits parked on this node; try again", owner->id);
     return true;
 }
 
@@ -460,8 +474,14 @@ void watch_start(struct node_replica *r, struct node_work *w)
         if (watch_try(r, w, at_once)) {
             return;
         }
+    } else if (req->has_after_rev) {
+        /* A wait that goes on from an earlier one: the events since. */
+        w->park_scanned = req->after_rev;
+        if (wait_try(r, w, at_once)) {
+            return;
+        }
     } else {
-        if (wait_check_now(r, w, at_once)) {
+        if (wait_check_now(r, w, applied, at_once)) {
             return;
         }
         w->park_scanned = applied;
