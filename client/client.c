@@ -125,6 +125,14 @@ void client_lane_give(mc_client *c, struct client_lane *lane)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* nng calls this on its own thread when a connection of the socket closed
+ * (ep outlives its socket: client_free closes the socket first). */
+static void pipe_lost_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+    struct client_endpoint *ep = arg;
+    atomic_fetch_add(&ep->pipes_lost, 1);
+}
+
 /* Open the req socket of one endpoint and start dialing in the background:
  * a node that is down now is found when it comes up. */
 mc_err client_endpoint_open(struct client_endpoint *ep, mc_result *res)
@@ -135,6 +143,12 @@ mc_err client_endpoint_open(struct client_endpoint *ep, mc_result *res)
                                  nng_strerror(rv));
     }
     ep->sock_open = true;
+    atomic_init(&ep->pipes_lost, 0);
+    rv = nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, pipe_lost_cb, ep);
+    if (rv != 0) {
+        return client_result_set(res, MC_INTERNAL, "nng_pipe_notify: %s",
+                                 nng_strerror(rv));
+    }
     /* The library retries with its own ids and deadlines; nng's resend
      * would send a write again behind our back (DEPS-NOTES.md nng). */
     rv = nng_socket_set_ms(ep->sock, NNG_OPT_REQ_RESENDTIME,

@@ -69,16 +69,22 @@
 #define MC_CLIENT_LIST_LIMIT_DEFAULT 1000u
 /* list: rounds of "the shard count changed, ask again" per page. */
 #define MC_CLIENT_SHARD_REFRESH_MAX 1u
-/* A watch keeps one long poll per shard on the nodes; each waits this
- * long for an event before the node answers it empty and the library
- * sends the next. Long enough that an idle watch costs one request per
- * shard per poll, short enough that a poll left behind by a closed watch
- * soon frees the node context it holds. */
-#define MC_CLIENT_WATCH_POLL_MS 30000
+/* A long poll (a watch of one shard, a slice of a wait) waits this long on
+ * a node for an event before the node answers it empty and the library
+ * sends the next. A node that dies closes its connections, and a poll on
+ * a closed connection is sent again at once; but a host that crashes or
+ * drops off the network closes nothing, and its polls are noticed only at
+ * their end: this bounds how long events of a shard can be held up then
+ * (with MC_CLIENT_LONGPOLL_MARGIN_MS). It also bounds how long a poll left
+ * behind by a closed watch holds a node context. An idle prefix watch
+ * costs one request per shard per poll, which a node barely notices. */
+#define MC_CLIENT_WATCH_POLL_MS 5000
 /* Beyond its wait, a long poll's attempt waits this long for the answer
  * (a barrier, a forward, the network): the call's timeout is always
  * longer than the wait it asks for. */
-#define MC_CLIENT_LONGPOLL_MARGIN_MS 5000
+#define MC_CLIENT_LONGPOLL_MARGIN_MS MC_CLIENT_REPLY_WAIT_MS
+/* How often a watch waiting for answers looks for closed connections. */
+#define MC_CLIENT_PIPE_CHECK_MS 50
 /* A watch token (memcoord.h): "1/" shard count, then "/shard:revision"
  * per watched shard; its longest form. */
 #define MC_CLIENT_TOKEN_BYTES_MAX (16u + MC_SHARDS_MAX * 32u)
@@ -134,6 +140,10 @@ struct client_endpoint {
     char *url;
     nng_socket sock;
     bool sock_open;
+    /* Connections of the socket that closed (nng's pipe notification):
+     * a long poll whose connection closed will never be answered, so it
+     * is sent again at once rather than at its timeout. */
+    atomic_uint pipes_lost;
     /* Under route.mu: */
     uint64_t node_id;  /* the node behind it: 0 = not known yet */
     int64_t failed_ms; /* base_mono_ms of its last attempt without an

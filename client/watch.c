@@ -79,6 +79,7 @@ struct watch_slot {
     int reply_wait_ms;
     size_t ep;
     bool direct;
+    unsigned lost_at_send; /* ep's pipes_lost when it was sent */
     /* Under w->mu: set by the callback. */
     bool done;
     int rv;
@@ -218,6 +219,7 @@ static void slot_send(struct mc_watch *w, struct watch_slot *s)
     }
     s->ep = ep;
     s->direct = direct;
+    s->lost_at_send = atomic_load(&c->eps[ep].pipes_lost);
     s->busy = true;
     s->sending = true;
     s->done = false;
@@ -420,6 +422,21 @@ static int64_t send_due(struct mc_watch *w)
     return next;
 }
 
+/* Cut short the polls whose connection closed since they were sent: no
+ * answer will come on it (a node killed, restarted); their callbacks
+ * report the cancel and the slots send again after a backoff. */
+static void cancel_lost(struct mc_watch *w)
+{
+    for (uint32_t i = 0; i < w->n_slots; i++) {
+        struct watch_slot *s = &w->slots[i];
+        if (s->busy &&
+            atomic_load(&w->c->eps[s->ep].pipes_lost) != s->lost_at_send) {
+            s->lost_at_send = atomic_load(&w->c->eps[s->ep].pipes_lost);
+            nng_aio_cancel(s->aio); /* a no-op when it just finished */
+        }
+    }
+}
+
 /* Wait until a slot is done or until_ms (base_mono_ms). */
 static void wait_done(struct mc_watch *w, int64_t until_ms)
 {
@@ -483,7 +500,10 @@ mc_err mc_watch_next(mc_watch *w, int timeout_ms, mc_event **events,
             }
             break;
         }
-        wait_done(w, due != 0 && due < deadline ? due : deadline);
+        int64_t until = due != 0 && due < deadline ? due : deadline;
+        int64_t check = base_mono_ms() + MC_CLIENT_PIPE_CHECK_MS;
+        wait_done(w, check < until ? check : until);
+        cancel_lost(w);
     }
     if (b.n == 0) {
         mc_events_free(b.events, 0);
@@ -773,6 +793,62 @@ mc_err mc_watch_open(mc_client *c, const char *ns, const char *key,
 
 /* ---- wait ---- */
 
+/* The final TIMEOUT of a wait of timeout_ms, in the node's words but with
+ * the whole wait; version is the key's at the last answer (0: missing). */
+static mc_err wait_timed_out(const Mcpb__Request *req, const char *key,
+                             int timeout_ms, uint64_t version,
+                             mc_result *res)
+{
+    char now[64] = "it does not exist";
+    if (version > 0) {
+        snprintf(now, sizeof now, "it is at version %" PRIu64, version);
+    }
+    mc_err rv;
+    switch (req->wait_for) {
+    case MC_WAIT_EXISTS:
+        rv = client_result_set(res, MC_TIMEOUT, "%.200s did not exist within "
+                               "%d ms", key, timeout_ms);
+        break;
+    case MC_WAIT_EQUALS:
+        rv = client_result_set(res, MC_TIMEOUT, "%.200s did not take the "
+                               "value waited for within %d ms (%s)", key,
+                               timeout_ms, now);
+        break;
+    default:
+        rv = client_result_set(res, MC_TIMEOUT, "%.200s did not reach "
+                               "version %" PRIu64 " within %d ms (%s)", key,
+                               req->min_version, timeout_ms, now);
+    }
+    if (res != NULL) {
+        res->version = version;
+    }
+    return rv;
+}
+
+/* The node's answer r (OK) into *out, when out is not NULL. */
+static mc_err wait_record(const Mcpb__Response *r, mc_record **out,
+                          mc_result *res)
+{
+    if (out == NULL) {
+        return MC_OK;
+    }
+    if (r->record == NULL) {
+        return client_result_set(res, MC_INTERNAL, "the node answered a "
+                                 "wait without a record");
+    }
+    *out = mc_malloc(sizeof **out);
+    if (*out == NULL || client_record_init(*out, r->record) != MC_OK) {
+        mc_free(*out);
+        *out = NULL;
+        return client_result_set(res, MC_INTERNAL, "out of memory");
+    }
+    return MC_OK;
+}
+
+/* A wait is a chain of long polls of at most MC_CLIENT_WATCH_POLL_MS each
+ * (internal.h says why they are bounded); each goes on from the revision
+ * the last one ended at, so the node checks every event of the key in
+ * between and a value that held only for a moment is not missed. */
 mc_err mc_wait(mc_client *c, const char *ns, const char *key,
                const mc_wait_opts *opts, mc_record **out, mc_result *res)
 {
@@ -818,29 +894,41 @@ mc_err mc_wait(mc_client *c, const char *ns, const char *key,
     if (rv != MC_OK) {
         return client_result_set(res, rv, "%s", err);
     }
-    /* The call outlives the wait it asks for (a failover on the way may
-     * cost a retry; the node answers TIMEOUT itself at the wait's end). */
-    int64_t deadline = base_mono_ms() + timeout_ms +
-                       MC_CLIENT_LONGPOLL_MARGIN_MS;
-    Mcpb__Response *r;
-    rv = client_call(c, &req, deadline, &r, res);
-    if (rv == MC_OK && out != NULL) {
-        if (r->record == NULL) {
-            rv = client_result_set(res, MC_INTERNAL,
-                                   "the node answered a wait without a "
-                                   "record");
-        } else {
-            *out = mc_malloc(sizeof **out);
-            if (*out == NULL ||
-                client_record_init(*out, r->record) != MC_OK) {
-                mc_free(*out);
-                *out = NULL;
-                rv = client_result_set(res, MC_INTERNAL, "out of memory");
-            }
+    int64_t deadline = base_mono_ms() + timeout_ms;
+    uint64_t version = 0;
+    for (;;) {
+        int64_t left = deadline - base_mono_ms();
+        left = left < 0 ? 0 : left;
+        req.wait_ms = (uint32_t)(left < MC_CLIENT_WATCH_POLL_MS
+                                     ? left
+                                     : MC_CLIENT_WATCH_POLL_MS);
+        /* The call outlives the poll it asks for. */
+        Mcpb__Response *r;
+        rv = client_call(c, &req,
+                         base_mono_ms() + req.wait_ms +
+                             MC_CLIENT_LONGPOLL_MARGIN_MS,
+                         &r, res);
+        bool slice_over = rv == MC_TIMEOUT && r != NULL && r->has_revision;
+        if (rv == MC_OK) {
+            rv = wait_record(r, out, res);
+        } else if (slice_over) {
+            req.has_after_rev = true; /* go on from where it ended */
+            req.after_rev = r->revision;
+            version = r->version;
+        }
+        if (r != NULL) {
+            mcpb__response__free_unpacked(r, NULL);
+        }
+        bool again = slice_over || rv == MC_UNAVAILABLE || rv == MC_TIMEOUT;
+        if (!again) {
+            return rv;
+        }
+        if (base_mono_ms() >= deadline) {
+            /* A poll that failed without an answer (a failover) may have
+             * left less than its slice: the node's word is the last one. */
+            return slice_over || req.has_after_rev
+                       ? wait_timed_out(&req, key, timeout_ms, version, res)
+                       : rv;
         }
     }
-    if (r != NULL) {
-        mcpb__response__free_unpacked(r, NULL);
-    }
-    return rv;
 }

@@ -71,10 +71,9 @@ int ctl_cmd_wait(struct ctl *x)
 {
     mc_wait_opts opts = MC_WAIT_OPTS_INIT;
     if ((x->given & CTL_OPT_EQUALS) && (x->given & CTL_OPT_VERSION)) {
-        mc_result res = {0};
-        snprintf(res.message, sizeof res.message,
-                 "wait takes --equals or --version, not both");
-        return ctl_print_error(x, MC_INVALID_ARGUMENT, &res);
+        fputs("memcoordctl: wait takes --equals or --version, not both\n",
+              stderr);
+        return CTL_EXIT_USAGE;
     }
     if (x->given & CTL_OPT_EQUALS) {
         opts.cond = MC_WAIT_EQUALS;
