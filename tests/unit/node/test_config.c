@@ -99,3 +99,21 @@ Test(node_config_parse, bad_file_line_names_the_line)
     cr_assert_eq(rv, MC_INVALID_ARGUMENT);
     cr_assert(strstr(err, ":2:") != NULL, "%s", err);
 }
+
+Test(node_config_parse, watch_ring_defaults_and_bounds)
+{
+    struct node_config cfg;
+    char err[256];
+    char *argv[] = {"memcoord", "--data", "/tmp/x", "--watch-ring", "4"};
+    cr_assert_eq(parse(&cfg, err, 3, argv), MC_OK, "%s", err);
+    cr_assert_eq(cfg.watch_ring, MC_WATCH_RING_EVENTS_DEFAULT);
+    cr_assert_eq(parse(&cfg, err, 5, argv), MC_OK, "%s", err);
+    cr_assert_eq(cfg.watch_ring, 4);
+    argv[4] = "0";
+    cr_assert_eq(parse(&cfg, err, 5, argv), MC_INVALID_ARGUMENT);
+    cr_assert(strstr(err, "--watch-ring") != NULL, "%s", err);
+    char over[32];
+    snprintf(over, sizeof over, "%u", MC_WATCH_RING_EVENTS_MAX + 1);
+    argv[4] = over;
+    cr_assert_eq(parse(&cfg, err, 5, argv), MC_INVALID_ARGUMENT);
+}
