@@ -482,10 +482,13 @@ mc_err mc_watch_next(mc_watch *w, int timeout_ms, mc_event **events,
     struct batch b = {0};
     mc_err rv = MC_OK;
     for (;;) {
-        if (take_done(w, &b, &rv, res) == TAKE_STOP || b.n > 0) {
+        enum take step = take_done(w, &b, &rv, res);
+        /* Before returning too: the shards that just answered poll again
+         * while the caller works on their events. */
+        int64_t due = send_due(w);
+        if (step == TAKE_STOP || b.n > 0) {
             break;
         }
-        int64_t due = send_due(w);
         if (base_mono_ms() >= deadline) {
             /* Nothing came: say so if a shard is failing right now. */
             for (uint32_t i = 0; i < w->n_slots; i++) {
