@@ -327,7 +327,7 @@ Test(shard_watch, trims_to_its_bound_and_answers_compacted_below_it)
     f.cfg.watch_ring_events = 3;
     t_reopen(&f);
     for (int i = 1; i <= 5; i++) {
-        char v[8];
+        char v[16];
         snprintf(v, sizeof v, "v%d", i);
         cr_assert_eq(t_put(&f, "k", v)->code, MC_OK);
     }
