@@ -5,7 +5,9 @@
  * ring's bounds (events and bytes) with the compaction point and the
  * COMPACTED answer, and the ring carried through snapshots (also from a
  * snapshot of format 1, which had no ring) and restarts. Each test drives
- * a real LMDB store in a temporary folder through framed commands. */
+ * a real LMDB store in a temporary folder through framed commands. A
+ * transaction's writes make their events in its one revision; one that
+ * fails leaves none. */
 #include "tests/unit/shard/shard_test.h"
 
 static struct tshard f;
@@ -226,6 +228,86 @@ Test(shard_watch, same_value_to_a_higher_tier_is_a_promote)
     assert_event(&a.e[3], MC_EVENT_PUT, "a", 4, "w");   /* new value */
     assert_event(&a.e[4], MC_EVENT_PUT, "a", 5, "w");   /* a demotion */
     assert_event(&a.e[5], MC_EVENT_PROMOTE, "a", 6, "w");
+}
+
+/* A transaction of puts and deletes (no compares): its then list. */
+static const struct shard_result *t_txn(struct tshard *t,
+                                        const uint32_t *ops,
+                                        const char *const *keys,
+                                        const char *const *values, size_t n)
+{
+    Mcpb__TxnOp items[8];
+    Mcpb__TxnOp *ptrs[8];
+    cr_assert_leq(n, 8);
+    for (size_t i = 0; i < n; i++) {
+        mcpb__txn_op__init(&items[i]);
+        items[i].op = ops[i];
+        items[i].key = t_bytes(keys[i], 0);
+        items[i].has_value = values[i] != NULL;
+        items[i].value = t_bytes(values[i], 0);
+        ptrs[i] = &items[i];
+    }
+    Mcpb__Command cmd = MCPB__COMMAND__INIT;
+    cmd.op = MCPB__OP__OP_TXN;
+    cmd.stamp_ms = T_STAMP;
+    cmd.has_ns = true;
+    cmd.ns = t_bytes(T_NS, 0);
+    cmd.then_ops = ptrs;
+    cmd.n_then_ops = n;
+    void *frame;
+    size_t len;
+    cr_assert_eq(proto_frame_encode(&cmd.base, PROTO_COMMAND, malloc, &frame,
+                                    &len),
+                 MC_OK);
+    const struct shard_result *res = t_apply_raw(t, frame, len);
+    free(frame);
+    return res;
+}
+
+Test(shard_watch, a_transaction_makes_its_events_and_a_failed_one_none)
+{
+    t_close(&f);
+    t_open(&f, 2, 100, 0); /* values of at most 100 bytes */
+    static char big[81];
+    memset(big, 'b', 80);
+    cr_assert_eq(t_put(&f, "a", "v1")->code, MC_OK);
+    const uint32_t ops[] = {T_PUT, T_PUT, T_DELETE};
+    const char *const keys[] = {"a", "b", "a"};
+    const char *const values[] = {"v2", "x", NULL};
+    cr_assert_eq(t_txn(&f, ops, keys, values, 3)->code, MC_OK);
+    struct evs a;
+    scan_all(&f, 1, &a);
+    cr_assert_eq(a.n, 3, "one event per write of the transaction");
+    assert_event(&a.e[0], MC_EVENT_PUT, "a", 2, "v2");
+    assert_event(&a.e[1], MC_EVENT_PUT, "b", 1, "x");
+    assert_event(&a.e[2], MC_EVENT_DELETE, "a", 2, "");
+    for (uint16_t i = 0; i < 3; i++) {
+        cr_assert_eq(a.e[i].revision, 2, "the transaction's one revision");
+        cr_assert_eq(a.e[i].seq, i);
+    }
+    /* A transaction that fails (its second get reads past the limit)
+     * after a put and a delete leaves no event, as it leaves no write. */
+    cr_assert_eq(t_put(&f, "big1", big)->code, MC_OK);
+    cr_assert_eq(t_put(&f, "big2", big)->code, MC_OK);
+    struct shard_watch_ring before, after;
+    cr_assert_eq(shard_watch_ring(f.s, &before), MC_OK);
+    const uint32_t fail_ops[] = {T_PUT, T_DELETE, MCPB__OP__OP_GET,
+                                 MCPB__OP__OP_GET};
+    const char *const fail_keys[] = {"new", "b", "big1", "big2"};
+    const char *const fail_values[] = {"n", NULL, NULL, NULL};
+    cr_assert_eq(t_txn(&f, fail_ops, fail_keys, fail_values, 4)->code,
+                 MC_TOO_LARGE);
+    cr_assert_eq(shard_watch_ring(f.s, &after), MC_OK);
+    cr_assert_eq(after.events, before.events);
+    cr_assert_eq(after.bytes, before.bytes);
+    scan_all(&f, 4, &a);
+    cr_assert_eq(a.n, 0, "%s", a.n ? a.e[0].key : "");
+    /* The next entry's events come as usual. */
+    cr_assert_eq(t_put(&f, "c", "1")->code, MC_OK);
+    scan_all(&f, 4, &a);
+    cr_assert_eq(a.n, 1);
+    cr_assert_eq(a.e[0].revision, 6);
+    cr_assert_eq(a.e[0].seq, 0);
 }
 
 /* ---- reading ---- */
