@@ -61,6 +61,45 @@ mc_err mc_update(mc_client *c, const char *ns, const char *key,
     }
 }
 
+mc_err mc_wait_all(mc_client *c, const char *ns, const char *const *keys,
+                   size_t n, int timeout_ms, mc_record **out, mc_result *res)
+{
+    ASSERT(c != NULL);
+    ASSERT(keys != NULL || n == 0);
+    client_result_clear(res);
+    if (timeout_ms < 0 || timeout_ms > MC_WATCH_WAIT_MS_MAX) {
+        return client_result_set(res, MC_INVALID_ARGUMENT, "timeout_ms %d is "
+                                 "not in 0..%d", timeout_ms,
+                                 MC_WATCH_WAIT_MS_MAX);
+    }
+    int64_t deadline =
+        base_mono_ms() + (timeout_ms ? timeout_ms : MC_WAIT_TIMEOUT_MS_DEFAULT);
+    if (out != NULL) {
+        for (size_t k = 0; k < n; k++) {
+            out[k] = NULL;
+        }
+    }
+    mc_err rv = MC_OK;
+    for (size_t i = 0; i < n && rv == MC_OK; i++) {
+        int64_t left = deadline - base_mono_ms();
+        if (left <= 0) {
+            rv = client_result_set(res, MC_TIMEOUT, "%s did not arrive in "
+                                   "time", keys[i]);
+            break;
+        }
+        mc_wait_opts wo = MC_WAIT_OPTS_INIT;
+        wo.timeout_ms = (int)left;
+        rv = mc_wait(c, ns, keys[i], &wo, out != NULL ? &out[i] : NULL, res);
+    }
+    if (rv != MC_OK && out != NULL) {
+        for (size_t k = 0; k < n; k++) {
+            mc_record_free(out[k]);
+            out[k] = NULL;
+        }
+    }
+    return rv;
+}
+
 void mc_checkpoint_fini(mc_checkpoint *cp)
 {
     if (cp != NULL) {

@@ -316,6 +316,15 @@ mc_err mc_wait(mc_client *c, const char *ns, const char *key,
  * consumer; a gate is mc_wait (MC_WAIT_EQUALS) on the key the gatekeeper
  * writes. The recipes below need more than one call. */
 
+/* Fan-in barrier: wait until every key of keys[0..n) exists, within
+ * timeout_ms for all of them (0 = MC_WAIT_TIMEOUT_MS_DEFAULT). On MC_OK,
+ * when out is not NULL, out[i] is the record of keys[i] as its wait saw
+ * it (each freed by the caller with mc_record_free). Errors: those of
+ * mc_wait; TIMEOUT names the first key that did not arrive; then no
+ * record is returned. */
+mc_err mc_wait_all(mc_client *c, const char *ns, const char *const *keys,
+                   size_t n, int timeout_ms, mc_record **out, mc_result *res);
+
 /* Compute the new value of a key from its current record (NULL when the
  * key is missing). Set *value / *value_len to the new value, which must
  * stay valid until fn is called again or mc_update returns (a buffer in

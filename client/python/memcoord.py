@@ -33,8 +33,10 @@ __all__ = [
     "MemcoordError", "NotFoundError", "ConflictError", "InvalidArgumentError",
     "TooLargeError", "UnauthenticatedError", "PermissionDeniedError",
     "QuotaExceededError", "NotLeaderError", "UnavailableError",
-    "OutcomeUnknownError", "CompactedError", "InternalError",
-    "TIERS",
+    "TimedOutError", "OutcomeUnknownError", "CompactedError",
+    "InternalError", "TIERS", "Watch", "Event", "TxnResult",
+    "exists", "missing", "version_is", "value_is", "put_op", "delete_op",
+    "get_op",
 ]
 
 # ---- errors: one class per code of the table in memcoord.h ----
@@ -103,14 +105,25 @@ class UnavailableError(MemcoordError):
     code = "UNAVAILABLE"
 
 
-class OutcomeUnknownError(MemcoordError, TimeoutError):
-    """The call timed out. For a write, the outcome is unknown: it may have
-    applied. Retrying it as a new write may apply it twice; read first."""
+class TimedOutError(MemcoordError, TimeoutError):
+    """The call ran out of time. For a write the outcome is unknown: it may
+    have applied (read before deciding; a new write could apply it twice).
+    For wait, the condition did not hold in time."""
     code = "TIMEOUT"
 
 
+OutcomeUnknownError = TimedOutError  # what it means for a write
+
+
 class CompactedError(MemcoordError):
+    """A watch fell behind its shard's event ring: ``revision`` is the
+    shard's current revision, where the watch goes on. Re-read the keys,
+    then keep watching."""
     code = "COMPACTED"
+
+    def __init__(self, message, version=0, revision=0):
+        super().__init__(message, version)
+        self.revision = revision
 
 
 class InternalError(MemcoordError):
@@ -120,7 +133,7 @@ class InternalError(MemcoordError):
 _ERRORS = {cls.code: cls for cls in (
     NotFoundError, ConflictError, InvalidArgumentError, TooLargeError,
     UnauthenticatedError, PermissionDeniedError, QuotaExceededError,
-    NotLeaderError, UnavailableError, OutcomeUnknownError, CompactedError,
+    NotLeaderError, UnavailableError, TimedOutError, CompactedError,
     InternalError)}
 
 TIERS = {"default": 0, "short": 1, "mid": 2, "long": 3}
@@ -168,6 +181,54 @@ class _ListOpts(ctypes.Structure):
                 ("keys_only", ctypes.c_bool),
                 ("serializable", ctypes.c_bool),
                 ("pattern", ctypes.c_char_p)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("shard", ctypes.c_uint32),
+                ("revision", ctypes.c_uint64), ("seq", ctypes.c_uint32),
+                ("record", _Record)]
+
+
+class _WatchOpts(ctypes.Structure):
+    _fields_ = [("prefix", ctypes.c_bool), ("after_rev", ctypes.c_int64),
+                ("resume_token", ctypes.c_char_p)]
+
+
+class _WaitOpts(ctypes.Structure):
+    _fields_ = [("cond", ctypes.c_int), ("value", ctypes.c_char_p),
+                ("value_len", ctypes.c_size_t), ("version", ctypes.c_uint64),
+                ("timeout_ms", ctypes.c_int)]
+
+
+class _Cmp(ctypes.Structure):
+    _fields_ = [("target", ctypes.c_int), ("key", ctypes.c_char_p),
+                ("op", ctypes.c_int), ("version", ctypes.c_uint64),
+                ("value", ctypes.c_char_p), ("value_len", ctypes.c_size_t)]
+
+
+class _Op(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("key", ctypes.c_char_p),
+                ("value", ctypes.c_char_p), ("value_len", ctypes.c_size_t),
+                ("tier", ctypes.c_int), ("ttl_ms", ctypes.c_uint64)]
+
+
+class _TxnReq(ctypes.Structure):
+    _fields_ = [("compares", ctypes.POINTER(_Cmp)),
+                ("n_compares", ctypes.c_size_t),
+                ("then_ops", ctypes.POINTER(_Op)), ("n_then", ctypes.c_size_t),
+                ("else_ops", ctypes.POINTER(_Op)), ("n_else", ctypes.c_size_t)]
+
+
+class _OpResult(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("code", ctypes.c_int),
+                ("version", ctypes.c_uint64), ("create_rev", ctypes.c_uint64),
+                ("mod_rev", ctypes.c_uint64), ("record", _Record)]
+
+
+class _TxnResult(ctypes.Structure):
+    _fields_ = [("succeeded", ctypes.c_bool), ("revision", ctypes.c_uint64),
+                ("results", ctypes.POINTER(_OpResult)),
+                ("n_results", ctypes.c_size_t)]
 
 
 _REPLICAS_MAX = 7
@@ -228,6 +289,18 @@ _SIGNATURES = {
                                  ctypes.c_int),
     "mc_shard_hash": ([_c, ctypes.c_uint32, _P(ctypes.c_uint64),
                        _P(ctypes.c_uint64), _P(_Result)], ctypes.c_int),
+    "mc_watch_open": ([_c, ctypes.c_char_p, ctypes.c_char_p, _P(_WatchOpts),
+                       _P(ctypes.c_void_p), _P(_Result)], ctypes.c_int),
+    "mc_watch_next": ([ctypes.c_void_p, ctypes.c_int, _P(_P(_Event)),
+                       _P(ctypes.c_size_t), _P(_Result)], ctypes.c_int),
+    "mc_events_free": ([_P(_Event), ctypes.c_size_t], None),
+    "mc_watch_token": ([ctypes.c_void_p], ctypes.c_char_p),
+    "mc_watch_close": ([ctypes.c_void_p], None),
+    "mc_wait": ([_c, ctypes.c_char_p, ctypes.c_char_p, _P(_WaitOpts),
+                 _P(_P(_Record)), _P(_Result)], ctypes.c_int),
+    "mc_txn": ([_c, ctypes.c_char_p, _P(_TxnReq), _P(_P(_TxnResult)),
+                _P(_Result)], ctypes.c_int),
+    "mc_txn_result_free": ([_P(_TxnResult)], None),
 }
 
 
@@ -259,7 +332,10 @@ _lib = _load()
 def _raise(code, res):
     name = _CODES[code] if 0 <= code < len(_CODES) else "INTERNAL"
     cls = _ERRORS.get(name, InternalError)
-    raise cls(res.message.decode("utf-8", "replace"), res.version)
+    message = res.message.decode("utf-8", "replace")
+    if cls is CompactedError:
+        raise CompactedError(message, res.version, res.mod_rev)
+    raise cls(message, res.version)
 
 
 def _bytes(value):
@@ -441,19 +517,21 @@ class Client:
             _raise(rv, res)
         return WriteResult(res)
 
-    def list(self, prefix="", *, limit=None, keys_only=False,
-             serializable=False, page_size=1000, ns=None, pattern=None):
-        """Yield the records whose keys start with ``prefix``, in key order,
-        across all shards (``limit``: at most that many). With
-        ``keys_only`` the records' ``value`` is None. With ``pattern`` (and
-        no prefix), the keys that match a SQL LIKE pattern instead:
-        ``%`` any run, ``_`` one character, ``\\`` escapes."""
+    def list(self, prefix="", *, pattern=None, limit=None, keys_only=False,
+             serializable=False, page_size=1000, ns=None):
+        """Yield the records whose keys start with ``prefix`` -- or, with
+        ``pattern``, match that SQL LIKE pattern ('%' any run, '_' one
+        character, '\\' escapes: "swarm/%/status") -- in key order, across
+        all shards (``limit``: at most that many). With ``keys_only`` the
+        records' ``value`` is None."""
+        if pattern is not None and prefix:
+            raise InvalidArgumentError("give a prefix or a pattern, not both")
+        pat = None if pattern is None else pattern.encode("utf-8")
         cursor = None
         left = limit
-        like = pattern.encode("utf-8") if pattern is not None else None
         while left is None or left > 0:
             size = page_size if left is None else min(page_size, left)
-            opts = _ListOpts(cursor, size, keys_only, serializable, like)
+            opts = _ListOpts(cursor, size, keys_only, serializable, pat)
             out = _P(_Page)()
             res = _Result()
             rv = _lib.mc_list(self._handle(), self._ns(ns),
@@ -479,6 +557,108 @@ class Client:
     def keys(self, prefix="", **kw):
         """The keys under ``prefix``, as a list."""
         return [r.key for r in self.list(prefix, keys_only=True, **kw)]
+
+    # -- coordination --
+
+    def wait(self, key, *, equals=None, version=None, timeout=30.0,
+             ns=None):
+        """Block until ``key`` exists (default), holds exactly ``equals``,
+        or is at ``version`` or later; return its Record as of that moment.
+        The node answers the moment the write applies: nothing polls.
+        Raises TimedOutError when the condition did not hold in time."""
+        if equals is not None and version is not None:
+            raise InvalidArgumentError("wait for a value or a version, "
+                                       "not both")
+        value = None if equals is None else _bytes(equals)
+        cond = 1 if value is None and version is None else (
+            2 if value is not None else 3)
+        opts = _WaitOpts(cond, value, 0 if value is None else len(value),
+                         version or 0, _seconds_ms(timeout))
+        out = _P(_Record)()
+        res = _Result()
+        rv = _lib.mc_wait(self._handle(), self._ns(ns), _key(key),
+                          ctypes.byref(opts), ctypes.byref(out),
+                          ctypes.byref(res))
+        if rv != 0:
+            _raise(rv, res)
+        try:
+            return Record(out.contents)
+        finally:
+            _lib.mc_record_free(out)
+
+    def watch(self, key, *, prefix=False, after_rev=None, resume_token=None,
+              ns=None):
+        """A Watch of ``key`` (with ``prefix``: of every key under it, in
+        every shard) from now, from ``after_rev`` (events with a greater
+        revision), or exactly after ``resume_token`` (Watch.token of an
+        earlier watch of the same key or prefix)."""
+        return Watch(self, key, prefix, after_rev, resume_token, ns)
+
+    def txn(self, compares=(), then=(), otherwise=(), *, ns=None):
+        """Run a transaction on keys of one shard (give them a common
+        {tag}): when every compare holds, the ``then`` operations run,
+        else the ``otherwise`` ones, atomically. Build compares with
+        exists, missing, version_is, value_is and operations with put_op,
+        delete_op, get_op. Returns a TxnResult."""
+        keep = []  # the bytes the C structures point into
+
+        def b(x):
+            keep.append(x)
+            return x
+
+        cmps = (_Cmp * max(1, len(compares)))()
+        for i, (target, key, op, version, value) in enumerate(compares):
+            cmps[i] = _Cmp(target, b(_key(key)), op, version,
+                           b(value) if value is not None else None,
+                           0 if value is None else len(value))
+
+        def ops(lst):
+            arr = (_Op * max(1, len(lst)))()
+            for i, (typ, key, value, tier, ttl) in enumerate(lst):
+                arr[i] = _Op(typ, b(_key(key)),
+                             b(value) if value is not None else None,
+                             0 if value is None else len(value),
+                             TIERS[tier or "default"], _seconds_ms(ttl))
+            return arr
+
+        t, e = ops(then), ops(otherwise)
+        req = _TxnReq(cmps, len(compares), t, len(then), e, len(otherwise))
+        out = _P(_TxnResult)()
+        res = _Result()
+        rv = _lib.mc_txn(self._handle(), self._ns(ns), ctypes.byref(req),
+                         ctypes.byref(out), ctypes.byref(res))
+        if rv != 0:
+            _raise(rv, res)
+        try:
+            return TxnResult(out.contents)
+        finally:
+            _lib.mc_txn_result_free(out)
+
+    def handoff(self, key, value, **kw):
+        """Hand work to the next agent: store ``value`` at ``key`` (the
+        receiver waits for it with ``receive``)."""
+        return self.put(key, value, **kw)
+
+    def receive(self, key, timeout=30.0, **kw):
+        """Wait for a hand-off at ``key`` and return its Record."""
+        return self.wait(key, timeout=timeout, **kw)
+
+    def barrier(self, keys, timeout=30.0, ns=None):
+        """Fan-in: wait until every key of ``keys`` exists, within one
+        ``timeout`` for all; return {key: Record}."""
+        deadline = time.monotonic() + timeout
+        out = {}
+        for k in keys:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimedOutError("barrier: %s did not arrive in time" % k)
+            out[k] = self.wait(k, timeout=left, ns=ns)
+        return out
+
+    def gate(self, key, value, timeout=30.0, ns=None):
+        """Wait until ``key`` holds exactly ``value`` (e.g. a reviewer's
+        "approved"); return its Record."""
+        return self.wait(key, equals=value, timeout=timeout, ns=ns)
 
     # -- administration --
 
@@ -558,6 +738,181 @@ class Client:
     def workflow(self, name, **kw):
         """A checkpointed workflow named ``name``: see Workflow."""
         return Workflow(self, name, **kw)
+
+
+_EVENT_TYPES = {1: "put", 2: "delete", 3: "expire", 4: "promote"}
+
+
+class Event:
+    """One change: ``type`` ("put", "delete", "expire", "promote"),
+    ``shard``, ``revision`` (the shard's Raft index of the write), ``seq``
+    (order within one revision), and the ``record`` (for delete and expire
+    its value is empty and its version the one removed)."""
+
+    __slots__ = ("type", "shard", "revision", "seq", "record")
+
+    def __init__(self, e):
+        self.type = _EVENT_TYPES.get(e.type, "unknown")
+        self.shard = e.shard
+        self.revision = e.revision
+        self.seq = e.seq
+        self.record = Record(e.record)
+
+    @property
+    def key(self):
+        return self.record.key
+
+    @property
+    def value(self):
+        return self.record.value
+
+    @property
+    def version(self):
+        return self.record.version
+
+    def __repr__(self):
+        return "Event(%s %r v%d rev %d.%d)" % (
+            self.type, self.key, self.version, self.revision, self.seq)
+
+
+class Watch:
+    """Events of a key or a prefix, in revision order per shard, each once.
+    ``next(timeout)`` returns a list (empty when the time ran out);
+    iterating yields events for ever. ``token`` resumes a later watch
+    exactly after the last event returned. A COMPACTED answer raises
+    CompactedError; the watch has then moved on to the shard's current
+    revision: re-read, and call next again. Close it (or use ``with``)."""
+
+    def __init__(self, client, key, prefix, after_rev, resume_token, ns):
+        self.client = client
+        self._w = ctypes.c_void_p()
+        opts = _WatchOpts(prefix, -1 if after_rev is None else after_rev,
+                          None if resume_token is None
+                          else resume_token.encode())
+        res = _Result()
+        rv = _lib.mc_watch_open(client._handle(), client._ns(ns), _key(key),
+                                ctypes.byref(opts), ctypes.byref(self._w),
+                                ctypes.byref(res))
+        if rv != 0:
+            _raise(rv, res)
+
+    def next(self, timeout=30.0):
+        """The events that arrive within ``timeout`` seconds (at least one,
+        unless the time runs out)."""
+        if not self._w:
+            raise InvalidArgumentError("the watch is closed")
+        out = _P(_Event)()
+        n = ctypes.c_size_t()
+        res = _Result()
+        rv = _lib.mc_watch_next(self._w, _seconds_ms(timeout),
+                                ctypes.byref(out), ctypes.byref(n),
+                                ctypes.byref(res))
+        if rv != 0:
+            _raise(rv, res)
+        try:
+            return [Event(out[i]) for i in range(n.value)]
+        finally:
+            _lib.mc_events_free(out, n.value)
+
+    def __iter__(self):
+        while True:
+            for e in self.next():
+                yield e
+
+    @property
+    def token(self):
+        """Where this watch stands: pass it as resume_token to go on."""
+        return _lib.mc_watch_token(self._w).decode()
+
+    def close(self):
+        if self._w:
+            _lib.mc_watch_close(self._w)
+            self._w = ctypes.c_void_p()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+# Transaction parts: compares and operations, as tuples the Client packs.
+_CMP_OPS = {"==": 0, "!=": 1, "<": 2, ">": 3}
+
+
+def exists(key):
+    """Compare: ``key`` exists."""
+    return (1, key, 0, 0, None)
+
+
+def missing(key):
+    """Compare: ``key`` does not exist."""
+    return (2, key, 0, 0, None)
+
+
+def version_is(key, op, version):
+    """Compare: the version of ``key`` (0 when missing) ``op`` ``version``,
+    op one of "==", "!=", "<", ">"."""
+    return (3, key, _CMP_OPS[op], version, None)
+
+
+def value_is(key, op, value):
+    """Compare: the value of ``key`` == or != ``value`` (false when the key
+    is missing)."""
+    if op not in ("==", "!="):
+        raise InvalidArgumentError("a value compares with == or !=")
+    return (4, key, _CMP_OPS[op], 0, _bytes(value))
+
+
+def put_op(key, value, tier=None, ttl=None):
+    """Operation: store ``value`` at ``key``."""
+    return (1, key, _bytes(value), tier, ttl)
+
+
+def delete_op(key):
+    """Operation: delete ``key`` (its result says NOT_FOUND if missing)."""
+    return (2, key, None, None, None)
+
+
+def get_op(key):
+    """Operation: read ``key`` as of that point of the transaction."""
+    return (3, key, None, None, None)
+
+
+class TxnResult:
+    """``succeeded``: the compares held (the ``then`` branch ran);
+    ``revision``: the transaction's revision; ``results``: one dict per
+    operation of the branch that ran: {"type", "ok", "version", "record"}
+    (record: a get's Record, or None)."""
+
+    __slots__ = ("succeeded", "revision", "results")
+
+    def __init__(self, t):
+        self.succeeded = t.succeeded
+        self.revision = t.revision
+        names = {1: "put", 2: "delete", 3: "get"}
+        self.results = []
+        for i in range(t.n_results):
+            r = t.results[i]
+            found = r.type == 3 and r.code == 0
+            self.results.append({
+                "type": names.get(r.type, "unknown"),
+                "ok": r.code == 0,
+                "code": _CODES[r.code] if 0 <= r.code < len(_CODES)
+                else "INTERNAL",
+                "version": r.version,
+                "record": Record(r.record) if found else None,
+            })
+
+    def __repr__(self):
+        return "TxnResult(succeeded=%s, revision=%d, results=%r)" % (
+            self.succeeded, self.revision, self.results)
 
 
 class Workflow:

@@ -128,3 +128,46 @@ Test(mc_checkpoint, saves_by_cas_and_resumes, .init = up, .fini = down)
     cr_assert(strstr(res.message, "not a checkpoint") != NULL, "%s",
               res.message);
 }
+
+struct late_put {
+    const char *key;
+    int after_ms;
+};
+
+static void *put_later(void *arg)
+{
+    const struct late_put *p = arg;
+    harness_pause_ms(p->after_ms);
+    mc_result res;
+    cr_assert_eq(mc_put(cl, NS, p->key, p->key, strlen(p->key), NULL, &res),
+                 MC_OK, "%s", res.message);
+    return NULL;
+}
+
+Test(mc_wait_all, returns_when_the_last_key_arrives, .init = up,
+     .fini = down)
+{
+    static const char *const keys[] = {"fanin/w0", "fanin/w1", "fanin/w2"};
+    struct late_put puts[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        puts[i] = (struct late_put){keys[i], 150 - 50 * i};
+        cr_assert_eq(pthread_create(&th[i], NULL, put_later, &puts[i]), 0);
+    }
+    mc_record *recs[3];
+    mc_result res;
+    int64_t t0 = harness_now_ms();
+    cr_assert_eq(mc_wait_all(cl, NS, keys, 3, 5000, recs, &res), MC_OK, "%s",
+                 res.message);
+    cr_assert_geq(harness_now_ms() - t0, 100, "returned before the last put");
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_str_eq(recs[i]->key, keys[i]);
+        cr_assert_str_eq((const char *)recs[i]->value, keys[i]);
+        mc_record_free(recs[i]);
+    }
+    static const char *const more[] = {"fanin/w0", "fanin/never"};
+    cr_assert_eq(mc_wait_all(cl, NS, more, 2, 300, recs, &res), MC_TIMEOUT);
+    cr_assert_null(recs[0], "a record was left after the timeout");
+    cr_assert(strstr(res.message, "fanin/never") != NULL, "%s", res.message);
+}

@@ -119,6 +119,118 @@ class KeyValue(unittest.TestCase):
             c.get("k")
 
 
+class Coordination(unittest.TestCase):
+    def setUp(self):
+        self.mc = memcoord.Client(CLUSTER.endpoints, namespace="py-coord")
+
+    def tearDown(self):
+        self.mc.close()
+
+    def later(self, seconds, fn, *args, **kw):
+        t = threading.Timer(seconds, fn, args, kw)
+        t.start()
+        self.addCleanup(t.join)
+
+    def test_wait_wakes_at_the_write(self):
+        lat = []
+        for i in range(10):
+            key = "wake/%d" % i
+            done = []
+            self.later(0.05, lambda k=key: done.append(
+                (time.monotonic(), self.mc.put(k, "here"))))
+            rec = self.mc.wait(key, timeout=5)
+            woke = time.monotonic()
+            self.assertEqual(rec.text, "here")
+            if done:
+                lat.append(woke - done[0][0])
+        print("\nwait: woke %d of 10 times after the writer's ack, the "
+              "latest %.1f ms after it" % (len(lat), 1000 * max(lat or [0])),
+              file=sys.stderr)
+
+    def test_wait_times_out(self):
+        t0 = time.monotonic()
+        with self.assertRaises(memcoord.TimedOutError):
+            self.mc.wait("never/written", timeout=0.3)
+        self.assertLess(time.monotonic() - t0, 3)
+        with self.assertRaises(TimeoutError):  # a builtin TimeoutError too
+            self.mc.wait("never/written", timeout=0.1)
+
+    def test_gate_and_version(self):
+        self.mc.put("gate/review", "pending")
+        self.later(0.1, self.mc.put, "gate/review", "changes requested")
+        self.later(0.3, self.mc.put, "gate/review", "approved")
+        rec = self.mc.gate("gate/review", "approved", timeout=5)
+        self.assertEqual((rec.text, rec.version), ("approved", 3))
+        self.assertEqual(self.mc.wait("gate/review", version=2).version, 3)
+
+    def test_handoff_and_barrier(self):
+        self.later(0.1, self.mc.handoff, "handoff/step1", "research done")
+        self.assertEqual(self.mc.receive("handoff/step1", timeout=5).text,
+                         "research done")
+        keys = ["fanin/worker-%d" % i for i in range(3)]
+        for i, k in enumerate(keys):
+            self.later(0.05 * (3 - i), self.mc.put, k, "part %d" % i)
+        got = self.mc.barrier(keys, timeout=5)
+        self.assertEqual([got[k].text for k in keys],
+                         ["part 0", "part 1", "part 2"])
+        with self.assertRaises(memcoord.TimedOutError):
+            self.mc.barrier(keys + ["fanin/missing"], timeout=0.3)
+
+    def test_watch_in_order_and_resume(self):
+        with self.mc.watch("watched/", prefix=True) as w:
+            self.mc.put("watched/a", "1")
+            self.mc.put("watched/a", "2")
+            self.mc.delete("watched/a")
+            events = []
+            while len(events) < 3:
+                got = w.next(timeout=5)
+                self.assertTrue(got, "no event within 5 s")
+                events += got
+            self.assertEqual([(e.type, e.key, e.version) for e in events],
+                             [("put", "watched/a", 1), ("put", "watched/a", 2),
+                              ("delete", "watched/a", 2)])
+            self.assertEqual(events[1].value, b"2")
+            self.assertEqual([e.revision for e in events],
+                             sorted(e.revision for e in events))
+            token = w.token
+        # Writes while nobody watches; a new watch from the token sees
+        # exactly those, once.
+        self.mc.put("watched/b", "x")
+        self.mc.put("watched/c", "y")
+        with self.mc.watch("watched/", prefix=True,
+                           resume_token=token) as w:
+            seen = []
+            while len(seen) < 2:
+                got = w.next(timeout=5)
+                self.assertTrue(got, "no event within 5 s")
+                seen += got
+            self.assertEqual(sorted(e.key for e in seen),
+                             ["watched/b", "watched/c"])
+            self.assertEqual(w.next(timeout=0.2), [])
+
+    def test_txn_then_else_and_one_shard(self):
+        mc = self.mc
+        mc.put("{job7}/state", "ready")
+        r = mc.txn([memcoord.value_is("{job7}/state", "==", "ready"),
+                    memcoord.missing("{job7}/owner")],
+                   then=[memcoord.put_op("{job7}/owner", "agent-1"),
+                         memcoord.put_op("{job7}/state", "taken"),
+                         memcoord.get_op("{job7}/state")],
+                   otherwise=[memcoord.get_op("{job7}/owner")])
+        self.assertTrue(r.succeeded)
+        self.assertEqual([x["type"] for x in r.results], ["put", "put", "get"])
+        self.assertEqual(r.results[2]["record"].text, "taken")
+        r = mc.txn([memcoord.missing("{job7}/owner")],
+                   then=[memcoord.put_op("{job7}/owner", "agent-2")],
+                   otherwise=[memcoord.get_op("{job7}/owner")])
+        self.assertFalse(r.succeeded)
+        self.assertEqual(r.results[0]["record"].text, "agent-1")
+        with self.assertRaises(memcoord.InvalidArgumentError) as e:
+            mc.txn([], then=[memcoord.put_op("a", "1"),
+                             memcoord.put_op("b", "2")])
+        self.assertIn("{tag}", str(e.exception))
+
+
 class Recipes(unittest.TestCase):
     def test_update_with_retry_loses_no_increment(self):
         """8 concurrent updaters, 500 increments each, on one counter."""
