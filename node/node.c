@@ -217,15 +217,9 @@ void node_status(struct node *n, struct status_scratch *s)
     s->status.has_shard_count = true;
     s->status.shard_count = n->map.shard_count;
     for (uint32_t i = 0; i < n->map.n_members; i++) {
-        const struct meta_member *m = &n->map.members[i];
-        Mcpb__Member *pm = &s->members[i];
-        mcpb__member__init(pm);
-        pm->id = m->id;
-        pm->url = (char *)m->url;
-        meta_member_raft_addr(m, META_GROUP, s->raft_addrs[i],
-                              sizeof s->raft_addrs[i]);
-        pm->raft_addr = s->raft_addrs[i];
-        s->member_ptrs[i] = pm;
+        meta_member_to_pb(&n->map.members[i], &s->members[i],
+                          s->raft_addrs[i], sizeof s->raft_addrs[i]);
+        s->member_ptrs[i] = &s->members[i];
     }
     s->status.members = s->member_ptrs;
     s->status.n_members = n->map.n_members;

@@ -56,15 +56,9 @@ static void state_pb_fill(struct state_pb *p, const struct meta_map *m,
     p->state.has_applied_index = true;
     p->state.applied_index = applied_index;
     for (uint32_t i = 0; i < m->n_members; i++) {
-        const struct meta_member *mm = &m->members[i];
-        Mcpb__Member *pm = &p->members[i];
-        mcpb__member__init(pm);
-        pm->id = mm->id;
-        pm->url = (char *)mm->url;
-        meta_member_raft_addr(mm, META_GROUP, p->raft_addrs[i],
-                              sizeof p->raft_addrs[i]);
-        pm->raft_addr = p->raft_addrs[i];
-        p->member_ptrs[i] = pm;
+        meta_member_to_pb(&m->members[i], &p->members[i], p->raft_addrs[i],
+                          sizeof p->raft_addrs[i]);
+        p->member_ptrs[i] = &p->members[i];
     }
     p->state.members = p->member_ptrs;
     p->state.n_members = m->n_members;

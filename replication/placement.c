@@ -60,6 +60,16 @@ bool meta_map_hosts(const struct meta_map *m, uint32_t shard, uint64_t id)
     return false;
 }
 
+void meta_member_to_pb(const struct meta_member *member, Mcpb__Member *pm,
+                       char *addr, size_t addr_len)
+{
+    mcpb__member__init(pm);
+    pm->id = member->id;
+    pm->url = (char *)member->url;
+    meta_member_raft_addr(member, META_GROUP, addr, addr_len);
+    pm->raft_addr = addr;
+}
+
 void meta_member_raft_addr(const struct meta_member *member, uint32_t group,
                            char *out, size_t out_len)
 {

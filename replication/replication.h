@@ -30,6 +30,7 @@
 #include <raft.h>
 
 #include "base/base.h"
+#include "proto/proto.h"
 
 /* ---- the cluster map ---- */
 
@@ -73,6 +74,11 @@ bool meta_map_hosts(const struct meta_map *m, uint32_t shard, uint64_t id);
 #define META_GROUP UINT32_MAX
 void meta_member_raft_addr(const struct meta_member *member, uint32_t group,
                            char *out, size_t out_len);
+
+/* The wire form of member (its meta group raft address) into *pm, whose
+ * strings point into member and addr (at least 24 bytes). */
+void meta_member_to_pb(const struct meta_member *member, Mcpb__Member *pm,
+                       char *addr, size_t addr_len);
 
 /* ---- the meta group's state machine ---- */
 struct meta;

@@ -410,7 +410,23 @@ def _seconds_ms(seconds):
 
 # ---- the client ----
 
-class Client:
+class _Closing:
+    """``with`` closes, and so does the garbage collector."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Client(_Closing):
     """A connection to a memcoord cluster.
 
     ``endpoints``: "tcp://host:port,..." (default $MEMCOORD_ENDPOINTS, else
@@ -440,17 +456,6 @@ class Client:
                 _lib.mc_client_close(self._c)
                 self._c = _c()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _ns(self, ns):
         return (ns or self.namespace).encode("utf-8")
@@ -775,7 +780,7 @@ class Event:
             self.type, self.key, self.version, self.revision, self.seq)
 
 
-class Watch:
+class Watch(_Closing):
     """Events of a key or a prefix, in revision order per shard, each once.
     ``next(timeout)`` returns a list (empty when the time ran out);
     iterating yields events for ever. ``token`` resumes a later watch
@@ -829,17 +834,6 @@ class Watch:
             _lib.mc_watch_close(self._w)
             self._w = ctypes.c_void_p()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 # Transaction parts: compares and operations, as tuples the Client packs.
