@@ -71,6 +71,7 @@ struct cons_group_config {
     uint64_t node_id;
     const char *dir;       /* raft_uv folder; created if missing */
     const char *addr;      /* this replica's a.b.c.d:port */
+    const char *bind_addr; /* where it listens, when not addr; NULL: addr */
     const struct cons_member *members; /* initial configuration */
     unsigned n_members;
     unsigned election_ms;

@@ -38,6 +38,14 @@ mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
         base_errf(err, err_len, "raft_uv_tcp_init: %s", raft_strerror(rv));
         return MC_INTERNAL;
     }
+    if (cfg->bind_addr != NULL) {
+        rv = raft_uv_tcp_set_bind_address(&g->transport, cfg->bind_addr);
+        if (rv != 0) {
+            base_errf(err, err_len, "raft bind address %s: %s",
+                      cfg->bind_addr, raft_strerror(rv));
+            goto err_after_tcp_init;
+        }
+    }
     rv = raft_uv_init(&g->io, loop, cfg->dir, &g->transport);
     if (rv != 0) {
         base_errf(err, err_len, "raft_uv_init %s: %s (%s)", cfg->dir,
@@ -102,7 +110,8 @@ mc_err cons_group_start(struct cons_group *g,
     if (rv != 0) {
         /* A busy port shows only as an I/O error: name the address. */
         char what[96];
-        snprintf(what, sizeof what, "start on %s", cfg->addr);
+        snprintf(what, sizeof what, "start on %s",
+                 cfg->bind_addr != NULL ? cfg->bind_addr : cfg->addr);
         return raft_fail(g, what, rv, err, err_len);
     }
     return MC_OK;
