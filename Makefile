@@ -65,11 +65,13 @@ FAULT_SIM_BIN := $(BUILD)/tests/fault/test_sim
 # The recorder, workloads and nemeses of the runs on real nodes.
 FAULT_LIB_OBJ := $(call obj,$(filter-out tests/fault/test_%.c,$(wildcard tests/fault/*.c)))
 FAULT_HISTORY_BIN := $(BUILD)/tests/fault/test_history
-FAULT_BINS := $(FAULT_SIM_BIN) $(FAULT_HISTORY_BIN)
+FAULT_RUN_BIN := $(BUILD)/tests/fault/test_fault
+FAULT_BINS := $(FAULT_SIM_BIN) $(FAULT_HISTORY_BIN) $(FAULT_RUN_BIN)
 
 .PHONY: all deps test test-unit test-integration test-python run stop asan \
         install clean check-deps fmt test-fault test-fault-checker \
-        test-fault-sim test-fault-history bench etcd-driver
+        test-fault-sim test-fault-history test-fault-run soak bench \
+        etcd-driver
 .DEFAULT_GOAL := all
 
 all: $(BIN_NODE) $(BIN_CTL) $(BIN_BENCH) $(LIB_A) $(LIB_SO)
@@ -192,7 +194,24 @@ test-fault-history: $(FAULT_HISTORY_BIN)
 	@$(TEST_ENV) MEMCOORD_CHECKER=$(abspath tests/fault/checker.py) \
 	  $(FAULT_HISTORY_BIN) $(CRITERION_FLAGS)
 
-test-fault: test-fault-checker test-fault-sim test-fault-history
+# Real nodes under kills, pauses and partitions (tests/fault/test_fault.c):
+# the CI run here, the long one in make soak.
+FAULT_ENV = $(TEST_ENV) MEMCOORD_CHECKER=$(abspath tests/fault/checker.py)
+test-fault-run: $(FAULT_RUN_BIN) $(BIN_NODE)
+	@mkdir -p $(BUILD)/testdata
+	@echo "== $(FAULT_RUN_BIN) (fault/ci)"
+	@$(FAULT_ENV) $(FAULT_RUN_BIN) --filter 'fault/ci' $(CRITERION_FLAGS)
+
+test-fault: test-fault-checker test-fault-sim test-fault-history test-fault-run
+
+# SOAK_MINUTES of random nemeses (at least 10 for the README's figures).
+SOAK_MINUTES ?= 10
+soak: deps
+	@$(MAKE) --no-print-directory all $(FAULT_RUN_BIN)
+	@mkdir -p $(BUILD)/testdata
+	@echo "== $(FAULT_RUN_BIN) (fault/soak, $(SOAK_MINUTES) min)"
+	@$(FAULT_ENV) MEMCOORD_SOAK_MINUTES=$(SOAK_MINUTES) \
+	  $(FAULT_RUN_BIN) --filter 'fault/soak' $(CRITERION_FLAGS)
 
 # ---- the whole suite under ASan + UBSan, in its own build folder ----
 asan: deps
