@@ -244,7 +244,9 @@ static void run(const struct plan *p)
                         .ns = NS,
                         .links = links,
                         .w = w,
-                        .seed = (unsigned)getpid() ^ (unsigned)t0};
+                        .seed = getenv("MEMCOORD_FAULT_SEED") != NULL
+                                    ? (unsigned)atoi(getenv("MEMCOORD_FAULT_SEED"))
+                                    : (unsigned)getpid() ^ (unsigned)t0};
     fprintf(stderr, "fault: %s run, mode %s, nemesis seed %u, history %s\n",
             p->name, mode, m.seed, path);
     harness_pause_ms(WARMUP_MS);
@@ -349,13 +351,37 @@ static const enum nemesis_kind ci_kinds[] = {
     NEMESIS_BRIDGE,         NEMESIS_KILL_LEADER,  NEMESIS_KILL_ALL,
 };
 
+/* $MEMCOORD_FAULT_PLAN ("kill-leader,bridge,...") in place of ci_kinds:
+ * to replay one kind of fault over and over. */
+static size_t plan_from_env(enum nemesis_kind *kinds, size_t max)
+{
+    const char *env = getenv("MEMCOORD_FAULT_PLAN");
+    size_t n = 0;
+    for (const char *p = env; p != NULL && *p != '\0' && n < max;) {
+        size_t len = strcspn(p, ",");
+        unsigned k = 0;
+        while (k < NEMESIS_KINDS &&
+               (strlen(nemesis_name((enum nemesis_kind)k)) != len ||
+                strncmp(p, nemesis_name((enum nemesis_kind)k), len) != 0)) {
+            k++;
+        }
+        cr_assert_lt(k, NEMESIS_KINDS, "MEMCOORD_FAULT_PLAN: no fault %.*s",
+                     (int)len, p);
+        kinds[n++] = (enum nemesis_kind)k;
+        p += len + (p[len] == ',');
+    }
+    return n;
+}
+
 Test(fault, ci, .init = fault_init, .fini = fault_fini, .timeout = 480)
 {
+    enum nemesis_kind kinds[64];
+    size_t n = plan_from_env(kinds, sizeof kinds / sizeof kinds[0]);
     struct plan p = {.name = "ci",
-                     .kinds = ci_kinds,
-                     .n_kinds = sizeof ci_kinds / sizeof ci_kinds[0],
-                     .faults_min = FAULTS_MIN,
-                     .ops_min = OPS_MIN};
+                     .kinds = n > 0 ? kinds : ci_kinds,
+                     .n_kinds = n > 0 ? n : sizeof ci_kinds / sizeof ci_kinds[0],
+                     .faults_min = n > 0 ? 0 : FAULTS_MIN,
+                     .ops_min = n > 0 ? 0 : OPS_MIN};
     run(&p);
 }
 
