@@ -62,11 +62,16 @@ TESTLIB_OBJ := $(call obj,$(wildcard tests/lib/*.c))
 # The fault suite (tests/fault/): the deterministic simulation links the
 # server's modules; the other programs run real nodes.
 FAULT_SIM_BIN := $(BUILD)/tests/fault/test_sim
-FAULT_BINS := $(FAULT_SIM_BIN)
+# The recorder, workloads and nemeses of the runs on real nodes.
+FAULT_LIB_OBJ := $(call obj,$(filter-out tests/fault/test_%.c,$(wildcard tests/fault/*.c)))
+FAULT_HISTORY_BIN := $(BUILD)/tests/fault/test_history
+FAULT_RUN_BIN := $(BUILD)/tests/fault/test_fault
+FAULT_BINS := $(FAULT_SIM_BIN) $(FAULT_HISTORY_BIN) $(FAULT_RUN_BIN)
 
 .PHONY: all deps test test-unit test-integration test-python run stop asan \
         install clean check-deps fmt test-fault test-fault-checker \
-        test-fault-sim bench etcd-driver
+        test-fault-sim test-fault-history test-fault-run soak bench \
+        etcd-driver
 .DEFAULT_GOAL := all
 
 all: $(BIN_NODE) $(BIN_CTL) $(BIN_BENCH) $(LIB_A) $(LIB_SO)
@@ -139,6 +144,14 @@ $(FAULT_SIM_BIN): tests/fault/test_sim.c $(SERVER_OBJ) | $(PB_H)
 	@echo "  CC $@"
 	$(Q)$(CC) $(ALL_CFLAGS) $< $(SERVER_OBJ) -o $@ $(LDLIBS_SERVER) -lcriterion
 
+$(BUILD)/tests/fault/test_%: tests/fault/test_%.c $(FAULT_LIB_OBJ) $(TESTLIB_OBJ) $(LIB_A) | $(PB_H)
+	@mkdir -p $(dir $@)
+	@echo "  CC $@"
+	$(Q)$(CC) $(ALL_CFLAGS) $< $(FAULT_LIB_OBJ) $(TESTLIB_OBJ) $(LIB_A) -o $@ $(LDLIBS_CLIENT) -lcriterion
+
+# Objects only the test binaries' pattern rules name: keep them.
+.SECONDARY: $(TESTLIB_OBJ) $(FAULT_LIB_OBJ)
+
 # Criterion runs tests of a binary in parallel, one process each; keep it to
 # the machine's cores. Each binary prints its own Synthesis line.
 CRITERION_FLAGS ?= --jobs 2
@@ -175,7 +188,30 @@ test-fault-sim: $(FAULT_SIM_BIN)
 	@echo "== $(FAULT_SIM_BIN)"
 	@$(FAULT_SIM_BIN) $(CRITERION_FLAGS)
 
-test-fault: test-fault-checker test-fault-sim
+test-fault-history: $(FAULT_HISTORY_BIN)
+	@mkdir -p $(BUILD)/testdata
+	@echo "== $(FAULT_HISTORY_BIN)"
+	@$(TEST_ENV) MEMCOORD_CHECKER=$(abspath tests/fault/checker.py) \
+	  $(FAULT_HISTORY_BIN) $(CRITERION_FLAGS)
+
+# Real nodes under kills, pauses and partitions (tests/fault/test_fault.c):
+# the CI run here, the long one in make soak.
+FAULT_ENV = $(TEST_ENV) MEMCOORD_CHECKER=$(abspath tests/fault/checker.py)
+test-fault-run: $(FAULT_RUN_BIN) $(BIN_NODE)
+	@mkdir -p $(BUILD)/testdata
+	@echo "== $(FAULT_RUN_BIN) (fault/ci)"
+	@$(FAULT_ENV) $(FAULT_RUN_BIN) --filter 'fault/ci' $(CRITERION_FLAGS)
+
+test-fault: test-fault-checker test-fault-sim test-fault-history test-fault-run
+
+# SOAK_MINUTES of random nemeses (at least 10 for the README's figures).
+SOAK_MINUTES ?= 10
+soak: deps
+	@$(MAKE) --no-print-directory all $(FAULT_RUN_BIN)
+	@mkdir -p $(BUILD)/testdata
+	@echo "== $(FAULT_RUN_BIN) (fault/soak, $(SOAK_MINUTES) min)"
+	@$(FAULT_ENV) MEMCOORD_SOAK_MINUTES=$(SOAK_MINUTES) \
+	  $(FAULT_RUN_BIN) --filter 'fault/soak' $(CRITERION_FLAGS)
 
 # ---- the whole suite under ASan + UBSan, in its own build folder ----
 asan: deps

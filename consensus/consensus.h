@@ -31,14 +31,18 @@ struct cons_fsm {
 /* Make f->fsm apply to shard s. Set f->raft before raft applies anything. */
 void cons_fsm_init(struct cons_fsm *f, struct shard *s);
 
-/* ---- the raft_io guard (a raft 0.15 workaround; io_guard.c) ----
+/* ---- the raft_io guard (raft 0.15 workarounds; io_guard.c) ----
  *
  * raft 0.15 followers answer an AppendEntries they accept without writing
  * with their whole log's last index, so a leader can take an old-term tail
  * as matched (commit it by count, and ignore the follower's rejections for
  * good). The guard wraps a raft_io and caps such answers at the message's
- * prev_log_index + n_entries, as later raft releases do. Give g->io to
- * raft_init; inner (borrowed) must outlive g, and g must not move. */
+ * prev_log_index + n_entries, as later raft releases do. And followers
+ * reject an AppendEntries whose prev_log_index their snapshot compacted,
+ * which makes a leader walk back one index per heartbeat: the guard starts
+ * such a message at the snapshot instead. Give g->io to raft_init (which
+ * sets g->io.data to the raft); inner (borrowed) must outlive g, and g
+ * must not move. */
 struct cons_io_guard {
     struct raft_io io;     /* what raft uses; io.impl points back to g */
     struct raft_io *inner; /* raft_uv, or a fixture server's io */
@@ -49,6 +53,7 @@ struct cons_io_guard {
     raft_id append_from;
     raft_index append_end; /* its prev_log_index + n_entries */
     uint64_t clamped;      /* answers corrected so far */
+    uint64_t rebased;      /* AppendEntries moved to the snapshot */
 };
 
 void cons_io_guard_init(struct cons_io_guard *g, struct raft_io *inner);
@@ -71,6 +76,7 @@ struct cons_group_config {
     uint64_t node_id;
     const char *dir;       /* raft_uv folder; created if missing */
     const char *addr;      /* this replica's a.b.c.d:port */
+    const char *bind_addr; /* where it listens, when not addr; NULL: addr */
     const struct cons_member *members; /* initial configuration */
     unsigned n_members;
     unsigned election_ms;

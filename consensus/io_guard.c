@@ -1,4 +1,6 @@
-/* A raft_io wrapper that works around a raft 0.15 bug: a follower answers
+/* A raft_io wrapper that works around two raft 0.15 bugs.
+ *
+ * 1. Over-reporting followers. A follower answers
  * an AppendEntries it accepts without writing anything (a heartbeat, or
  * entries it already holds) with last_log_index = its whole stored log,
  * not the last index the message covered. When that follower holds an
@@ -19,6 +21,19 @@
  * (after a disk write) follows a truncation to the leader's entries and
  * is left alone. Reporting less than is matched is always safe: the leader
  * learns the rest from later answers.
+ *
+ * 2. Rejections inside a follower's snapshot. A follower rejects an
+ * AppendEntries whose prev_log_index its snapshot has compacted away ("no
+ * entry at index", logTermOf answers 0 there), although every entry a
+ * snapshot covers is committed and so matches any leader's. A leader
+ * probing a follower from an old next_index (its answers were lost to a
+ * partition while it took a snapshot) then steps back one index per
+ * heartbeat until it passes below its own log and sends a snapshot: the
+ * follower stayed behind for over 10 s after the partition healed
+ * (tests/fault/test_fault.c through the proxy; test_io_guard.c). Entries
+ * up to the follower's snapshot index are committed, so the guard drops
+ * those the message carries and moves prev_log_index and prev_log_term to
+ * the snapshot's before raft sees it, which raft then accepts.
  *
  * Every other call passes straight to the inner raft_io. */
 #include <string.h>
@@ -45,10 +60,41 @@ static void tick_cb(struct raft_io *inner)
     g->tick_cb(&g->io);
 }
 
+/* Bug 2: an AppendEntries whose prev_log_index lies in the compacted part
+ * of r's log, below its snapshot's index, starts at the snapshot instead. */
+static void append_rebase(struct cons_io_guard *g, const struct raft *r,
+                          struct raft_append_entries *a)
+{
+    raft_index snap = r->log.snapshot.last_index;
+    if (snap == 0 || a->prev_log_index == 0 || a->prev_log_index >= snap ||
+        a->prev_log_index > r->log.offset) {
+        return; /* raft finds prev_log_index's term itself */
+    }
+    raft_index covered = snap - a->prev_log_index;
+    if (covered >= a->n_entries) {
+        /* raft frees the batch only of a message with entries: every
+         * entry shares the one batch (raft_uv and the fixture both). */
+        if (a->n_entries > 0 && a->entries[0].batch != NULL) {
+            raft_free(a->entries[0].batch);
+        }
+        a->n_entries = 0;
+    } else {
+        memmove(a->entries, a->entries + covered,
+                (a->n_entries - covered) * sizeof *a->entries);
+        a->n_entries -= (unsigned)covered;
+    }
+    a->prev_log_index = snap;
+    a->prev_log_term = r->log.snapshot.last_term;
+    g->rebased++;
+}
+
 static void recv_cb(struct raft_io *inner, struct raft_message *m)
 {
     struct cons_io_guard *g = inner->data;
     bool append = m->type == RAFT_IO_APPEND_ENTRIES;
+    if (append && g->io.data != NULL) {
+        append_rebase(g, g->io.data, &m->append_entries);
+    }
     if (append) {
         g->in_append = true;
         g->append_from = m->server_id;

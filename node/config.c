@@ -30,6 +30,9 @@ static const struct opt opts[] = {
     STR("raft-addr", raft_addr,
         "IP:PORT raft address of the meta group; shard s uses PORT+1+s "
         "[127.0.0.1:7500]"),
+    STR("raft-bind", raft_bind,
+        "IP:PORT where the raft listeners bind, when peers dial another "
+        "address (NAT, a proxy): shard s on PORT+1+s [the --raft-addr]"),
     NUM("node-id", OPT_U64, node_id, 1, UINT32_MAX, "N     node id [1]"),
     NUM("shards", OPT_U32, shards, 1, MC_SHARDS_MAX, "N      shard groups of a new cluster [8]"),
     NUM("loops", OPT_U32, loops, 1, MC_LOOPS_MAX, "N       loop threads [2]"),
@@ -330,6 +333,14 @@ static mc_err config_check(struct node_config *cfg, char *err,
         base_errf(err, err_len,
                   "--raft-addr '%s' must be a numeric IPv4 a.b.c.d:port with "
                   "room for %u ports", cfg->raft_addr, cfg->shards + 1);
+        return MC_INVALID_ARGUMENT;
+    }
+    if (cfg->raft_bind[0] != '\0' &&
+        !raft_addr_parse(cfg->raft_bind, cfg->shards, cfg->raft_bind_at.raft_ip,
+                         &cfg->raft_bind_at.raft_port)) {
+        base_errf(err, err_len,
+                  "--raft-bind '%s' must be a numeric IPv4 a.b.c.d:port with "
+                  "room for %u ports", cfg->raft_bind, cfg->shards + 1);
         return MC_INVALID_ARGUMENT;
     }
     if (cfg->heartbeat_ms >= cfg->election_ms) {

@@ -120,10 +120,13 @@ static mc_err group_open(struct node_meta *m, const char *raft_dir,
         }
     }
     ASSERT(self_addr[0] != '\0'); /* config checks that it is a member */
+    char bind[24];
+    meta_member_raft_addr(&cfg->raft_bind_at, META_GROUP, bind, sizeof bind);
     struct cons_group_config gcfg = {
         .node_id = cfg->node_id,
         .dir = raft_dir,
         .addr = self_addr,
+        .bind_addr = cfg->raft_bind[0] != '\0' ? bind : NULL,
         .members = members,
         .n_members = cfg->n_members,
         .election_ms = cfg->election_ms,

@@ -39,6 +39,11 @@ struct node_config {
     char listen[256];
     char raft_addr[64]; /* a.b.c.d:port of the meta group; shard s uses
                            port + 1 + s */
+    /* Where the raft listeners bind when that is not raft_addr (the
+     * address peers dial): "" = raft_addr. Parsed into raft_bind_at
+     * (its raft_ip and raft_port only). */
+    char raft_bind[64];
+    struct meta_member raft_bind_at;
     uint64_t node_id;
     uint32_t shards;   /* the first map's (the map wins afterwards) */
     uint32_t loops;

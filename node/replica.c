@@ -70,10 +70,13 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
         }
     }
     ASSERT(self_addr != NULL); /* only hosted shards are opened */
+    char bind[24];
+    meta_member_raft_addr(&cfg->raft_bind_at, id, bind, sizeof bind);
     struct cons_group_config gcfg = {
         .node_id = cfg->node_id,
         .dir = raft_dir,
         .addr = self_addr,
+        .bind_addr = cfg->raft_bind[0] != '\0' ? bind : NULL,
         .members = members,
         .n_members = r->n_replica_ids,
         .election_ms = cfg->election_ms,

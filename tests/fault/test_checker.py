@@ -347,6 +347,24 @@ class ValidHistories(unittest.TestCase):
         finally:
             checker.wgl = real
 
+    def test_version_violation_is_illegal_without_the_search(self):
+        # What the exact version-order check flags stays illegal when the
+        # search runs out of time (it did on a stale read of a long
+        # history): never "unknown".
+        ev, states = simulate(random.Random(5))
+        self.assertTrue(mutate_stale_read(random.Random(5), ev, states))
+        real = checker.wgl
+
+        def out_of_time(ops, deadline):
+            raise checker.Budget()
+        checker.wgl = out_of_time
+        try:
+            out = checker.check_lines(lines(ev))
+            self.assertEqual(out["illegal_keys"], 1, out["results"])
+            self.assertEqual(out["unknown_keys"], 0)
+        finally:
+            checker.wgl = real
+
     def test_search_deadline_is_enforced(self):
         # A hard history (many concurrent unknown writes) and a deadline
         # already past: the search must stop with Budget or finish, never

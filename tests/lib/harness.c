@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -174,12 +176,16 @@ static unsigned raft_ports_of(const struct mc_node_proc *n)
 /* Wait until node n holds every raft port it was given, or has exited. */
 static void ports_wait_bound(const struct mc_node_proc *n)
 {
+    if (n->netns[0] != '\0') {
+        return; /* its own namespace: no other test can take its ports */
+    }
+    int base = n->raft_bind_port > 0 ? n->raft_bind_port : n->raft_port;
     int64_t deadline = harness_now_ms() + PORTS_BOUND_MS;
     for (unsigned i = 0; i < raft_ports_of(n) && harness_now_ms() < deadline;) {
         if (n->pid == 0 || kill(n->pid, 0) != 0) {
             return;
         }
-        if (port_probe(n->raft_port + (int)i) < 0) {
+        if (port_probe(base + (int)i) < 0) {
             i++; /* taken: by the node, since nobody else picks under lock */
         } else {
             harness_pause_ms(POLL_MS);
@@ -209,13 +215,27 @@ static void track(struct mc_node_proc *n)
 
 /* In the child: die with the test process, then exec argv with its
  * output going to log. Never returns. */
-static void child_exec(pid_t parent, const char *log, char *const *argv)
+static void child_exec(pid_t parent, const char *log, const char *netns,
+                       char *const *argv)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) {
         _exit(127); /* the parent died before prctl took effect */
     }
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0 && netns[0] != '\0') {
+        /* What `ip netns exec NAME` does, minus its /sys remount, which
+         * the node does not need; the pid stays the node's. */
+        char path[HARNESS_PATH_BYTES_MAX];
+        snprintf(path, sizeof path, "/run/netns/%s", netns);
+        int ns = open(path, O_RDONLY | O_CLOEXEC);
+        if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) {
+            dprintf(fd, "harness: enter namespace %s: %s\n", netns,
+                    strerror(errno));
+            _exit(127);
+        }
+        close(ns);
+    }
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || null < 0 || dup2(fd, STDOUT_FILENO) < 0 ||
         dup2(fd, STDERR_FILENO) < 0 || dup2(null, STDIN_FILENO) < 0) {
@@ -229,22 +249,27 @@ static void child_exec(pid_t parent, const char *log, char *const *argv)
 static int node_spawn(struct mc_node_proc *n)
 {
     char listen[HARNESS_URL_BYTES_MAX];
-    char raft[32];
-    snprintf(listen, sizeof listen, "tcp://127.0.0.1:%d", n->port);
-    snprintf(raft, sizeof raft, "127.0.0.1:%d", n->raft_port);
+    char raft[32], bind[32];
+    snprintf(listen, sizeof listen, "tcp://%s:%d", n->host, n->port);
+    snprintf(raft, sizeof raft, "%s:%d", n->host, n->raft_port);
+    snprintf(bind, sizeof bind, "%s:%d", n->host, n->raft_bind_port);
     const char *bin = env_or("MEMCOORD_BIN", "build/memcoord");
     const char *fixed[] = {bin,           "--data",         n->dir,
                            "--listen",    listen,           "--raft-addr",
                            raft,          "--election-ms",  "300",
                            "--heartbeat-ms", "30",          "--log-level",
                            "info"};
-    char *argv[sizeof fixed / sizeof fixed[0] + HARNESS_EXTRA_ARGS_MAX + 1];
+    char *argv[sizeof fixed / sizeof fixed[0] + HARNESS_EXTRA_ARGS_MAX + 3];
     size_t k = 0;
     for (; k < sizeof fixed / sizeof fixed[0]; k++) {
         argv[k] = (char *)fixed[k];
     }
     for (size_t i = 0; n->extra[i] != NULL; i++) {
         argv[k++] = n->extra[i];
+    }
+    if (n->raft_bind_port > 0) {
+        argv[k++] = "--raft-bind";
+        argv[k++] = bind;
     }
     argv[k] = NULL;
     if (access(bin, X_OK) != 0) {
@@ -259,19 +284,36 @@ static int node_spawn(struct mc_node_proc *n)
         return -1;
     }
     if (pid == 0) {
-        child_exec(parent, n->log, argv);
+        child_exec(parent, n->log, n->netns, argv);
     }
     n->pid = pid;
     track(n);
     return 0;
 }
 
-static int extra_copy(struct mc_node_proc *n, va_list ap)
+/* The NULL-terminated variadic arguments into args (room for
+ * HARNESS_EXTRA_ARGS_MAX + 1); -1 when there are too many. */
+static int args_collect(va_list ap, const char **args)
 {
-    n->n_shards = 8;
     size_t k = 0;
     for (const char *a = va_arg(ap, const char *); a != NULL;
          a = va_arg(ap, const char *)) {
+        if (k == HARNESS_EXTRA_ARGS_MAX) {
+            fprintf(stderr, "harness: more than %u extra arguments\n",
+                    HARNESS_EXTRA_ARGS_MAX);
+            return -1;
+        }
+        args[k++] = a;
+    }
+    args[k] = NULL;
+    return 0;
+}
+
+static int extra_copy(struct mc_node_proc *n, const char *const *args)
+{
+    n->n_shards = 8;
+    size_t k = 0;
+    for (const char *a; (a = args[k]) != NULL;) {
         if (k == HARNESS_EXTRA_ARGS_MAX) {
             fprintf(stderr, "harness: more than %u extra arguments\n",
                     HARNESS_EXTRA_ARGS_MAX);
@@ -316,6 +358,22 @@ static int dir_make(struct mc_node_proc *n)
 
 static int ports_pick(struct mc_node_proc *n)
 {
+    if (n->netns[0] != '\0') {
+        /* A namespace of its own: nobody else binds there. */
+        n->port = HARNESS_NET_PORT;
+        n->raft_port = HARNESS_NET_RAFT_PORT;
+        n->raft_bind_port = n->raft_bind_apart ? HARNESS_NET_RAFT_BIND_PORT
+                                               : 0;
+        snprintf(n->url, sizeof n->url, "tcp://%s:%d", n->host, n->port);
+        return 0;
+    }
+    if (n->raft_bind_apart) {
+        n->raft_bind_port = raft_ports_pick(raft_ports_of(n));
+        if (n->raft_bind_port <= 0) {
+            fprintf(stderr, "harness: no free ports\n");
+            return -1;
+        }
+    }
     /* The kernel may hand the same free port to two probes in a row. */
     do {
         n->port = port_probe(0);
@@ -328,17 +386,22 @@ static int ports_pick(struct mc_node_proc *n)
         fprintf(stderr, "harness: no free ports\n");
         return -1;
     }
-    snprintf(n->url, sizeof n->url, "tcp://127.0.0.1:%d", n->port);
+    snprintf(n->url, sizeof n->url, "tcp://%s:%d", n->host, n->port);
     return 0;
 }
 
 int harness_node_start(struct mc_node_proc *n, ...)
 {
     memset(n, 0, sizeof *n);
+    snprintf(n->host, sizeof n->host, "127.0.0.1");
+    const char *args[HARNESS_EXTRA_ARGS_MAX + 1];
     va_list ap;
     va_start(ap, n);
-    int rv = extra_copy(n, ap);
+    int rv = args_collect(ap, args);
     va_end(ap);
+    if (rv == 0) {
+        rv = extra_copy(n, args);
+    }
     if (rv != 0 || dir_make(n) != 0) {
         return -1;
     }
@@ -364,8 +427,8 @@ static int cluster_spawn(struct mc_node_proc *nodes, unsigned count)
             return -1;
         }
         used += (size_t)snprintf(list + used, sizeof list - used,
-                                 "%s%u=%s@127.0.0.1:%d", i ? "," : "", i + 1,
-                                 n->url, n->raft_port);
+                                 "%s%u=%s@%s:%d", i ? "," : "", i + 1,
+                                 n->url, n->host, n->raft_port);
     }
     for (unsigned i = 0; i < count; i++) {
         struct mc_node_proc *n = &nodes[i];
@@ -392,19 +455,30 @@ static int cluster_spawn(struct mc_node_proc *nodes, unsigned count)
     return 0;
 }
 
-int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...)
+static int cluster_start(struct mc_node_proc *nodes, unsigned count,
+                         const struct harness_place *places,
+                         const char *const *args)
 {
     if (count == 0 || count > HARNESS_NODES_MAX) {
         fprintf(stderr, "harness: a cluster of %u nodes\n", count);
         return -1;
     }
     for (unsigned i = 0; i < count; i++) {
-        memset(&nodes[i], 0, sizeof nodes[i]);
-        va_list ap;
-        va_start(ap, count);
-        int rv = extra_copy(&nodes[i], ap);
-        va_end(ap);
-        if (rv != 0 || dir_make(&nodes[i]) != 0) {
+        struct mc_node_proc *n = &nodes[i];
+        memset(n, 0, sizeof *n);
+        const struct harness_place *p = places != NULL ? &places[i] : NULL;
+        if (p != NULL && p->netns != NULL && p->netns[0] != '\0' &&
+            (p->ip == NULL || p->ip[0] == '\0')) {
+            fprintf(stderr, "harness: a node in a namespace needs an ip\n");
+            return -1;
+        }
+        if (p != NULL && p->netns != NULL) {
+            snprintf(n->netns, sizeof n->netns, "%s", p->netns);
+        }
+        snprintf(n->host, sizeof n->host, "%s",
+                 p != NULL && p->ip != NULL ? p->ip : "127.0.0.1");
+        n->raft_bind_apart = p != NULL && p->raft_bind_apart;
+        if (extra_copy(n, args) != 0 || dir_make(n) != 0) {
             return -1;
         }
     }
@@ -415,6 +489,27 @@ int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...)
     }
     ports_unlock(lock);
     return rv;
+}
+
+int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...)
+{
+    const char *args[HARNESS_EXTRA_ARGS_MAX + 1];
+    va_list ap;
+    va_start(ap, count);
+    int rv = args_collect(ap, args);
+    va_end(ap);
+    return rv == 0 ? cluster_start(nodes, count, NULL, args) : -1;
+}
+
+int harness_cluster_start_at(struct mc_node_proc *nodes, unsigned count,
+                             const struct harness_place *places, ...)
+{
+    const char *args[HARNESS_EXTRA_ARGS_MAX + 1];
+    va_list ap;
+    va_start(ap, places);
+    int rv = args_collect(ap, args);
+    va_end(ap);
+    return rv == 0 ? cluster_start(nodes, count, places, args) : -1;
 }
 
 int harness_node_restart(struct mc_node_proc *n)
@@ -613,7 +708,10 @@ static uint64_t get_be(const uint8_t *p, int bytes)
 static int sp_connect(const char *url, int timeout_ms, int *out)
 {
     int port;
-    if (sscanf(url, "tcp://127.0.0.1:%d", &port) != 1) {
+    char ip[16];
+    struct in_addr addr;
+    if (sscanf(url, "tcp://%15[0-9.]:%d", ip, &port) != 2 ||
+        inet_pton(AF_INET, ip, &addr) != 1) {
         return NNG_EADDRINVAL;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -625,7 +723,7 @@ static int sp_connect(const char *url, int timeout_ms, int *out)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+                            .sin_addr = addr};
     uint8_t hello[8] = {0, 'S', 'P', 0, 0, SP_REQ0, 0, 0};
     uint8_t peer[8];
     int rv = 0;

@@ -46,6 +46,31 @@ struct mc_node_proc {
     char log[HARNESS_PATH_BYTES_MAX + 16]; /* dir + "/node.log" */
     char *extra[HARNESS_EXTRA_ARGS_MAX + 1]; /* copies, NULL-terminated */
     bool fresh; /* started, never ready: may move to other ports */
+    char netns[32]; /* "": the test's namespace; else it runs in this one */
+    char host[16];  /* IPv4 of its client URL and raft address */
+    bool raft_bind_apart; /* raft listens on other ports than peers dial */
+    int raft_bind_port;   /* then: --raft-bind host:this; else 0 */
+};
+
+/* Ports of a node in a namespace of its own (harness_cluster_start_at):
+ * fixed, as nothing else binds there. */
+#define HARNESS_NET_PORT 7400
+#define HARNESS_NET_RAFT_PORT 7500
+#define HARNESS_NET_RAFT_BIND_PORT 7600
+
+/* Where harness_cluster_start_at runs a node. */
+struct harness_place {
+    /* NULL or "": the test's namespace, on 127.0.0.1 (or ip) with ports
+     * picked free; else the name of a network namespace (/run/netns/NAME,
+     * as `ip netns add` makes), which the node enters before exec, with
+     * ip required and the HARNESS_NET_* ports. */
+    const char *netns;
+    const char *ip; /* NULL: 127.0.0.1 */
+    /* The node's raft listeners bind other ports (--raft-bind) than the
+     * raft address peers dial (--raft-addr, --initial-cluster): room for
+     * a proxy in between, which forwards raft_port + i to
+     * raft_bind_port + i. */
+    bool raft_bind_apart;
 };
 
 /* Start memcoord --data DIR --listen tcp://127.0.0.1:PORT --raft-addr
@@ -78,6 +103,13 @@ int harness_node_wait_exit(struct mc_node_proc *n, int timeout_ms);
  * arguments (NULL-terminated) go to every node. nodes[] is zeroed first.
  * Returns 0, or -1 with the reason on stderr. */
 int harness_cluster_start(struct mc_node_proc *nodes, unsigned count, ...);
+
+/* harness_cluster_start with each node placed by places[i] (count of
+ * them): in a network namespace of its own, on another address, or with
+ * its raft listeners apart from its raft address. The client URLs in
+ * nodes[i].url are then tcp://IP:PORT of those addresses. */
+int harness_cluster_start_at(struct mc_node_proc *nodes, unsigned count,
+                             const struct harness_place *places, ...);
 
 /* Start the node again with the same folder, ports and arguments. */
 int harness_node_restart(struct mc_node_proc *n);

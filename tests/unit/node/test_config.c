@@ -26,6 +26,18 @@ Test(node_config_parse, defaults_are_the_embedded_single_node)
     cr_assert_eq(cfg.value_max, MC_VALUE_BYTES_MAX);
 }
 
+Test(node_config_parse, raft_bind_is_apart_from_the_raft_address)
+{
+    struct node_config cfg;
+    char err[256];
+    char *argv[] = {"memcoord", "--data", "/tmp/x", "--raft-addr",
+                    "127.0.0.1:7500", "--raft-bind", "127.0.0.2:7600"};
+    cr_assert_eq(parse(&cfg, err, 7, argv), MC_OK, "%s", err);
+    cr_assert_str_eq(cfg.raft_addr, "127.0.0.1:7500");
+    cr_assert_str_eq(cfg.raft_bind_at.raft_ip, "127.0.0.2");
+    cr_assert_eq(cfg.raft_bind_at.raft_port, 7600);
+}
+
 Test(node_config_parse, data_is_required)
 {
     struct node_config cfg;
@@ -45,6 +57,8 @@ Test(node_config_parse, bad_values_are_named)
         {"--election-ms", "-5", "--election-ms"},
         {"--raft-addr", "localhost:7500", "numeric IPv4"},
         {"--raft-addr", "127.0.0.1:65535", "room for"},
+        {"--raft-bind", "localhost:7600", "numeric IPv4"},
+        {"--raft-bind", "10.0.0.1:65530", "room for"},
         {"--log-level", "loud", "--log-level"},
         {"--no-such-option", "1", "unknown option"},
     };
