@@ -79,27 +79,67 @@ static int port_probe(int port)
     return got;
 }
 
-/* Ranges this process handed out: the nodes of one cluster are all picked
- * before any of them binds, so probing alone cannot keep them apart. */
-#define PICKED_MAX 64
-static struct { int lo, hi; } picked[PICKED_MAX];
-static unsigned n_picked;
+/* Ranges handed out, by every test process, in a registry file of
+ * "PID LO HI" lines read and written under the ports lock. Probing alone
+ * cannot keep nodes apart: the nodes of one cluster are all picked before
+ * any of them binds, and a node killed for a restart leaves its ports
+ * free until it comes back. A range is held while its process lives. */
+#define PORTS_REGISTRY_PATH "/tmp/memcoord-harness-ports.reg"
+#define PORTS_REGISTRY_MAX 4096
+
+struct port_range {
+    long pid;
+    int lo, hi;
+};
+
+/* The live ranges of the registry into r[0..max); returns how many. */
+static unsigned registry_read(struct port_range *r, unsigned max)
+{
+    FILE *f = fopen(PORTS_REGISTRY_PATH, "r");
+    unsigned n = 0;
+    if (f == NULL) {
+        return 0;
+    }
+    struct port_range e;
+    while (n < max && fscanf(f, "%ld %d %d", &e.pid, &e.lo, &e.hi) == 3) {
+        if (kill((pid_t)e.pid, 0) == 0 || errno == EPERM) {
+            r[n++] = e;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static struct port_range reg[PORTS_REGISTRY_MAX];
 
 static bool picked_overlaps(int lo, int hi)
 {
-    for (unsigned i = 0; i < n_picked && i < PICKED_MAX; i++) {
-        if (lo < picked[i].hi && picked[i].lo < hi) {
+    unsigned n = registry_read(reg, PORTS_REGISTRY_MAX);
+    for (unsigned i = 0; i < n; i++) {
+        if (lo < reg[i].hi && reg[i].lo < hi) {
             return true;
         }
     }
     return false;
 }
 
+/* Add [lo, hi) for this process, dropping the ranges of dead ones. */
 static void picked_add(int lo, int hi)
 {
-    picked[n_picked % PICKED_MAX].lo = lo;
-    picked[n_picked % PICKED_MAX].hi = hi;
-    n_picked++;
+    unsigned n = registry_read(reg, PORTS_REGISTRY_MAX - 1);
+    reg[n++] = (struct port_range){(long)getpid(), lo, hi};
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%s.%ld", PORTS_REGISTRY_PATH, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        fprintf(f, "%ld %d %d\n", reg[i].pid, reg[i].lo, reg[i].hi);
+    }
+    if (fclose(f) != 0 || rename(tmp, PORTS_REGISTRY_PATH) != 0) {
+        unlink(tmp);
+    }
 }
 
 static int raft_ports_pick(unsigned count)

@@ -1,8 +1,8 @@
 """Start and stop real memcoord nodes on loopback for the Python tests and
 examples, the way tests/lib/harness.c does for the C ones: each node with
 its own ports and data folder, stopped by PID. Ports are picked under the
-same lock file as the C harness, so suites running at once never share
-a port."""
+same lock file and registry as the C harness, so suites running at once
+never share a port."""
 
 import fcntl
 import os
@@ -17,6 +17,8 @@ import time
 import memcoord
 
 PORTS_LOCK_PATH = "/tmp/memcoord-harness-ports.lock"
+# "PID LO HI" lines: ranges held by live test processes (tests/lib/harness.c)
+PORTS_REGISTRY_PATH = "/tmp/memcoord-harness-ports.reg"
 RAFT_PORT_LO, RAFT_PORT_HI = 20000, 32000
 SHARDS = 8
 READY_S = 20.0
@@ -31,10 +33,54 @@ def _free(port):
             return None
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+
+
+def _registry():
+    try:
+        with open(PORTS_REGISTRY_PATH) as f:
+            rows = [tuple(map(int, line.split())) for line in f
+                    if len(line.split()) == 3]
+    except OSError:
+        return []
+    return [r for r in rows if _alive(r[0])]
+
+
+def _reserve(lo, hi):
+    """Hold [lo, hi) for this process in the registry (under the lock)."""
+    rows = _registry() + [(os.getpid(), lo, hi)]
+    tmp = "%s.%d" % (PORTS_REGISTRY_PATH, os.getpid())
+    with open(tmp, "w") as f:
+        f.writelines("%d %d %d\n" % r for r in rows)
+    os.rename(tmp, PORTS_REGISTRY_PATH)
+
+
+def _taken(lo, hi):
+    return any(lo < h and l < hi for _, l, h in _registry())
+
+
+def _client_port():
+    for _ in range(200):
+        port = _free(0)
+        if port and not _taken(port, port + 1):
+            _reserve(port, port + 1)
+            return port
+    raise RuntimeError("no free client port")
+
+
 def _raft_base(count):
     for _ in range(200):
         base = random.randrange(RAFT_PORT_LO, RAFT_PORT_HI - count)
-        if all(_free(base + i) for i in range(count)):
+        if not _taken(base, base + count) and \
+                all(_free(base + i) for i in range(count)):
+            _reserve(base, base + count)
             return base
     raise RuntimeError("no free raft ports")
 
@@ -56,7 +102,7 @@ class Cluster:
         try:
             self.urls, members = {}, []
             for i in range(1, n + 1):
-                port = _free(0)
+                port = _client_port()
                 raft = _raft_base(SHARDS + 1)
                 self.urls[i] = "tcp://127.0.0.1:%d" % port
                 members.append("%d=%s@127.0.0.1:%d" % (i, self.urls[i], raft))
