@@ -16,9 +16,7 @@ The fault workloads (tests/fault/history.h) write one JSON object per line:
   id       unique per operation; the completion repeats it
   proc     the client "process"; after an info a client takes a new one
   t        CLOCK_MONOTONIC nanoseconds
-  w        workload: register | append (watch is reserved for the watch
-           checker, which this file does not implement yet: such lines are
-           counted and skipped)
+  w        workload: register | append | watch (below)
   key      the record's key (namespace included when it matters)
   f        register: get | put | cas | del;  append: read | append
   value    put/cas/append: the value written (unique per write); get/read
@@ -38,6 +36,31 @@ the whole list, so both workloads check against the same model, and append
 keys get list checks on top (every list read is a prefix of the final one,
 no element twice, every acknowledged element present).
 
+The watch workload's lines (tests/fault/history.h) have "w": "watch", the
+watcher's proc and t, and no id:
+
+  {"ev": "open", "w": "watch", "proc": 9, "t": 1200000, "key": "reg/",
+   "resumed": false}
+  {"ev": "event", "w": "watch", "proc": 9, "t": 1240000, "key": "reg/s0/..",
+   "type": "put", "version": 3, "value": "r1.7", "revision": 812,
+   "shard": 0, "seq": 0}
+
+  ev       open (key: the prefix watched; resumed: from a resume token; the
+           first open is the watch's start) | event (type put | promote |
+           delete | expire; value null for delete and expire) | close (why:
+           periodic or the error; reopened from the token next) | compacted
+           (mod_rev) | error (err)
+The watch check (check_watch), per watcher and per key, over the events in
+the order received: put versions strictly increasing by one (a gap is a
+missing event; going back is out-of-order; the same put twice, or an
+event at a (shard, revision, seq) already delivered, is repeated); a value
+no client wrote to that key, or whose write failed or answered CONFLICT,
+or at another version than acknowledged, is illegal; a delete or expire
+removes the version of the last put; every acknowledged write of a key
+under the prefix invoked after the watch's start has its event (else
+missing); a compacted line is itself a violation (events were lost, so
+the check would be vacuous). Any violation fails the run.
+
 Each key is checked alone (linearizability is local):
   1. a fast version-order check (exact for keys without deletes): unique
      versions of acknowledged writes, reads that never go back, no
@@ -50,7 +73,8 @@ A key is "ok", "illegal" or "unknown" (the search ran out of time); only
 "ok" passes.
 
 Usage: checker.py [--json] [--budget-s N] HISTORY.jsonl ...
-Exit status: 0 when every key is ok, 1 otherwise, 2 on a malformed history.
+Exit status: 0 when every key is ok and the watch check found nothing, 1
+otherwise, 2 on a malformed history.
 """
 
 import argparse
@@ -146,10 +170,10 @@ def _short(v, n=40):
 
 
 def load(lines):
-    """Pair invokes with completions. Returns (ops, skipped_watch_lines)."""
+    """Pair invokes with completions. Returns (ops, watch_lines)."""
     open_ops = {}
     ops = []
-    skipped = 0
+    watch = []
     for n, line in enumerate(lines, 1):
         line = line.strip()
         if not line:
@@ -159,7 +183,7 @@ def load(lines):
         except ValueError as ex:
             raise HistoryError("line %d: not JSON: %s" % (n, ex))
         if e.get("w") == "watch":
-            skipped += 1
+            watch.append(e)
             continue
         ev = e.get("ev")
         if ev == "invoke":
@@ -183,7 +207,7 @@ def load(lines):
         else:
             raise HistoryError("line %d: unknown ev %r" % (n, ev))
     # Operations still open at the end are unknown (the client died).
-    return ops, skipped
+    return ops, watch
 
 
 # ---- the model ----
@@ -444,6 +468,157 @@ def append_checks(ops):
     return bad
 
 
+# ---- the watch check ----
+
+WATCH_EVS = ("open", "event", "close", "compacted", "error")
+WATCH_TYPES = ("put", "promote", "delete", "expire")
+WATCH_KINDS = ("missing", "repeated", "out_of_order", "illegal", "compacted")
+
+
+class _WatchKey:
+    __slots__ = ("ver", "val", "seen", "values")
+
+    def __init__(self):
+        self.ver = 0        # the version of the last put (0: absent)
+        self.val = None
+        self.seen = set()   # (version, value) of every put event
+        self.values = set()
+
+
+def _watch_stream(proc, lines, writes, by_value, res):
+    """Check the events of one watcher (proc), in the order it received
+    them, against the clients' writes. Adds to res."""
+    def bad(kind, msg):
+        res[kind] += 1
+        res["violations"].append("%s: %s" % (kind.replace("_", "-"), msg))
+
+    opens = [e for e in lines if e["ev"] == "open"]
+    if not opens or lines[0]["ev"] != "open":
+        raise HistoryError("watch proc %s: a watch line before its open"
+                           % proc)
+    start = opens[0]["t"]
+    prefix = opens[0].get("key") or ""
+    res["reopens"] += sum(1 for e in opens if e.get("resumed"))
+    keys = defaultdict(_WatchKey)
+    # Keys written before the start: their first event may be any version.
+    before = {key for key, ws in writes.items()
+              if any(o.call <= start for o in ws)}
+    shard_pos = {}
+    shard_seen = defaultdict(set)
+    for e in lines:
+        if e["ev"] == "compacted":
+            bad("compacted", "the watch was answered COMPACTED at t=%.3f "
+                "(events lost to it: the check is vacuous)" % (e["t"] / 1e9))
+            continue
+        if e["ev"] != "event":
+            continue
+        res["events"] += 1
+        key, typ, ver = e["key"], e["type"], e["version"]
+        val = e.get("value")
+        what = "%s %s version %s value %s (shard %s revision %s seq %s)" % (
+            key, typ, ver, _short(val), e["shard"], e["revision"], e["seq"])
+        if not key.startswith(prefix):
+            bad("illegal", "an event outside the prefix %r: %s"
+                % (prefix, what))
+            continue
+        pos = (e["revision"], e["seq"])
+        if pos in shard_seen[e["shard"]]:
+            bad("repeated", "an event delivered twice: %s" % what)
+            continue
+        shard_seen[e["shard"]].add(pos)
+        if e["shard"] in shard_pos and pos < shard_pos[e["shard"]]:
+            bad("out_of_order", "an event before one of its shard's "
+                "earlier revision %s seq %s: %s"
+                % (shard_pos[e["shard"]] + (what,)))
+            continue
+        shard_pos[e["shard"]] = pos
+        k = keys[key]
+        if typ in ("delete", "expire"):
+            if ver != k.ver or k.ver == 0:
+                bad("illegal", "%s removed version %s but the last put the "
+                    "watch saw was version %s: %s" % (typ, ver, k.ver, what))
+            k.ver, k.val = 0, None
+            continue
+        if (ver, val) in k.seen:
+            bad("repeated", "the same put twice: %s" % what)
+            continue
+        if ver <= k.ver:
+            bad("out_of_order", "version %s after version %s: %s"
+                % (ver, k.ver, what))
+            continue
+        if typ == "promote":
+            if val != k.val:
+                bad("illegal", "a promote changed the value from %s: %s"
+                    % (_short(k.val), what))
+        else:
+            w = by_value.get(val)
+            if w is None or w.key != key:
+                bad("illegal", "a value no client wrote to this key: %s"
+                    % what)
+            elif w.status == "fail":
+                bad("illegal", "the value of a write that failed (%s): %s"
+                    % (w.err, what))
+            elif w.status == "ok" and not w.wrote():
+                bad("illegal", "the value of a write that answered %s: %s"
+                    % (w.err, what))
+            elif w.wrote() and w.version != ver:
+                bad("illegal", "acknowledged as version %s: %s"
+                    % (w.version, what))
+        # Versions of a key grow by one per put: a gap is a write whose
+        # event never came (unless the key was written before the start).
+        if ver != k.ver + 1 and (k.ver > 0 or key not in before):
+            bad("missing", "versions %s..%s never came before: %s"
+                % (k.ver + 1, ver - 1, what))
+        k.ver, k.val = ver, val
+        k.seen.add((ver, val))
+        k.values.add(val)
+    checked = set(keys)
+    for key, ws in writes.items():
+        if not key.startswith(prefix):
+            continue
+        for w in ws:
+            if w.wrote() and w.value is not None and w.call > start:
+                checked.add(key)
+                if w.value not in keys[key].values:
+                    bad("missing", "no event of an acknowledged write: %s %s"
+                        % (key, w.describe()))
+    res["keys"] += len(checked)
+
+
+def check_watch(ops, wlines):
+    """The watch check: per key, its events in the order received, put
+    versions strictly increasing by one, none repeated, none invented (a
+    value no client wrote, or one whose write failed), deletes removing
+    the last put's version, and every acknowledged write invoked after the
+    watch started present. Returns counts and violations."""
+    res = {"lines": len(wlines), "events": 0, "keys": 0, "reopens": 0,
+           "violations": []}
+    for kind in WATCH_KINDS:
+        res[kind] = 0
+    writes = defaultdict(list)
+    by_value = {}
+    for op in ops:
+        if op.is_write():
+            writes[op.key].append(op)
+            if op.value is not None:
+                by_value.setdefault(op.value, op)
+    streams = defaultdict(list)
+    for e in wlines:
+        if e.get("ev") not in WATCH_EVS or "t" not in e:
+            raise HistoryError("watch line without a known ev or t: %r" % e)
+        if e["ev"] == "event":
+            for f in ("key", "type", "version", "revision", "shard", "seq"):
+                if f not in e:
+                    raise HistoryError("watch event without %s: %r" % (f, e))
+            if e["type"] not in WATCH_TYPES:
+                raise HistoryError("watch event of type %r" % e["type"])
+        streams[e.get("proc", 0)].append(e)
+    for proc, lines in sorted(streams.items()):
+        _watch_stream(proc, lines, writes, by_value, res)
+    res["total"] = sum(res[k] for k in WATCH_KINDS)
+    return res
+
+
 # ---- driver ----
 
 def check_key(key, ops, budget_s):
@@ -507,9 +682,9 @@ def check_ops(ops, budget_s=60.0):
 
 
 def check_lines(lines, budget_s=60.0):
-    ops, skipped = load(lines)
+    ops, watch = load(lines)
     out = check_ops(ops, budget_s)
-    out["skipped_watch_lines"] = skipped
+    out["watch"] = check_watch(ops, watch)
     return out
 
 
@@ -541,12 +716,22 @@ def main(argv):
                     print("  - %s" % v)
                 for p in r.get("prefix", []):
                     print("    after: %s" % p)
+    wt = out["watch"]
+    for v in wt["violations"][:20]:
+        print("watch: %s" % v)
+    if len(wt["violations"]) > 20:
+        print("watch: ... and %d more" % (len(wt["violations"]) - 20))
     print("checker: ops=%d ok=%d fail=%d info=%d keys=%d linearizable=%d "
-          "illegal=%d unknown=%d"
+          "illegal=%d unknown=%d watch-events=%d watch-keys=%d "
+          "watch-missing=%d watch-repeated=%d watch-out-of-order=%d "
+          "watch-illegal=%d watch-compacted=%d watch-violations=%d"
           % (out["ops"], out["ok"], out["fail"], out["info"], out["keys"],
              out["linearizable_keys"], out["illegal_keys"],
-             out["unknown_keys"]))
-    return 0 if out["linearizable_keys"] == out["keys"] else 1
+             out["unknown_keys"], wt["events"], wt["keys"], wt["missing"],
+             wt["repeated"], wt["out_of_order"], wt["illegal"],
+             wt["compacted"], wt["total"]))
+    return 0 if (out["linearizable_keys"] == out["keys"] and
+                 wt["total"] == 0) else 1
 
 
 if __name__ == "__main__":

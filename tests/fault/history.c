@@ -280,6 +280,70 @@ enum history_outcome history_complete(struct history *h, uint64_t id,
     return o;
 }
 
+/* ---- the watch workload's lines ---- */
+
+static void watch_head(struct line *l, const char *ev, uint64_t proc)
+{
+    line_add(l, "{\"ev\": \"%s\", \"w\": \"watch\", \"proc\": %" PRIu64
+                ", \"t\": %" PRId64,
+             ev, proc, history_now_ns());
+}
+
+static void watch_put(struct history *h, struct line *l)
+{
+    line_add(l, "}");
+    history_put(h, l);
+}
+
+void history_watch_open(struct history *h, uint64_t proc, const char *prefix,
+                        bool resumed)
+{
+    char buf[1024];
+    struct line l = {.p = buf, .cap = sizeof buf};
+    pthread_mutex_lock(&h->mu);
+    watch_head(&l, "open", proc);
+    line_str(&l, "key", prefix);
+    line_add(&l, ", \"resumed\": %s", resumed ? "true" : "false");
+    watch_put(h, &l);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void history_watch_event(struct history *h, uint64_t proc, const mc_event *e)
+{
+    char buf[LINE_BYTES_MAX];
+    struct line l = {.p = buf, .cap = sizeof buf};
+    bool valued = e->type == MC_EVENT_PUT || e->type == MC_EVENT_PROMOTE;
+    pthread_mutex_lock(&h->mu);
+    watch_head(&l, "event", proc);
+    line_str(&l, "key", e->record.key);
+    line_str(&l, "type", mc_event_type_name(e->type));
+    line_add(&l, ", \"version\": %" PRIu64, e->record.version);
+    line_str(&l, "value",
+             valued && e->record.value != NULL ? (const char *)e->record.value
+                                               : NULL);
+    line_add(&l, ", \"revision\": %" PRIu64 ", \"shard\": %" PRIu32
+                 ", \"seq\": %" PRIu32,
+             e->revision, e->shard, e->seq);
+    watch_put(h, &l);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void history_watch_note(struct history *h, uint64_t proc, const char *ev,
+                        const char *why, mc_err rv, uint64_t mod_rev)
+{
+    char buf[1024];
+    struct line l = {.p = buf, .cap = sizeof buf};
+    pthread_mutex_lock(&h->mu);
+    watch_head(&l, ev, proc);
+    if (why != NULL) {
+        line_str(&l, "why", why);
+    }
+    line_add(&l, ", \"err\": \"%s\", \"mod_rev\": %" PRIu64,
+             mc_errname(rv), mod_rev);
+    watch_put(h, &l);
+    pthread_mutex_unlock(&h->mu);
+}
+
 void history_counts_get(struct history *h, struct history_counts *out)
 {
     pthread_mutex_lock(&h->mu);

@@ -85,6 +85,22 @@ enum history_outcome history_complete(struct history *h, uint64_t id,
 enum history_outcome history_outcome_of(bool is_write, mc_err rv,
                                         bool *unexpected);
 
+/* The watch workload's lines ("w": "watch"; checker.py's docstring):
+ *   open      a watch of prefix was opened (resumed: from a token); the
+ *             first open of a proc is the watch's start;
+ *   event     one event mc_watch_next returned: key, type, version, value
+ *             (null for delete and expire), revision, shard, seq;
+ *   close     the watch was closed to be reopened from its token (why);
+ *   compacted mc_watch_next answered COMPACTED (mod_rev: res.mod_rev);
+ *   error     mc_watch_next or mc_watch_open answered err (not
+ *             UNAVAILABLE). */
+void history_watch_open(struct history *h, uint64_t proc, const char *prefix,
+                        bool resumed);
+void history_watch_event(struct history *h, uint64_t proc,
+                         const mc_event *e);
+void history_watch_note(struct history *h, uint64_t proc, const char *ev,
+                        const char *why, mc_err rv, uint64_t mod_rev);
+
 /* Counters since history_open. */
 struct history_counts {
     uint64_t ops;

@@ -219,6 +219,117 @@ def mutate_lost_element(rng, events, states):
     return True
 
 
+# ---- the watch: a valid event stream of simulated keys, and mutations ----
+
+WATCH_PROC = 5000
+
+
+def watch_stream(rng, per_key_states, start=0, reopen_every=7):
+    """The events a watch opened at start would receive: every state a key
+    went through, in order per key, keys interleaved at random, one shard
+    per key, with a close and a resumed open every few events."""
+    cursors = {k: 1 for k in per_key_states}
+    rev = {k: 100 * i for i, k in enumerate(sorted(per_key_states))}
+    t = max(start, 0) + 10**6
+    out = [{"ev": "open", "w": "watch", "proc": WATCH_PROC, "t": start,
+            "key": "", "resumed": False}]
+    n = 0
+    while True:
+        live = [k for k in per_key_states
+                if cursors[k] < len(per_key_states[k])]
+        if not live:
+            break
+        k = rng.choice(live)
+        val, ver = per_key_states[k][cursors[k]]
+        cursors[k] += 1
+        rev[k] += rng.randint(1, 3)
+        t += 1
+        out.append({"ev": "event", "w": "watch", "proc": WATCH_PROC, "t": t,
+                    "key": k, "type": "put", "version": ver, "value": val,
+                    "revision": rev[k], "shard": sorted(per_key_states)
+                    .index(k), "seq": 0})
+        n += 1
+        if n % reopen_every == 0:
+            out.append({"ev": "close", "w": "watch", "proc": WATCH_PROC,
+                        "t": t, "why": "periodic", "err": "OK",
+                        "mod_rev": 0})
+            out.append({"ev": "open", "w": "watch", "proc": WATCH_PROC,
+                        "t": t, "key": "", "resumed": True})
+    return out
+
+
+def watched(seed, n_keys=3):
+    """A valid history of n_keys keys with the watch's lines at the end."""
+    rng = random.Random(seed)
+    ev, states = [], {}
+    for k in range(n_keys):
+        key = "k%d" % k
+        e, st = simulate(rng, key=key, t0=k)
+        for x in e:
+            x["id"] += k * 10**7
+        ev += e
+        states[key] = st
+    ev.sort(key=lambda e: (e["t"], e["ev"] != "invoke"))
+    return ev, watch_stream(rng, states, start=-1)
+
+
+def acked_values(ev):
+    return {c["value"] if "value" in c else i["value"]
+            for i, c in ok_writes(ev)}
+
+
+def watch_events(wl):
+    return [i for i, e in enumerate(wl) if e["ev"] == "event"]
+
+
+def wmut_drop_acked(rng, ev, wl):
+    """An acknowledged write's event never comes."""
+    acked = acked_values(ev)
+    idx = [i for i in watch_events(wl) if wl[i]["value"] in acked]
+    if not idx:
+        return False
+    del wl[rng.choice(idx)]
+    return True
+
+
+def wmut_duplicate(rng, ev, wl):
+    """An event comes twice (a resume that went back one event)."""
+    i = rng.choice(watch_events(wl))
+    wl.insert(i + 1, dict(wl[i]))
+    return True
+
+
+def wmut_swap(rng, ev, wl):
+    """Two events of one key come in the wrong order."""
+    idx = watch_events(wl)
+    pairs = []
+    for a in range(len(idx)):
+        for b in range(a + 1, len(idx)):
+            if wl[idx[b]]["key"] == wl[idx[a]]["key"]:
+                pairs.append((idx[a], idx[b]))
+                break
+    if not pairs:
+        return False
+    a, b = rng.choice(pairs)
+    wl[a], wl[b] = wl[b], wl[a]
+    return True
+
+
+def wmut_invent(rng, ev, wl):
+    """An event carries a value no client wrote."""
+    i = rng.choice(watch_events(wl))
+    wl[i]["value"] = "invented:%d" % rng.randint(0, 10**6)
+    return True
+
+
+WATCH_MUTATIONS = {
+    "dropped event of an acknowledged write": (wmut_drop_acked, "missing"),
+    "duplicated event": (wmut_duplicate, "repeated"),
+    "swapped events of one key": (wmut_swap, "out_of_order"),
+    "invented value": (wmut_invent, "illegal"),
+}
+
+
 MUTATIONS = {
     "stale read": mutate_stale_read,
     "lost acknowledged write": mutate_lost_write,
@@ -384,13 +495,118 @@ class ValidHistories(unittest.TestCase):
         with self.assertRaises(checker.HistoryError):
             checker.check_lines(["{not json"])
 
-    def test_watch_lines_are_skipped_and_counted(self):
+    def test_history_without_watch_lines_has_no_watch_verdict(self):
         ev, _ = simulate(random.Random(1))
-        extra = [json.dumps({"ev": "event", "w": "watch", "key": "k",
-                             "rev": 3})]
-        out = checker.check_lines(lines(ev) + extra)
-        self.assertEqual(out["skipped_watch_lines"], 1)
-        self.assertEqual(out["linearizable_keys"], 1)
+        out = checker.check_lines(lines(ev))
+        self.assertEqual(out["watch"]["lines"], 0)
+        self.assertEqual(out["watch"]["total"], 0)
+
+
+class Watch(unittest.TestCase):
+    def check(self, ev, wl):
+        return checker.check_lines(lines(ev) + lines(wl), budget_s=30)
+
+    def test_valid_watch_histories_pass(self):
+        for seed in SEEDS:
+            ev, wl = watched(seed)
+            out = self.check(ev, wl)
+            w = out["watch"]
+            self.assertEqual(w["total"], 0, "seed %d: %s"
+                             % (seed, w["violations"]))
+            self.assertEqual(w["keys"], 3)
+            self.assertGreater(w["events"], 0)
+            self.assertGreater(w["reopens"], 0)
+            self.assertEqual(out["linearizable_keys"], 3)
+
+    def test_mutations_are_flagged(self):
+        for name, (fn, kind) in WATCH_MUTATIONS.items():
+            applied = 0
+            for seed in SEEDS:
+                rng = random.Random(seed)
+                ev, wl = watched(seed)
+                if not fn(rng, ev, wl):
+                    continue
+                applied += 1
+                w = self.check(ev, wl)["watch"]
+                self.assertGreater(w[kind], 0, "%s, seed %d: no %s: %s"
+                                   % (name, seed, kind, w))
+                self.assertGreater(w["total"], 0)
+            self.assertGreaterEqual(applied, len(SEEDS) // 2,
+                                    "%s applied to only %d seeds"
+                                    % (name, applied))
+
+    def test_exit_status_fails_on_a_watch_violation(self):
+        import tempfile
+        ev, wl = watched(2)
+        for mutate, status in ((False, 0), (True, 1)):
+            if mutate:
+                wmut_duplicate(random.Random(2), ev, wl)
+            with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
+                f.write("\n".join(lines(ev) + lines(wl)))
+                f.flush()
+                self.assertEqual(checker.main([f.name]), status)
+
+    def test_no_events_at_all_is_missing(self):
+        # A watch that received nothing while writes were acknowledged is
+        # not a pass: the check must not be vacuous.
+        ev, wl = watched(3)
+        wl = [e for e in wl if e["ev"] != "event"]
+        w = self.check(ev, wl)["watch"]
+        self.assertGreater(w["missing"], 0)
+
+    def test_writes_before_the_start_are_not_required(self):
+        ev, wl = watched(4)
+        last = max(e["t"] for e in ev)
+        wl = [dict(wl[0], t=last + 1)]  # opened after every write
+        w = self.check(ev, wl)["watch"]
+        self.assertEqual(w["total"], 0, w["violations"])
+
+    def test_compacted_fails(self):
+        ev, wl = watched(5)
+        wl.append({"ev": "compacted", "w": "watch", "proc": WATCH_PROC,
+                   "t": wl[-1]["t"] + 1, "err": "COMPACTED", "mod_rev": 9})
+        w = self.check(ev, wl)["watch"]
+        self.assertEqual(w["compacted"], 1)
+
+    def test_failed_write_seen_by_the_watch_is_illegal(self):
+        ev = [{"ev": "invoke", "id": 1, "t": 1, "key": "k", "f": "put",
+               "value": "a"},
+              {"ev": "fail", "id": 1, "t": 2, "key": "k", "f": "put",
+               "err": "UNAVAILABLE"}]
+        wl = watch_stream(random.Random(0), {"k": [(None, 0), ("a", 1)]})
+        w = self.check(ev, wl)["watch"]
+        self.assertEqual(w["illegal"], 1, w["violations"])
+
+    def test_unknown_write_seen_by_the_watch_is_legal(self):
+        ev = [{"ev": "invoke", "id": 1, "t": 1, "key": "k", "f": "put",
+               "value": "a"},
+              {"ev": "info", "id": 1, "t": 2, "key": "k", "f": "put",
+               "err": "TIMEOUT"}]
+        wl = watch_stream(random.Random(0), {"k": [(None, 0), ("a", 1)]})
+        w = self.check(ev, wl)["watch"]
+        self.assertEqual(w["total"], 0, w["violations"])
+
+    def test_deletes(self):
+        ev = []
+        for i, (f, val, ver) in enumerate((("put", "a", 1), ("del", None, 0),
+                                           ("put", "b", 1))):
+            inv = {"ev": "invoke", "id": i, "t": 2 * i + 1, "key": "k",
+                   "f": f}
+            if val is not None:
+                inv["value"] = val
+            ev += [inv, {"ev": "ok", "id": i, "t": 2 * i + 2, "key": "k",
+                         "f": f, "err": "OK", "version": ver}]
+        wl = watch_stream(random.Random(0), {"k": [(None, 0), ("a", 1)]})
+        last = wl[-1]
+        wl.append(dict(last, t=last["t"] + 1, type="delete", value=None,
+                       revision=last["revision"] + 1))
+        wl.append(dict(last, t=last["t"] + 2, value="b",
+                       revision=last["revision"] + 2))
+        w = self.check(ev, wl)["watch"]
+        self.assertEqual(w["total"], 0, w["violations"])
+        wl[-2]["version"] = 2  # removes a version no put made
+        w = self.check(ev, wl)["watch"]
+        self.assertEqual(w["illegal"], 1, w["violations"])
 
 
 class Mutations(unittest.TestCase):

@@ -15,6 +15,10 @@
  *   - after every heal, replicas agree within NEMESIS_CONVERGE_MS;
  *   - after every leader kill, writes are accepted again within
  *     NEMESIS_FAILOVER_MS_MAX;
+ *   - the watch (workload.h) received events, was never answered
+ *     COMPACTED, saw every acknowledged register write by the end, and
+ *     checker.py's watch check finds no event missing, repeated, out of
+ *     order or invented;
  *   - no node exits unasked, every node exits 0 on SIGTERM at the end, and
  *     no node log holds an assertion or a sanitizer report.
  * It prints one summary line, "fault: ...".
@@ -50,6 +54,8 @@
 #define OPS_MIN 6000
 /* Load between faults, and before the first. */
 #define CALM_MS 1500
+/* The watch is reopened from its resume token this often. */
+#define WATCH_REOPEN_MS 5000
 #define WARMUP_MS 2000
 #define VERIFY_MS 60000
 /* The checker's search budget per key, and its whole run. */
@@ -235,6 +241,8 @@ static void run(const struct plan *p)
         .append_slots_per_shard = 1,
         .ops_per_key = 200,
         .timeout_ms = 2000,
+        .watch = true,
+        .watch_reopen_ms = WATCH_REOPEN_MS,
     };
     struct workload *w = workload_start(&wc, h);
     cr_assert_not_null(w);
@@ -310,13 +318,18 @@ static void run(const struct plan *p)
             " acked-writes=%" PRIu64 " lost=%" PRIu64 " unread=%" PRIu64
             " %s checker-exit=%d failover-max=%lldms/%u "
             "converged=%u/%u (max %lldms) crashes=%u bad-exits=%u "
-            "log-reports=%u unexpected=%" PRIu64 " harness-errors=%u\n",
+            "log-reports=%u unexpected=%" PRIu64 " harness-errors=%u "
+            "watch-received=%" PRIu64 " watch-reopens=%" PRIu64
+            " watch-compacted=%" PRIu64 " watch-errors=%" PRIu64
+            " watch-behind=%" PRIu64 "\n",
             p->name, mode, (long long)(harness_now_ms() - t0) / 1000, m.faults,
             kinds, hc.ops, hc.ok, hc.fail, hc.info, wcount.acked_writes, lost,
             unread, cv != NULL ? cv : "keys=? (no checker verdict)", check,
             (long long)m.failover_ms_max, m.failovers, m.heals - m.diverged,
             m.heals, (long long)m.converge_ms_max, m.crashes, bad_exits,
-            reports, hc.unexpected, m.errors);
+            reports, hc.unexpected, m.errors, wcount.watch_events,
+            wcount.watch_reopens, wcount.watch_compacted,
+            wcount.watch_errors, wcount.watch_behind);
 
     cr_expect_geq(m.faults, p->faults_min, "only %u faults", m.faults);
     cr_expect_geq(hc.ops, p->ops_min, "only %" PRIu64 " operations", hc.ops);
@@ -334,12 +347,21 @@ static void run(const struct plan *p)
     cr_expect_eq(reports, 0, "assertions or sanitizer reports in node logs");
     cr_expect_eq(hc.unexpected, 0, "answers no call should give");
     cr_expect_eq(m.errors, 0, "steps of the run failed");
+    cr_expect_gt(wcount.watch_events, 0, "the watch received no event");
+    cr_expect_eq(wcount.watch_compacted, 0,
+                 "the watch was answered COMPACTED: the watch check would "
+                 "be vacuous");
+    cr_expect_eq(wcount.watch_behind, 0,
+                 "the watch never saw %" PRIu64 " keys' last acknowledged "
+                 "writes", wcount.watch_behind);
     bool passed = m.faults >= p->faults_min && hc.ops >= p->ops_min &&
                   lost == 0 && unread == 0 && check == 0 && m.diverged == 0 &&
                   converge >= 0 &&
                   m.failover_ms_max <= NEMESIS_FAILOVER_MS_MAX &&
                   m.crashes == 0 && bad_exits == 0 && reports == 0 &&
-                  hc.unexpected == 0 && m.errors == 0;
+                  hc.unexpected == 0 && m.errors == 0 &&
+                  wcount.watch_events > 0 && wcount.watch_compacted == 0 &&
+                  wcount.watch_behind == 0;
     if (passed && getenv("MEMCOORD_TEST_KEEP") == NULL) {
         unlink(path); /* a failed run keeps its history as evidence */
     }

@@ -1,6 +1,7 @@
 /* workload: register and append clients of a fault run. See workload.h. */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,11 +13,16 @@
 #define KEY_BYTES 96u
 #define VALUE_BYTES 48u
 #define VERIFY_PAUSE_MS 100
+/* One mc_watch_next wait, and the pause between failed opens. */
+#define WATCH_NEXT_MS 500
+#define WATCH_OPEN_PAUSE_MS 100
+#define WATCH_OPEN_FIRST_MS 20000
 
 /* One key: a generation of a slot. */
 struct key_gen {
     char key[KEY_BYTES];
     uint64_t acked_version;           /* highest an OK write made */
+    uint64_t watch_version;           /* highest put the watch saw */
     char acked_value[VALUE_BYTES];    /* register: the value of it */
     char *elems; /* append: acknowledged elements, each followed by ',' */
     size_t elems_len, elems_cap;
@@ -61,6 +67,16 @@ struct workload {
     struct wthread threads[WORKLOAD_THREADS_MAX];
     unsigned n_threads;
     uint64_t ops, acked; /* under mu */
+    /* The watch: its thread, client and counters (counters under mu). */
+    struct {
+        pthread_t thread;
+        bool started;
+        bool drain;   /* under mu: the writers stopped, catch up and stop */
+        mc_client *c;
+        mc_watch *wt;
+        uint64_t proc;
+        uint64_t events, reopens, compacted, errors, behind;
+    } watch;
 };
 
 /* ---- keys ---- */
@@ -73,8 +89,9 @@ static void gen_add(struct workload *w, struct slot *s)
     struct key_gen *g = &s->gens[s->n_gens];
     memset(g, 0, sizeof *g);
     char prefix[64];
-    snprintf(prefix, sizeof prefix, "%s/s%u/k%u/g%u", s->append ? "app" : "reg",
-             s->shard, s->idx, s->n_gens);
+    snprintf(prefix, sizeof prefix, "%ss%u/k%u/g%u",
+             s->append ? "app/" : WORKLOAD_REGISTER_PREFIX, s->shard, s->idx,
+             s->n_gens);
     harness_key_in_shard(w->cfg.ns, w->cfg.n_shards, prefix, s->shard, g->key,
                          sizeof g->key);
     s->n_gens++;
@@ -276,6 +293,212 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* ---- the watch ---- */
+
+/* The register key gen that key names, or NULL (its slot's lock taken
+ * when not NULL: the caller unlocks *sp). */
+static struct key_gen *watch_gen_of(struct workload *w, const char *key,
+                                    struct slot **sp)
+{
+    unsigned sh, k, g;
+    if (sscanf(key, WORKLOAD_REGISTER_PREFIX "s%u/k%u/g%u/", &sh, &k, &g) !=
+            3 ||
+        sh >= w->cfg.n_shards || k >= w->cfg.register_slots_per_shard) {
+        return NULL;
+    }
+    unsigned si = sh * w->cfg.register_slots_per_shard + k;
+    if (si >= w->first_append) {
+        return NULL;
+    }
+    struct slot *s = &w->slots[si];
+    pthread_mutex_lock(&s->mu);
+    if (g >= s->n_gens) {
+        pthread_mutex_unlock(&s->mu);
+        return NULL;
+    }
+    *sp = s;
+    return &s->gens[g];
+}
+
+/* Acknowledged register writes the watch has not seen yet. */
+static uint64_t watch_behind(struct workload *w)
+{
+    uint64_t behind = 0;
+    for (unsigned i = 0; i < w->first_append; i++) {
+        struct slot *s = &w->slots[i];
+        pthread_mutex_lock(&s->mu);
+        for (unsigned g = 0; g < s->n_gens; g++) {
+            behind += s->gens[g].watch_version < s->gens[g].acked_version;
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return behind;
+}
+
+/* Open the watch (from token when not NULL), retrying until deadline_ms.
+ * Other answers than UNAVAILABLE and TIMEOUT are recorded as errors. */
+static bool watch_open(struct workload *w, const char *token,
+                       int64_t deadline_ms)
+{
+    for (;;) {
+        mc_watch_opts o = MC_WATCH_OPTS_INIT;
+        o.prefix = true;
+        o.resume_token = token;
+        mc_result res;
+        mc_err rv = mc_watch_open(w->watch.c, w->cfg.ns,
+                                  WORKLOAD_REGISTER_PREFIX, &o, &w->watch.wt,
+                                  &res);
+        if (rv == MC_OK) {
+            history_watch_open(w->h, w->watch.proc, WORKLOAD_REGISTER_PREFIX,
+                               token != NULL);
+            return true;
+        }
+        w->watch.wt = NULL;
+        if (rv != MC_UNAVAILABLE && rv != MC_TIMEOUT) {
+            history_watch_note(w->h, w->watch.proc, "error", "open", rv, 0);
+            fprintf(stderr, "workload: watch open: %s: %s\n", mc_errname(rv),
+                    res.message);
+            pthread_mutex_lock(&w->mu);
+            w->watch.errors++;
+            pthread_mutex_unlock(&w->mu);
+        }
+        pthread_mutex_lock(&w->mu);
+        if (w->watch.drain && deadline_ms == INT64_MAX) {
+            deadline_ms = harness_now_ms() + WORKLOAD_WATCH_DRAIN_MS;
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (harness_now_ms() >= deadline_ms) {
+            fprintf(stderr, "workload: watch open: %s: %s (giving up)\n",
+                    mc_errname(rv), res.message);
+            return false;
+        }
+        harness_pause_ms(WATCH_OPEN_PAUSE_MS);
+    }
+}
+
+/* Close the watch and reopen it from its token. */
+static bool watch_reopen(struct workload *w, const char *why,
+                         int64_t deadline_ms)
+{
+    char *token = strdup(mc_watch_token(w->watch.wt));
+    history_watch_note(w->h, w->watch.proc, "close", why, MC_OK, 0);
+    mc_watch_close(w->watch.wt);
+    w->watch.wt = NULL;
+    bool ok = watch_open(w, token, deadline_ms);
+    free(token);
+    pthread_mutex_lock(&w->mu);
+    w->watch.reopens += ok;
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+static void watch_record(struct workload *w, const mc_event *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const mc_event *e = &ev[i];
+        history_watch_event(w->h, w->watch.proc, e);
+        struct slot *s;
+        struct key_gen *g = watch_gen_of(w, e->record.key, &s);
+        if (g != NULL) {
+            if ((e->type == MC_EVENT_PUT || e->type == MC_EVENT_PROMOTE) &&
+                e->record.version > g->watch_version) {
+                g->watch_version = e->record.version;
+            }
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    w->watch.events += n;
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *watch_main(void *arg)
+{
+    struct workload *w = arg;
+    int64_t opened_ms = harness_now_ms();
+    int64_t drain_end = INT64_MAX;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        bool drain = w->watch.drain;
+        pthread_mutex_unlock(&w->mu);
+        int64_t now = harness_now_ms();
+        if (drain && drain_end == INT64_MAX) {
+            drain_end = now + WORKLOAD_WATCH_DRAIN_MS;
+        }
+        if (drain && (watch_behind(w) == 0 || now >= drain_end)) {
+            break;
+        }
+        if (w->watch.wt == NULL) {
+            break; /* a reopen gave up: the checker says what is missing */
+        }
+        if (now - opened_ms >= w->cfg.watch_reopen_ms) {
+            if (!watch_reopen(w, "periodic", drain ? drain_end : INT64_MAX)) {
+                break;
+            }
+            opened_ms = harness_now_ms();
+            continue;
+        }
+        mc_event *ev;
+        size_t n;
+        mc_result res;
+        mc_err rv = mc_watch_next(w->watch.wt, WATCH_NEXT_MS, &ev, &n, &res);
+        if (rv == MC_OK) {
+            watch_record(w, ev, n);
+            mc_events_free(ev, n);
+        } else if (rv == MC_COMPACTED) {
+            /* The watch moved that shard on: events were lost to it. */
+            history_watch_note(w->h, w->watch.proc, "compacted", NULL, rv,
+                               res.mod_rev);
+            fprintf(stderr, "workload: watch COMPACTED (now at revision %"
+                            PRIu64 "): %s\n", res.mod_rev, res.message);
+            pthread_mutex_lock(&w->mu);
+            w->watch.compacted++;
+            pthread_mutex_unlock(&w->mu);
+        } else if (rv != MC_UNAVAILABLE) {
+            history_watch_note(w->h, w->watch.proc, "error", "next", rv, 0);
+            fprintf(stderr, "workload: watch next: %s: %s\n", mc_errname(rv),
+                    res.message);
+            pthread_mutex_lock(&w->mu);
+            w->watch.errors++;
+            pthread_mutex_unlock(&w->mu);
+            if (!watch_reopen(w, mc_errname(rv),
+                              drain ? drain_end : INT64_MAX)) {
+                break;
+            }
+            opened_ms = harness_now_ms();
+        }
+    }
+    uint64_t behind = watch_behind(w);
+    pthread_mutex_lock(&w->mu);
+    w->watch.behind = behind;
+    pthread_mutex_unlock(&w->mu);
+    if (behind > 0) {
+        fprintf(stderr, "workload: the watch did not see %" PRIu64
+                        " keys' last acknowledged writes\n", behind);
+    }
+    mc_watch_close(w->watch.wt);
+    w->watch.wt = NULL;
+    return NULL;
+}
+
+/* Open the watch before any write, and start its thread. */
+static bool watch_start(struct workload *w)
+{
+    mc_options o = {.timeout_ms = w->cfg.timeout_ms};
+    mc_result res;
+    if (mc_client_open(w->cfg.endpoints, &o, &w->watch.c, &res) != MC_OK) {
+        fprintf(stderr, "workload: watch client: %s\n", res.message);
+        return false;
+    }
+    w->watch.proc = history_proc(w->h);
+    if (!watch_open(w, NULL, harness_now_ms() + WATCH_OPEN_FIRST_MS)) {
+        return false;
+    }
+    w->watch.started =
+        pthread_create(&w->watch.thread, NULL, watch_main, w) == 0;
+    return w->watch.started;
+}
+
 /* ---- start, pause, stop ---- */
 
 static void slots_make(struct workload *w)
@@ -309,6 +532,7 @@ struct workload *workload_start(const struct workload_config *cfg,
     if (threads > WORKLOAD_THREADS_MAX || cfg->n_shards == 0 ||
         (reg && cfg->register_slots_per_shard == 0) ||
         (app && cfg->append_slots_per_shard == 0) ||
+        (cfg->watch && (!reg || cfg->watch_reopen_ms <= 0)) ||
         cfg->n_shards * (cfg->register_slots_per_shard +
                          cfg->append_slots_per_shard) > WORKLOAD_SLOTS_MAX) {
         fprintf(stderr, "workload: bad configuration\n");
@@ -321,6 +545,10 @@ struct workload *workload_start(const struct workload_config *cfg,
     pthread_cond_init(&w->gate, NULL);
     pthread_cond_init(&w->idle, NULL);
     slots_make(w);
+    if (cfg->watch && !watch_start(w)) {
+        workload_free(w);
+        return NULL;
+    }
     for (unsigned i = 0; i < threads; i++) {
         struct wthread *t = &w->threads[i];
         t->w = w;
@@ -379,6 +607,14 @@ void workload_stop(struct workload *w)
             w->threads[i].started = false;
         }
     }
+    /* Every write has returned: the watch catches up, then stops. */
+    if (w->watch.started) {
+        pthread_mutex_lock(&w->mu);
+        w->watch.drain = true;
+        pthread_mutex_unlock(&w->mu);
+        pthread_join(w->watch.thread, NULL);
+        w->watch.started = false;
+    }
 }
 
 void workload_counts_get(struct workload *w, struct workload_counts *out)
@@ -387,6 +623,11 @@ void workload_counts_get(struct workload *w, struct workload_counts *out)
     out->ops = w->ops;
     out->acked_writes = w->acked;
     out->keys = 0;
+    out->watch_events = w->watch.events;
+    out->watch_reopens = w->watch.reopens;
+    out->watch_compacted = w->watch.compacted;
+    out->watch_errors = w->watch.errors;
+    out->watch_behind = w->watch.behind;
     for (unsigned i = 0; i < w->n_slots; i++) {
         out->keys += w->slots[i].n_gens;
     }
@@ -488,9 +729,14 @@ void workload_free(struct workload *w)
     if (w == NULL) {
         return;
     }
+    if (w->watch.started) {
+        workload_stop(w);
+    }
     for (unsigned i = 0; i < w->n_threads; i++) {
         mc_client_close(w->threads[i].c);
     }
+    mc_watch_close(w->watch.wt);
+    mc_client_close(w->watch.c);
     for (unsigned i = 0; i < w->n_slots; i++) {
         struct slot *s = &w->slots[i];
         for (unsigned g = 0; g < s->n_gens; g++) {

@@ -14,6 +14,16 @@
  * linearizability search per key. Every thread has its own mc_client on
  * all the endpoints, and every write a value unique in the run.
  *
+ * watch     (optional) one prefix watch over the register keys, opened
+ *           before any write, every event recorded ("w": "watch"); every
+ *           watch_reopen_ms, and after any error but UNAVAILABLE, the
+ *           watch is closed and reopened from its resume token, so that
+ *           checker.py sees whether resuming loses or repeats events
+ *           under faults. At workload_stop it drains: it goes on until it
+ *           has seen every acknowledged register write (or
+ *           WORKLOAD_WATCH_DRAIN_MS passed; the checker then says what is
+ *           missing).
+ *
  * Besides the history, the workload keeps, per key, the highest version an
  * acknowledged write made (and its value), and every acknowledged append
  * element: workload_verify compares them with final reads, an account of
@@ -28,6 +38,9 @@
 
 #define WORKLOAD_THREADS_MAX 16u
 #define WORKLOAD_SLOTS_MAX 256u
+#define WORKLOAD_WATCH_DRAIN_MS 30000
+/* The prefix of every register key (the watch's prefix). */
+#define WORKLOAD_REGISTER_PREFIX "reg/"
 
 struct workload_config {
     const char *endpoints; /* comma-separated client URLs of every node */
@@ -39,12 +52,19 @@ struct workload_config {
     unsigned append_slots_per_shard;
     unsigned ops_per_key; /* then the slot moves to a fresh key */
     int timeout_ms;       /* of each call */
+    bool watch;           /* run the watch workload */
+    int watch_reopen_ms;  /* reopen the watch from its token this often */
 };
 
 struct workload_counts {
     uint64_t ops;          /* operations invoked */
     uint64_t acked_writes; /* writes answered OK */
     uint64_t keys;         /* keys used */
+    uint64_t watch_events;    /* events the watch received */
+    uint64_t watch_reopens;   /* reopened from the token */
+    uint64_t watch_compacted; /* COMPACTED answers (must be 0) */
+    uint64_t watch_errors;    /* other errors but UNAVAILABLE */
+    uint64_t watch_behind;    /* acknowledged writes not seen at the end */
 };
 
 struct workload;
@@ -59,7 +79,7 @@ struct workload *workload_start(const struct workload_config *cfg,
 void workload_pause(struct workload *w);
 void workload_resume(struct workload *w);
 
-/* Stop and join the threads. */
+/* Stop and join the threads; the watch drains first (above). */
 void workload_stop(struct workload *w);
 
 /* After workload_stop: read every key ever used once more, recorded in
