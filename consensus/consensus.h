@@ -22,10 +22,20 @@
 #include "shard/shard.h"
 
 /* ---- the FSM adapter ---- */
+
+/* Called after each command entry is applied, with its index and result
+ * (valid until the next shard call). raft 0.15 calls back only the first
+ * entry of a multi-entry proposal: this is how the others are answered.
+ * It must not call into raft. */
+typedef void (*cons_applied_cb)(void *arg, uint64_t index,
+                                const struct shard_result *res);
+
 struct cons_fsm {
     struct raft_fsm fsm;  /* handed to raft; fsm.data points back here */
     struct raft *raft;    /* set once raft is initialized */
     struct shard *shard;  /* borrowed */
+    cons_applied_cb applied; /* optional */
+    void *applied_arg;
 };
 
 /* Make f->fsm apply to shard s. Set f->raft before raft applies anything. */
@@ -122,6 +132,18 @@ mc_err cons_group_start(struct cons_group *g,
  * caller still owns frame. */
 mc_err cons_group_propose(struct cons_group *g, struct raft_apply *req,
                           void *frame, size_t len, raft_apply_cb cb);
+
+/* Propose n framed commands as n consecutive entries in one call: one disk
+ * write and one message per follower for all of them. On MC_OK raft owns
+ * every frame, the entries are at req->index .. req->index + n - 1, and cb
+ * fires once: with status 0 when the first is applied (the others are
+ * answered through the FSM's applied hook), or with a failure for the
+ * whole proposal while none of it was applied. On error the caller still
+ * owns the frames, but for TIMEOUT: memory ran out after raft took some of
+ * them, which may still commit (the frames are then raft's, or lost). */
+mc_err cons_group_propose_n(struct cons_group *g, struct raft_apply *req,
+                            const struct raft_buffer *frames, unsigned n,
+                            raft_apply_cb cb);
 
 /* Append a barrier: cb fires once every entry before it is applied. */
 mc_err cons_group_barrier(struct cons_group *g, struct raft_barrier *req,

@@ -18,6 +18,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                   (unsigned long long)index, mc_errname(rv));
         return RAFT_IOERR;
     }
+    if (f->applied != NULL) {
+        f->applied(f->applied_arg, index, res);
+    }
     *result = (void *)res;
     return 0;
 }

@@ -137,6 +137,25 @@ mc_err cons_group_propose(struct cons_group *g, struct raft_apply *req,
     return cons_err(raft_apply(&g->raft, req, &buf, 1, cb));
 }
 
+mc_err cons_group_propose_n(struct cons_group *g, struct raft_apply *req,
+                            const struct raft_buffer *frames, unsigned n,
+                            raft_apply_cb cb)
+{
+    ASSERT(n > 0);
+    for (unsigned i = 0; i < n; i++) {
+        ASSERT(frames[i].len % 8 == 0); /* DEPS-NOTES.md, raft 1 */
+    }
+    raft_index last = raft_last_index(&g->raft);
+    int rv = raft_apply(&g->raft, req, frames, n, cb);
+    if (rv != 0 && raft_last_index(&g->raft) != last) {
+        /* raft 0.15 appends the entries one by one and, when memory runs
+         * out part way, keeps those appended in its log: they may still
+         * be replicated, and they hold their frames. */
+        return MC_TIMEOUT;
+    }
+    return cons_err(rv);
+}
+
 mc_err cons_group_barrier(struct cons_group *g, struct raft_barrier *req,
                           raft_barrier_cb cb)
 {
