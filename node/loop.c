@@ -8,7 +8,9 @@
  *   RUNNING  -> STOPPING  [loop_stop: sets stopping and wakes the loop]
  *   STOPPING -> STOPPED   [every raft group closed, handles closed, the
  *                          loop empty: the thread commits and exits] */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <malloc.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "node/node.h"
@@ -153,6 +155,9 @@ mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx, char *err,
 static void *loop_main(void *arg)
 {
     struct node_loop *l = arg;
+    char name[16]; /* what top -H and perf show */
+    snprintf(name, sizeof name, "mc:loop%u", l->idx);
+    pthread_setname_np(pthread_self(), name);
     uv_run(&l->loop, UV_RUN_DEFAULT);
     /* Closed: commit what the last turn applied. */
     turn_cb(&l->turn);

@@ -10,6 +10,7 @@
  *   INIT    -> RUNNING  [node_meta_start: state loaded, raft started,
  *                        thread running]
  *   RUNNING -> STOPPED  [node_meta_stop: raft closed, thread joined] */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <stdio.h>
 #include <string.h>
 
@@ -97,6 +98,7 @@ static void stop_cb(uv_async_t *h)
 static void *meta_main(void *arg)
 {
     struct node_meta *m = arg;
+    pthread_setname_np(pthread_self(), "mc:meta");
     uv_run(&m->loop, UV_RUN_DEFAULT);
     return NULL;
 }
