@@ -371,7 +371,6 @@ mc_err frontend_start(struct node_frontend *fe, struct node *n, char *err,
     for (uint32_t i = 0; i < fe->n_works; i++) {
         struct node_work *w = &fe->works[i];
         w->fe = fe;
-        w->apply.data = w;
         atomic_init(&w->fwd_longpoll, false);
         if ((rv = nng_aio_alloc(&w->aio, work_cb, w)) != 0 ||
             (rv = nng_aio_alloc(&w->fwd_aio, fwd_cb, w)) != 0 ||

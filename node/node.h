@@ -82,7 +82,10 @@ struct node_work {
     Mcpb__Request *req;
     bool counted; /* in fe->inflight until its reply is sent */
     uint32_t shard;
-    struct raft_apply apply; /* a proposed write */
+    /* A proposed write, or a linearizable read: the raft entry whose apply
+     * answers it, appended by this node as leader in term. */
+    uint64_t index;
+    uint64_t term;
     /* Forwarding to the shard leader on another node. */
     nng_aio *fwd_aio;
     nng_ctx fwd_ctx;
@@ -146,6 +149,11 @@ void frontend_reply_err(struct node_work *w, mc_err code, const char *fmt,
                         ...) __attribute__((format(printf, 3, 4)));
 
 /* ---- a shard replica hosted here (node/replica.c) ---- */
+
+/* Works in arrival order, linked by next. */
+struct work_fifo {
+    struct node_work *head, *tail;
+};
 struct node_loop;
 
 struct node_replica {
@@ -160,9 +168,17 @@ struct node_replica {
     struct node_work *transfer_work; /* an admin transfer awaiting its cb */
     int64_t transfer_tried_ms;
     bool group_ready; /* initialized: must be closed */
-    /* Linearizable reads wait for a barrier issued after they arrived. */
-    struct node_work *reads_waiting;
-    struct node_work *reads_inflight;
+    /* Writes that arrived this turn; replica_turn proposes them together
+     * as consecutive entries of one raft_apply. */
+    struct work_fifo props;
+    /* Proposed writes until their entry applies, in index order. */
+    struct work_fifo writes;
+    /* Linearizable reads wait for an entry of this leader appended after
+     * they arrived: the last write proposed with them, or else a barrier
+     * (reads_waiting until one is appended, then in reads, in index
+     * order). */
+    struct work_fifo reads_waiting;
+    struct work_fifo reads;
     struct raft_barrier barrier;
     bool barrier_busy;
     /* Parked watches and waits, oldest first (node/watch.c). */

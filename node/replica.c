@@ -25,6 +25,9 @@
 /* List replies stop adding records past this size (more = true). */
 #define LIST_REPLY_BYTES_MAX (8u << 20)
 
+static void replica_applied(void *arg, uint64_t index,
+                            const struct shard_result *res);
+
 mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
                     struct node_loop *loop, char *err, size_t err_len)
 {
@@ -90,6 +93,8 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
     }
     r->group.shard_id = id;
     r->group.data = r;
+    r->group.fsm.applied = replica_applied;
+    r->group.fsm.applied_arg = r;
     r->group_ready = true;
     rv = cons_group_start(&r->group, &gcfg, err, err_len);
     if (rv != MC_OK) {
@@ -113,23 +118,81 @@ err_after_shard:
     return rv;
 }
 
-/* ---- writes ---- */
+/* ---- work lists ---- */
 
-static void write_cb(struct raft_apply *req, int status, void *result)
+static void fifo_push(struct work_fifo *f, struct node_work *w)
 {
-    struct node_work *w = req->data;
-    if (status != 0) {
-        /* raft took the entry (raft_apply returned 0): leadership lost,
-         * shutdown or a disk error afterwards leaves it in other logs,
-         * where it may still commit. The outcome is unknown, which the
-         * client must hear as TIMEOUT, not as a failure (it retries with
-         * the same request id, which the dedupe table answers). */
-        frontend_reply_err(w, MC_TIMEOUT, "shard %u: outcome unknown (%s); "
-                           "retry with the same request id", w->shard,
-                           raft_strerror(status));
-        return;
+    w->next = NULL;
+    if (f->tail != NULL) {
+        f->tail->next = w;
+    } else {
+        f->head = w;
     }
-    const struct shard_result *res = result;
+    f->tail = w;
+}
+
+static struct node_work *fifo_pop(struct work_fifo *f)
+{
+    struct node_work *w = f->head;
+    if (w != NULL) {
+        f->head = w->next;
+        if (f->head == NULL) {
+            f->tail = NULL;
+        }
+        w->next = NULL;
+    }
+    return w;
+}
+
+/* Empty f; returns its chain, linked by next. */
+static struct node_work *fifo_take(struct work_fifo *f)
+{
+    struct node_work *list = f->head;
+    f->head = f->tail = NULL;
+    return list;
+}
+
+static void reads_fail(struct node_work *list, mc_err code, const char *why)
+{
+    while (list != NULL) {
+        struct node_work *next = list->next;
+        frontend_reply_err(list, code, "%s", why);
+        list = next;
+    }
+}
+
+/* ---- writes ----
+ *
+ * A write that arrives is checked and queued (props); at the end of the
+ * loop turn replica_turn proposes the turn's writes as consecutive entries
+ * of one raft_apply: raft 0.15 starts a disk write and a message to every
+ * follower per call, so one call per write cost as many of each as there
+ * were writes. raft calls back only the first entry of such a call; every
+ * entry is answered from the FSM's applied hook instead (replica_applied),
+ * which finds its write at the head of the proposed ones (writes), in
+ * index order. */
+
+/* Entries of one raft_apply, and their bytes: a batch is one disk write
+ * and one message per follower. */
+#define PROPOSE_ENTRIES_MAX 256u
+#define PROPOSE_BYTES_MAX (4u << 20)
+
+/* One raft_apply of a turn's writes, until raft calls it back. */
+struct propose_batch {
+    struct raft_apply req;
+    struct node_replica *r;
+};
+
+/* True when this node still leads in term: entries it appended in term
+ * are its own, and any it applies as such a leader are committed. */
+static bool leads_in(struct node_replica *r, uint64_t term)
+{
+    return cons_group_is_leader(&r->group) &&
+           cons_group_term(&r->group) == term;
+}
+
+static void answer_write(struct node_work *w, const struct shard_result *res)
+{
     Mcpb__Response resp = MCPB__RESPONSE__INIT;
     resp.code = res->code;
     resp.message = (char *)res->message;
@@ -139,6 +202,70 @@ static void write_cb(struct raft_apply *req, int status, void *result)
     resp.mod_rev = res->mod_rev;
     resp.txn = (Mcpb__TxnResult *)res->txn; /* packing only reads it */
     frontend_reply(w, &resp);
+}
+
+/* Answer every proposed write TIMEOUT. raft took their entries: with
+ * leadership lost, at shutdown or after a disk error they stay in other
+ * logs, where they may still commit. The outcome is unknown, which the
+ * client must hear as TIMEOUT, not as a failure (it retries with the same
+ * request id, which the dedupe table answers). */
+static void writes_fail(struct node_replica *r, const char *why)
+{
+    struct node_work *w = fifo_take(&r->writes);
+    while (w != NULL) {
+        struct node_work *next = w->next;
+        frontend_reply_err(w, MC_TIMEOUT, "shard %u: outcome unknown (%s); "
+                           "retry with the same request id", w->shard, why);
+        w = next;
+    }
+}
+
+static void batch_cb(struct raft_apply *req, int status, void *result)
+{
+    struct propose_batch *b = req->data;
+    struct node_replica *r = b->r;
+    mc_free(b);
+    if (status != 0) {
+        /* None of this batch applied here; later ones cannot either. */
+        writes_fail(r, raft_strerror(status));
+        reads_fail(fifo_take(&r->reads), MC_UNAVAILABLE,
+                   raft_strerror(status));
+    }
+}
+
+static void reads_serve(struct node_replica *r, uint64_t upto);
+
+/* The FSM's hook: entry index applied with res. */
+static void replica_applied(void *arg, uint64_t index,
+                            const struct shard_result *res)
+{
+    struct node_replica *r = arg;
+    struct node_work *w = r->writes.head;
+    if (w != NULL && w->index <= index && !leads_in(r, w->term)) {
+        writes_fail(r, "leadership lost");
+    }
+    /* Entries apply in order and a leader's own entries stay, so the head
+     * is this entry; one below it went by unanswered, which must not
+     * happen: its outcome is unknown to us. */
+    while ((w = r->writes.head) != NULL && w->index < index) {
+        LOG_ERROR("shard %u: entry %llu applied without its answer", r->id,
+                  (unsigned long long)w->index);
+        fifo_pop(&r->writes);
+        frontend_reply_err(w, MC_TIMEOUT, "shard %u: outcome unknown; retry "
+                           "with the same request id", r->id);
+    }
+    if (w != NULL && w->index == index) {
+        fifo_pop(&r->writes);
+        if (res->skipped) {
+            frontend_reply_err(w, MC_TIMEOUT, "shard %u: entry %llu was "
+                               "applied before; retry with the same request "
+                               "id", r->id, (unsigned long long)index);
+        } else {
+            answer_write(w, res);
+        }
+    }
+    /* After the write's answer: a read is a shard call, which ends res. */
+    reads_serve(r, index);
 }
 
 /* raft 0.15 refuses proposals while a leadership transfer is pending, and
@@ -166,6 +293,15 @@ static void not_leading(struct node_replica *r, struct node_work *w)
     }
 }
 
+static void not_leading_all(struct node_replica *r, struct node_work *list)
+{
+    while (list != NULL) {
+        struct node_work *next = list->next;
+        not_leading(r, list);
+        list = next;
+    }
+}
+
 /* True when this replica serves w as leader; else w is answered. */
 static bool leads(struct node_replica *r, struct node_work *w)
 {
@@ -186,10 +322,17 @@ static void replica_write(struct node_replica *r, struct node_work *w)
                            r->id);
         return;
     }
+    fifo_push(&r->props, w);
+}
+
+/* w's request as a framed command stamped stamp_ms, from raft_malloc. */
+static mc_err write_frame(const struct node_work *w, int64_t stamp_ms,
+                          struct raft_buffer *out)
+{
     const Mcpb__Request *req = w->req;
     Mcpb__Command cmd = MCPB__COMMAND__INIT;
     cmd.op = req->op;
-    cmd.stamp_ms = base_wall_ms();
+    cmd.stamp_ms = stamp_ms;
     cmd.has_client_id = req->has_client_id;
     cmd.client_id = req->client_id;
     cmd.has_seq = req->has_seq;
@@ -215,16 +358,85 @@ static void replica_write(struct node_replica *r, struct node_work *w)
     cmd.ttl_ms = req->ttl_ms;
     void *frame;
     size_t len;
-    if (proto_frame_encode(&cmd.base, PROTO_COMMAND, raft_malloc, &frame,
-                           &len) != MC_OK) {
-        frontend_reply_err(w, MC_INTERNAL, "out of memory");
+    mc_err rv = proto_frame_encode(&cmd.base, PROTO_COMMAND, raft_malloc,
+                                   &frame, &len);
+    *out = (struct raft_buffer){.base = frame, .len = len};
+    return rv;
+}
+
+/* Propose up to PROPOSE_ENTRIES_MAX of the queued writes in one raft_apply.
+ * Returns false when nothing could be proposed (each write is answered). */
+static bool propose_some(struct node_replica *r, int64_t stamp_ms)
+{
+    struct raft_buffer frames[PROPOSE_ENTRIES_MAX];
+    struct node_work *ws[PROPOSE_ENTRIES_MAX];
+    unsigned n = 0;
+    size_t bytes = 0;
+    struct node_work *w;
+    while (n < PROPOSE_ENTRIES_MAX && bytes < PROPOSE_BYTES_MAX &&
+           (w = fifo_pop(&r->props)) != NULL) {
+        if (write_frame(w, stamp_ms, &frames[n]) != MC_OK) {
+            frontend_reply_err(w, MC_INTERNAL, "out of memory");
+            continue;
+        }
+        bytes += frames[n].len;
+        ws[n++] = w;
+    }
+    if (n == 0) {
+        return false;
+    }
+    struct propose_batch *b = mc_malloc(sizeof *b);
+    mc_err rv = MC_INTERNAL;
+    if (b != NULL) {
+        b->req.data = b;
+        b->r = r;
+        rv = cons_group_propose_n(&r->group, &b->req, frames, n, batch_cb);
+    }
+    if (rv != MC_OK) {
+        mc_free(b);
+        for (unsigned i = 0; i < n; i++) {
+            if (rv != MC_TIMEOUT) {
+                raft_free(frames[i].base);
+            }
+            frontend_reply_err(ws[i], rv, "shard %u: could not propose the "
+                               "write", r->id);
+        }
+        return false;
+    }
+    uint64_t term = cons_group_term(&r->group);
+    for (unsigned i = 0; i < n; i++) {
+        ws[i]->index = b->req.index + i;
+        ws[i]->term = term;
+        fifo_push(&r->writes, ws[i]);
+    }
+    return true;
+}
+
+/* Propose the writes of this turn. Reads waiting for an entry take the
+ * last of them: it was appended after they arrived. */
+static void props_flush(struct node_replica *r)
+{
+    if (r->props.head == NULL) {
         return;
     }
-    mc_err rv = cons_group_propose(&r->group, &w->apply, frame, len, write_cb);
-    if (rv != MC_OK) {
-        raft_free(frame);
-        frontend_reply_err(w, rv, "shard %u: could not propose the write",
-                           r->id);
+    if (!replica_is_serving_leader(r)) {
+        not_leading_all(r, fifo_take(&r->props));
+        return;
+    }
+    int64_t stamp_ms = base_wall_ms();
+    bool proposed = false;
+    while (r->props.head != NULL) {
+        proposed = propose_some(r, stamp_ms) || proposed;
+    }
+    struct node_work *last = r->writes.tail;
+    if (!proposed || last == NULL || !leads_in(r, last->term)) {
+        return;
+    }
+    struct node_work *w;
+    while ((w = fifo_pop(&r->reads_waiting)) != NULL) {
+        w->index = last->index;
+        w->term = last->term;
+        fifo_push(&r->reads, w);
     }
 }
 
@@ -375,12 +587,18 @@ static void read_now(struct node_replica *r, struct node_work *w)
     }
 }
 
-static void reads_fail(struct node_work *list, mc_err code, const char *why)
+/* Serve the reads whose entry is applied: index upto is. */
+static void reads_serve(struct node_replica *r, uint64_t upto)
 {
-    while (list != NULL) {
-        struct node_work *next = list->next;
-        frontend_reply_err(list, code, "%s", why);
-        list = next;
+    struct node_work *w;
+    while ((w = r->reads.head) != NULL && w->index <= upto) {
+        if (!leads_in(r, w->term)) {
+            reads_fail(fifo_take(&r->reads), MC_UNAVAILABLE,
+                       "leadership lost");
+            return;
+        }
+        fifo_pop(&r->reads);
+        read_now(r, w);
     }
 }
 
@@ -391,44 +609,39 @@ static void reads_fail(struct node_work *list, mc_err code, const char *why)
 static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct node_replica *r = req->data;
-    struct node_work *list = r->reads_inflight;
-    r->reads_inflight = NULL;
     r->barrier_busy = false;
     if (status != 0) {
-        reads_fail(list, cons_err(status), raft_strerror(status));
+        reads_fail(fifo_take(&r->reads), cons_err(status),
+                   raft_strerror(status));
         return;
     }
-    while (list != NULL) {
-        struct node_work *next = list->next;
-        read_now(r, list);
-        list = next;
-    }
+    reads_serve(r, req->index);
 }
 
+/* Reads that no write of this turn covered wait for a barrier: an empty
+ * entry, one at a time. */
 static void reads_kick(struct node_replica *r)
 {
-    if (r->barrier_busy || r->reads_waiting == NULL) {
+    if (r->barrier_busy || r->reads_waiting.head == NULL) {
         return;
     }
     if (!replica_is_serving_leader(r)) {
-        struct node_work *list = r->reads_waiting;
-        r->reads_waiting = NULL;
-        while (list != NULL) {
-            struct node_work *next = list->next;
-            not_leading(r, list);
-            list = next;
-        }
+        not_leading_all(r, fifo_take(&r->reads_waiting));
         return;
     }
-    r->reads_inflight = r->reads_waiting;
-    r->reads_waiting = NULL;
-    r->barrier_busy = true;
     mc_err rv = cons_group_barrier(&r->group, &r->barrier, barrier_cb);
     if (rv != MC_OK) {
-        struct node_work *list = r->reads_inflight;
-        r->reads_inflight = NULL;
-        r->barrier_busy = false;
-        reads_fail(list, rv, "could not append a read barrier");
+        reads_fail(fifo_take(&r->reads_waiting), rv,
+                   "could not append a read barrier");
+        return;
+    }
+    r->barrier_busy = true;
+    uint64_t term = cons_group_term(&r->group);
+    struct node_work *w;
+    while ((w = fifo_pop(&r->reads_waiting)) != NULL) {
+        w->index = r->barrier.index;
+        w->term = term;
+        fifo_push(&r->reads, w);
     }
 }
 
@@ -469,9 +682,8 @@ void replica_handle(struct node_replica *r, struct node_work *w)
         if (!leads(r, w)) {
             return;
         }
-        w->next = r->reads_waiting;
-        r->reads_waiting = w;
-        reads_kick(r);
+        /* replica_turn gives it an entry at the end of this turn. */
+        fifo_push(&r->reads_waiting, w);
     }
 }
 
@@ -488,6 +700,16 @@ static void publish_counts(struct node_replica *r)
 
 void replica_turn(struct node_replica *r)
 {
+    /* Answers wait for entries this node appended as leader in a term: a
+     * leader that lost its term will not apply them as its own. */
+    if (r->writes.head != NULL && !leads_in(r, r->writes.head->term)) {
+        writes_fail(r, "leadership lost");
+    }
+    if (r->reads.head != NULL && !leads_in(r, r->reads.head->term)) {
+        reads_fail(fifo_take(&r->reads), MC_UNAVAILABLE, "leadership lost");
+    }
+    props_flush(r);
+    reads_kick(r);
     char err[256];
     if (shard_commit(r->store, err, sizeof err) != MC_OK) {
         LOG_ERROR("commit failed shard=%u err=%s", r->id, err);
@@ -497,7 +719,6 @@ void replica_turn(struct node_replica *r)
     if (entries != atomic_load(&r->st_applied_entries)) {
         publish_counts(r);
     }
-    reads_kick(r); /* reads that arrived while a barrier was in flight */
     atomic_store(&r->st_is_leader, cons_group_is_leader(&r->group));
     atomic_store(&r->st_leader, cons_group_leader(&r->group));
     atomic_store(&r->st_term, cons_group_term(&r->group));
@@ -683,15 +904,18 @@ void replica_sweep(struct node_replica *r)
 
 void replica_close(struct node_replica *r, cons_group_close_cb cb)
 {
-    reads_fail(r->reads_waiting, MC_UNAVAILABLE, "node is shutting down");
-    r->reads_waiting = NULL;
+    reads_fail(fifo_take(&r->props), MC_UNAVAILABLE, "node is shutting down");
+    writes_fail(r, "node is shutting down");
+    reads_fail(fifo_take(&r->reads_waiting), MC_UNAVAILABLE,
+               "node is shutting down");
+    reads_fail(fifo_take(&r->reads), MC_UNAVAILABLE, "node is shutting down");
     watch_fail_all(r, MC_UNAVAILABLE, "node is shutting down");
     if (r->transfer_work != NULL) {
         reads_fail(r->transfer_work, MC_UNAVAILABLE, "node is shutting down");
         r->transfer_work = NULL;
     }
-    /* Reads behind a barrier, proposals and the expire command get their
-     * callbacks from raft_close with a non-zero status. */
+    /* Batches, barriers and the expire command get their callbacks from
+     * raft_close with a non-zero status. */
     cons_group_close(&r->group, cb);
 }
 
