@@ -68,6 +68,105 @@ struct cons_io_guard {
 
 void cons_io_guard_init(struct cons_io_guard *g, struct raft_io *inner);
 
+/* ---- the raft I/O of a loop: a lane (mux.c, wal.c, lane_io.c) ----
+ *
+ * raft_uv gives every group replica a log of its own, synced on its own,
+ * and a TCP port and connections of its own that take three reads a
+ * message: with 8 groups a node, 24 logs flushed one by one on one disk
+ * and more CPU in syscalls than in anything else the loops did (README,
+ * Benchmarks). A lane serves every group of one loop thread instead:
+ *   - its write-ahead log (wal.h): one write and one fdatasync per loop
+ *     turn for every group's entries;
+ *   - its transport, the mux (mux_wire.h): one connection per peer node,
+ *     a turn's messages in one write per peer, as many frames per read as
+ *     arrived.
+ * Loop k of every node talks to loop k of the others: shard s is on lane
+ * s % lanes of every node, so --loops must be the same on every node (a
+ * connection from a node with another count is refused, with an error in
+ * the log). The meta group keeps raft_uv. */
+struct cons_mux;
+struct cons_wal;
+
+struct cons_mux_peer_addr {
+    uint64_t id;
+    char ip[16];   /* numeric IPv4 */
+    uint16_t port; /* that node's port of this lane */
+};
+
+struct cons_mux_config {
+    uint64_t node_id;
+    uint32_t lane, lanes;
+    const char *bind_ip; /* where this lane listens */
+    uint16_t bind_port;
+    const struct cons_mux_peer_addr *peers; /* the members; this node is
+                                               skipped */
+    unsigned n_peers;
+    struct cons_wal *wal; /* synced by each flush, after the sends */
+};
+
+struct cons_mux_stats {
+    uint64_t frames_out, frames_in;
+    uint64_t bytes_out, bytes_in;
+    uint64_t writes;      /* write calls: one per peer and loop turn at most */
+    uint64_t connects;    /* connection attempts */
+    uint64_t dropped_out; /* messages not sent: peer down or backed up */
+    uint64_t dropped_in;  /* frames for no group here, or out of memory */
+    unsigned peers_up;
+};
+
+/* Listen on the lane's address. On MC_OK *out is ready for groups; on
+ * error nothing is left but handles closing on loop (run it until it is
+ * empty). Errors: INVALID_ARGUMENT (an address), INTERNAL (a busy port,
+ * with the address in err). */
+mc_err cons_mux_open(uv_loop_t *loop, const struct cons_mux_config *cfg,
+                     struct cons_mux **out, char *err, size_t err_len);
+/* After every group on it closed: close its connections; it is freed on
+ * its loop. Safe on NULL. */
+void cons_mux_close(struct cons_mux *m);
+void cons_mux_stats_get(const struct cons_mux *m, struct cons_mux_stats *out);
+/* Send what the groups sent so far, then sync the log and run the append
+ * callbacks (which may send again: their messages follow at once). The
+ * mux does it before its loop polls; its loop calls it earlier too, after
+ * proposing, so that followers start on the entries before the loop does
+ * other work. */
+void cons_mux_flush(struct cons_mux *m);
+
+/* Open the log of a lane in dir (wal.h). */
+mc_err cons_wal_open(uv_loop_t *loop, const char *dir, uint32_t lane,
+                     struct cons_wal **out, char *err, size_t err_len);
+/* After every group on it closed (and its mux): sync and free. */
+void cons_wal_close(struct cons_wal *w);
+
+/* The raft_io of a group on a lane. */
+struct cons_lane_io {
+    struct raft_io io;   /* what io_guard wraps */
+    struct cons_mux *mux;
+    struct cons_wal *wal;
+    struct shard *shard; /* what its state machine holds (load) */
+    struct raft *raft;   /* the peers' addresses; set after raft_init */
+    uint32_t shard_id;
+    uv_loop_t *loop;
+    uv_timer_t tick;
+    raft_io_tick_cb tick_cb;
+    raft_io_recv_cb recv_cb;
+    raft_io_close_cb close_cb;
+    unsigned closing; /* its timer and its log, while they close */
+    bool started;
+    uint64_t rng;
+};
+
+void cons_lane_io_init(struct cons_lane_io *io, uv_loop_t *loop,
+                       struct cons_mux *mux, struct cons_wal *wal,
+                       struct shard *shard, uint32_t shard_id);
+
+/* For mux.c and lane_io.c only. */
+int cons_mux_send(struct cons_mux *m, struct cons_lane_io *io,
+                  struct raft_io_send *req, const struct raft_message *msg,
+                  raft_io_send_cb cb);
+void cons_mux_register(struct cons_mux *m, struct cons_lane_io *io);
+void cons_mux_forget(struct cons_mux *m, struct cons_lane_io *io);
+const char *cons_lane_io_address(const struct cons_lane_io *io, uint64_t id);
+
 /* ---- errors ---- */
 /* NOTLEADER -> NOT_LEADER; LEADERSHIPLOST, SHUTDOWN, IOERR, NOSPACE,
  * CANCELED, TOOMANY -> UNAVAILABLE; others -> INTERNAL. For a call that
@@ -84,6 +183,11 @@ struct cons_member {
 
 struct cons_group_config {
     uint64_t node_id;
+    uint32_t shard_id;
+    /* The loop's lane: its transport and its log. NULL: raft_uv for both,
+     * in dir (the meta group). */
+    struct cons_mux *mux;
+    struct cons_wal *wal;
     const char *dir;       /* raft_uv folder; created if missing */
     const char *addr;      /* this replica's a.b.c.d:port */
     const char *bind_addr; /* where it listens, when not addr; NULL: addr */
@@ -100,9 +204,11 @@ struct cons_group;
 typedef void (*cons_group_close_cb)(struct cons_group *g);
 
 struct cons_group {
-    struct raft_uv_transport transport;
-    struct raft_io io;
-    struct cons_io_guard guard; /* raft talks to io through it */
+    bool on_lane;
+    struct raft_uv_transport transport; /* raft_uv's */
+    struct raft_io io;                  /* raft_uv */
+    struct cons_lane_io lane;           /* on a lane */
+    struct cons_io_guard guard; /* raft talks to io (or lane) through it */
     struct raft raft;
     struct cons_fsm fsm;
     uint32_t shard_id;

@@ -2,6 +2,7 @@
  * entry's index is raft->last_applied + 1 (DEPS-NOTES.md, raft 2). Apply
  * never fails for a business reason; only a broken store stops it. */
 #include "consensus/consensus.h"
+#include "consensus/wal.h"
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
@@ -51,6 +52,20 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct cons_fsm *f = fsm->data;
+    uint64_t held = wal_placeholder_index(buf);
+    if (held != 0) {
+        /* A restart: the log gave the snapshot's place, not its data, as
+         * the store holds it already (wal_load). */
+        if (shard_applied_index(f->shard) < held) {
+            LOG_ERROR("restore: the store is at %llu, behind the snapshot "
+                      "at %llu", (unsigned long long)shard_applied_index(
+                                     f->shard),
+                      (unsigned long long)held);
+            return RAFT_CORRUPT;
+        }
+        raft_free(buf->base);
+        return 0;
+    }
     mc_err rv = shard_restore(f->shard, buf->base, buf->len);
     if (rv != MC_OK) {
         LOG_ERROR("restore failed err=%s", mc_errname(rv));

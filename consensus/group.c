@@ -32,13 +32,11 @@ static mc_err raft_fail(struct cons_group *g, const char *what, int rv,
     return MC_INTERNAL;
 }
 
-mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
-                       const struct cons_group_config *cfg, struct shard *s,
-                       char *err, size_t err_len)
+/* raft_uv for the log and the messages: the meta group. */
+static mc_err uv_io_init(struct cons_group *g, uv_loop_t *loop,
+                         const struct cons_group_config *cfg, char *err,
+                         size_t err_len)
 {
-    ASSERT(g != NULL);
-    ASSERT(cfg->dir != NULL);
-    ASSERT(cfg->addr != NULL);
     if (mkdir(cfg->dir, 0755) != 0 && errno != EEXIST) {
         base_errf(err, err_len, "mkdir %s: %s", cfg->dir, strerror(errno));
         return MC_INTERNAL;
@@ -53,29 +51,61 @@ mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
         if (rv != 0) {
             base_errf(err, err_len, "raft bind address %s: %s",
                       cfg->bind_addr, raft_strerror(rv));
-            goto err_after_tcp_init;
+            raft_uv_tcp_close(&g->transport);
+            return MC_INTERNAL;
         }
     }
     rv = raft_uv_init(&g->io, loop, cfg->dir, &g->transport);
     if (rv != 0) {
         base_errf(err, err_len, "raft_uv_init %s: %s (%s)", cfg->dir,
                   raft_strerror(rv), g->io.errmsg);
-        goto err_after_tcp_init;
+        raft_uv_tcp_close(&g->transport);
+        return MC_INTERNAL;
     }
     raft_uv_set_connect_retry_delay(&g->io, CONNECT_RETRY_MS);
+    cons_io_guard_init(&g->guard, &g->io);
+    return MC_OK;
+}
+
+mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
+                       const struct cons_group_config *cfg, struct shard *s,
+                       char *err, size_t err_len)
+{
+    ASSERT(g != NULL);
+    ASSERT(cfg->addr != NULL);
+    ASSERT((cfg->mux == NULL) == (cfg->wal == NULL));
+    g->shard_id = cfg->shard_id;
+    g->on_lane = cfg->mux != NULL;
+    if (g->on_lane) {
+        cons_lane_io_init(&g->lane, loop, cfg->mux, cfg->wal, s,
+                          cfg->shard_id);
+        cons_io_guard_init(&g->guard, &g->lane.io);
+    } else {
+        ASSERT(cfg->dir != NULL);
+        mc_err rv = uv_io_init(g, loop, cfg, err, err_len);
+        if (rv != MC_OK) {
+            return rv;
+        }
+    }
     struct raft_fsm *fsm = cfg->fsm;
     if (s != NULL) {
         cons_fsm_init(&g->fsm, s);
         fsm = &g->fsm.fsm;
     }
     ASSERT(fsm != NULL);
-    cons_io_guard_init(&g->guard, &g->io);
-    rv = raft_init(&g->raft, &g->guard.io, fsm, cfg->node_id, cfg->addr);
+    int rv = raft_init(&g->raft, &g->guard.io, fsm, cfg->node_id, cfg->addr);
     if (rv != 0) {
-        base_errf(err, err_len, "raft_init %s: %s (%s)", cfg->dir,
-                  raft_strerror(rv), raft_errmsg(&g->raft));
-        goto err_after_uv_init;
+        base_errf(err, err_len, "raft_init of shard %u: %s (%s)",
+                  cfg->shard_id, raft_strerror(rv), raft_errmsg(&g->raft));
+        if (g->on_lane) {
+            uv_close((uv_handle_t *)&g->lane.tick, NULL);
+        } else {
+            raft_uv_close(&g->io);
+            raft_uv_tcp_close(&g->transport);
+        }
+        return MC_INTERNAL;
     }
+    g->lane.raft = &g->raft;
     g->fsm.raft = &g->raft;
     g->raft.data = g;
     raft_set_election_timeout(&g->raft, cfg->election_ms);
@@ -86,12 +116,6 @@ mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
     raft_set_install_snapshot_timeout(
         &g->raft, INSTALL_SNAPSHOT_ELECTIONS * cfg->election_ms);
     return MC_OK;
-
-err_after_uv_init:
-    raft_uv_close(&g->io);
-err_after_tcp_init:
-    raft_uv_tcp_close(&g->transport);
-    return MC_INTERNAL;
 }
 
 mc_err cons_group_start(struct cons_group *g,
@@ -216,8 +240,10 @@ uint64_t cons_group_applied_index(struct cons_group *g)
 static void group_closed_cb(struct raft *r)
 {
     struct cons_group *g = r->data;
-    raft_uv_close(&g->io);
-    raft_uv_tcp_close(&g->transport);
+    if (!g->on_lane) {
+        raft_uv_close(&g->io);
+        raft_uv_tcp_close(&g->transport);
+    }
     /* raft_uv and the transport finish closing their handles in later
      * iterations of the loop; the owner runs the loop until it is empty
      * before freeing g. */
