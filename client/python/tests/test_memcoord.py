@@ -122,9 +122,9 @@ class KeyValue(unittest.TestCase):
 class Coordination(unittest.TestCase):
     def setUp(self):
         self.mc = memcoord.Client(CLUSTER.endpoints, namespace="py-coord")
-
-    def tearDown(self):
-        self.mc.close()
+        # A cleanup, not tearDown: cleanups run after tearDown, last added
+        # first, so the writers of later() are joined before the close.
+        self.addCleanup(self.mc.close)
 
     def later(self, seconds, fn, *args, **kw):
         t = threading.Timer(seconds, fn, args, kw)
