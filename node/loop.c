@@ -21,6 +21,10 @@
 
 static void close_handles(struct node_loop *l)
 {
+    cons_mux_close(l->mux);
+    l->mux = NULL;
+    cons_wal_close(l->wal);
+    l->wal = NULL;
     uv_close((uv_handle_t *)&l->wake, NULL);
     uv_close((uv_handle_t *)&l->turn, NULL);
     uv_close((uv_handle_t *)&l->sweep, NULL);
@@ -92,6 +96,13 @@ static void turn_cb(uv_check_t *h)
 {
     struct node_loop *l = h->data;
     for (unsigned i = 0; i < l->n_replicas; i++) {
+        replica_propose(l->replicas[i]);
+    }
+    /* The entries go to the followers before this turn's commits. */
+    if (l->mux != NULL) {
+        cons_mux_flush(l->mux);
+    }
+    for (unsigned i = 0; i < l->n_replicas; i++) {
         replica_turn(l->replicas[i]);
     }
 }
@@ -131,6 +142,49 @@ static void sweep_cb(uv_timer_t *h)
     }
 }
 
+/* The loop's raft transport: lane idx, on port raft_port + 1 + idx of
+ * this node's raft address (or of --raft-bind), dialling the same lane of
+ * every other member. */
+static mc_err mux_open(struct node_loop *l, char *err, size_t err_len)
+{
+    const struct node *n = l->node;
+    const struct node_config *cfg = &n->cfg;
+    struct cons_mux_peer_addr peers[MC_NODES_MAX];
+    for (uint32_t i = 0; i < n->map.n_members; i++) {
+        const struct meta_member *m = &n->map.members[i];
+        peers[i] = (struct cons_mux_peer_addr){
+            .id = m->id, .port = (uint16_t)(m->raft_port + 1 + l->idx)};
+        snprintf(peers[i].ip, sizeof peers[i].ip, "%s", m->raft_ip);
+    }
+    const struct meta_member *bind = cfg->raft_bind[0] != '\0'
+                                         ? &cfg->raft_bind_at
+                                         : node_member(n, cfg->node_id);
+    ASSERT(bind != NULL);
+    struct cons_mux_config mc = {
+        .node_id = cfg->node_id,
+        .lane = l->idx,
+        .lanes = n->n_loops,
+        .bind_ip = bind->raft_ip,
+        .bind_port = (uint16_t)(bind->raft_port + 1 + l->idx),
+        .peers = peers,
+        .n_peers = n->map.n_members,
+        .wal = l->wal,
+    };
+    return cons_mux_open(&l->loop, &mc, &l->mux, err, err_len);
+}
+
+/* The loop's raft log, replayed: <data>/lane-<idx>. */
+static mc_err wal_open(struct node_loop *l, char *err, size_t err_len)
+{
+    char dir[MC_PATH_BYTES_MAX];
+    if ((size_t)snprintf(dir, sizeof dir, "%s/lane-%u", l->node->cfg.data,
+                         l->idx) >= sizeof dir) {
+        base_errf(err, err_len, "data folder path is too long");
+        return MC_INVALID_ARGUMENT;
+    }
+    return cons_wal_open(&l->loop, dir, l->idx, &l->wal, err, err_len);
+}
+
 mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx, char *err,
                  size_t err_len)
 {
@@ -149,7 +203,8 @@ mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx, char *err,
     uv_check_start(&l->turn, turn_cb);
     uv_timer_start(&l->sweep, sweep_cb, MC_EXPIRE_SWEEP_MS, MC_EXPIRE_SWEEP_MS);
     watch_loop_init(l);
-    return MC_OK;
+    mc_err mrv = wal_open(l, err, err_len);
+    return mrv == MC_OK ? mux_open(l, err, err_len) : mrv;
 }
 
 static void *loop_main(void *arg)

@@ -2,10 +2,12 @@
  * map, opens the shard replicas the map places here (a single-node cluster
  * hosts them all), spreads them over the loop threads, then starts the
  * front end. Stops in the reverse order. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "node/node.h"
 
@@ -55,12 +57,13 @@ static void node_free_replicas(struct node *n)
 
 static mc_err open_replicas(struct node *n, char *err, size_t err_len)
 {
-    unsigned k = 0; /* hosted replicas, spread over the loops */
     for (uint32_t s = 0; s < n->map.shard_count; s++) {
         if (!meta_map_hosts(&n->map, s, n->cfg.node_id)) {
             continue;
         }
-        struct node_loop *l = &n->loops[k++ % n->n_loops];
+        /* Shard s on loop s % loops of every node: the loops' raft
+         * transports pair lane k with lane k (consensus.h). */
+        struct node_loop *l = &n->loops[s % n->n_loops];
         struct node_replica *r = mc_calloc(1, sizeof *r);
         if (r == NULL) {
             base_errf(err, err_len, "out of memory");
@@ -103,6 +106,80 @@ bool node_wait_map(struct node *n, int timeout_ms)
     return meta_map_wait(n->meta.state, timeout_ms);
 }
 
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* <data>/lanes: the number of loops the data folder was made with, in
+ * decimal, written once before any raft log (tmp, fsync, rename). */
+static mc_err lanes_file(const char *data, unsigned *lanes, bool write,
+                         char *err, size_t err_len)
+{
+    char path[MC_PATH_BYTES_MAX + 16], tmp[MC_PATH_BYTES_MAX + 16];
+    snprintf(path, sizeof path, "%s/lanes", data);
+    if (!write) {
+        FILE *f = fopen(path, "r");
+        if (f == NULL) {
+            *lanes = 0;
+            return MC_OK;
+        }
+        int got = fscanf(f, "%u", lanes);
+        fclose(f);
+        if (got != 1 || *lanes == 0 || *lanes > MC_LOOPS_MAX) {
+            base_errf(err, err_len, "%s is damaged", path);
+            return MC_INTERNAL;
+        }
+        return MC_OK;
+    }
+    snprintf(tmp, sizeof tmp, "%s/lanes.tmp", data);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f != NULL && fprintf(f, "%u\n", *lanes) > 0 && fflush(f) == 0 &&
+              fsync(fileno(f)) == 0;
+    if (f != NULL) {
+        ok = fclose(f) == 0 && ok;
+    }
+    if (!ok || rename(tmp, path) != 0) {
+        base_errf(err, err_len, "write %s: %s", path, strerror(errno));
+        return MC_INTERNAL;
+    }
+    return MC_OK;
+}
+
+/* How many loops: --loops for a new data folder; afterwards the number it
+ * was made with, since shard s keeps its raft log in lane s % loops
+ * (consensus.h). A folder of a memcoord from before the lanes (a raft_uv
+ * log per shard) is refused rather than bootstrapped again. */
+static mc_err lanes_choose(struct node *n, char *err, size_t err_len)
+{
+    const struct node_config *cfg = &n->cfg;
+    unsigned have;
+    mc_err rv = lanes_file(cfg->data, &have, false, err, err_len);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    char old[MC_PATH_BYTES_MAX + 32];
+    snprintf(old, sizeof old, "%s/shard-0/raft", cfg->data);
+    if (have == 0 && is_dir(old)) {
+        base_errf(err, err_len, "%s holds the raft logs of an older memcoord "
+                  "(one per shard, raft_uv); this version keeps one per "
+                  "loop: start this node on an empty data folder and let it "
+                  "catch up from the others", cfg->data);
+        return MC_INVALID_ARGUMENT;
+    }
+    unsigned want = cfg->loops < cfg->shards ? cfg->loops : cfg->shards;
+    if (have == 0) {
+        have = want;
+        rv = lanes_file(cfg->data, &have, true, err, err_len);
+    } else if (have != want) {
+        LOG_WARN("%s was made with %u loops; --loops %u applies only to a new "
+                 "data folder", cfg->data, have, cfg->loops);
+    }
+    n->n_loops = have;
+    return rv;
+}
+
 mc_err node_serve(struct node *n, char *err, size_t err_len)
 {
     struct node_config *cfg = &n->cfg;
@@ -124,8 +201,7 @@ mc_err node_serve(struct node *n, char *err, size_t err_len)
     }
     cfg->shards = n->map.shard_count;
     cfg->replicas = n->map.replicas;
-    n->n_loops = cfg->loops < cfg->shards ? cfg->loops : cfg->shards;
-    mc_err rv = MC_OK;
+    mc_err rv = lanes_choose(n, err, err_len);
     for (unsigned i = 0; i < n->n_loops && rv == MC_OK; i++) {
         rv = loop_init(&n->loops[i], n, i, err, err_len);
     }

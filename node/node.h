@@ -199,7 +199,10 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
                     struct node_loop *loop, char *err, size_t err_len);
 /* On the loop thread: serve one request routed to this replica. */
 void replica_handle(struct node_replica *r, struct node_work *w);
-/* On the loop thread, once per turn: commit LMDB, publish stats. */
+/* On the loop thread, once per turn: propose the turn's writes and give
+ * the waiting reads an entry (replica_propose); then, once the raft
+ * transport has sent them, commit LMDB and publish stats (replica_turn). */
+void replica_propose(struct node_replica *r);
 void replica_turn(struct node_replica *r);
 /* On the loop thread, every MC_EXPIRE_SWEEP_MS: expiry, counts. */
 void replica_sweep(struct node_replica *r);
@@ -250,6 +253,10 @@ struct node_loop {
     uv_async_t wake;
     uv_check_t turn;
     uv_timer_t sweep;
+    /* The raft I/O of its groups, its lane (consensus.h): the log in
+     * <data>/lane-<idx>, and the transport. */
+    struct cons_wal *wal;
+    struct cons_mux *mux;
     pthread_t thread;
     bool running;
     pthread_mutex_t mu; /* guards the queue and stopping */

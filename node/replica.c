@@ -34,14 +34,11 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
     const struct node_config *cfg = &n->cfg;
     r->id = id;
     r->loop = loop;
-    char dir[MC_PATH_BYTES_MAX], state[MC_PATH_BYTES_MAX],
-        raft_dir[MC_PATH_BYTES_MAX];
+    char dir[MC_PATH_BYTES_MAX], state[MC_PATH_BYTES_MAX];
     if ((size_t)snprintf(dir, sizeof dir, "%s/shard-%u", cfg->data, id) >=
             sizeof dir ||
         (size_t)snprintf(state, sizeof state, "%s/state", dir) >=
-            sizeof state ||
-        (size_t)snprintf(raft_dir, sizeof raft_dir, "%s/raft", dir) >=
-            sizeof raft_dir) {
+            sizeof state) {
         base_errf(err, err_len, "data folder path is too long");
         return MC_INVALID_ARGUMENT;
     }
@@ -73,13 +70,12 @@ mc_err replica_open(struct node_replica *r, struct node *n, uint32_t id,
         }
     }
     ASSERT(self_addr != NULL); /* only hosted shards are opened */
-    char bind[24];
-    meta_member_raft_addr(&cfg->raft_bind_at, id, bind, sizeof bind);
     struct cons_group_config gcfg = {
         .node_id = cfg->node_id,
-        .dir = raft_dir,
+        .shard_id = id,
+        .mux = loop->mux,
+        .wal = loop->wal,
         .addr = self_addr,
-        .bind_addr = cfg->raft_bind[0] != '\0' ? bind : NULL,
         .members = members,
         .n_members = r->n_replica_ids,
         .election_ms = cfg->election_ms,
@@ -698,7 +694,7 @@ static void publish_counts(struct node_replica *r)
     }
 }
 
-void replica_turn(struct node_replica *r)
+void replica_propose(struct node_replica *r)
 {
     /* Answers wait for entries this node appended as leader in a term: a
      * leader that lost its term will not apply them as its own. */
@@ -710,6 +706,10 @@ void replica_turn(struct node_replica *r)
     }
     props_flush(r);
     reads_kick(r);
+}
+
+void replica_turn(struct node_replica *r)
+{
     char err[256];
     if (shard_commit(r->store, err, sizeof err) != MC_OK) {
         LOG_ERROR("commit failed shard=%u err=%s", r->id, err);

@@ -207,10 +207,17 @@ static void ports_unlock(int fd)
     }
 }
 
-/* Raft ports of a node: the meta group's, then one per shard. */
+/* Raft ports a node listens on: the meta group's, then one per loop (the
+ * shards' raft transport, a lane per loop thread). Picked for one per
+ * shard, which the ports of the lanes never outnumber. */
 static unsigned raft_ports_of(const struct mc_node_proc *n)
 {
     return 1 + n->n_shards;
+}
+
+static unsigned raft_ports_bound(const struct mc_node_proc *n)
+{
+    return 1 + (n->n_loops < n->n_shards ? n->n_loops : n->n_shards);
 }
 
 /* Wait until node n holds every raft port it was given, or has exited. */
@@ -221,7 +228,8 @@ static void ports_wait_bound(const struct mc_node_proc *n)
     }
     int base = n->raft_bind_port > 0 ? n->raft_bind_port : n->raft_port;
     int64_t deadline = harness_now_ms() + PORTS_BOUND_MS;
-    for (unsigned i = 0; i < raft_ports_of(n) && harness_now_ms() < deadline;) {
+    for (unsigned i = 0;
+         i < raft_ports_bound(n) && harness_now_ms() < deadline;) {
         if (n->pid == 0 || kill(n->pid, 0) != 0) {
             return;
         }
@@ -352,6 +360,7 @@ static int args_collect(va_list ap, const char **args)
 static int extra_copy(struct mc_node_proc *n, const char *const *args)
 {
     n->n_shards = 8;
+    n->n_loops = 2;
     size_t k = 0;
     for (const char *a; (a = args[k]) != NULL;) {
         if (k == HARNESS_EXTRA_ARGS_MAX) {
@@ -362,6 +371,9 @@ static int extra_copy(struct mc_node_proc *n, const char *const *args)
         n->extra[k] = strdup(a);
         if (k > 0 && strcmp(n->extra[k - 1], "--shards") == 0) {
             n->n_shards = (unsigned)atoi(a);
+        }
+        if (k > 0 && strcmp(n->extra[k - 1], "--loops") == 0) {
+            n->n_loops = (unsigned)atoi(a);
         }
         k++;
     }

@@ -39,8 +39,9 @@
 struct mc_node_proc {
     pid_t pid; /* 0 when not running */
     int port;
-    int raft_port; /* the meta group's; shard i uses raft_port + 1 + i */
+    int raft_port; /* the meta group's; loop k's raft lane raft_port + 1 + k */
     unsigned n_shards;
+    unsigned n_loops; /* --loops (default 2): lanes of the raft transport */
     char dir[HARNESS_PATH_BYTES_MAX];
     char url[HARNESS_URL_BYTES_MAX];
     char log[HARNESS_PATH_BYTES_MAX + 16]; /* dir + "/node.log" */
