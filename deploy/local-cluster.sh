@@ -11,7 +11,7 @@
 #
 # Environment: BASE_PORT (default 7400): node i listens on
 # tcp://127.0.0.1:BASE_PORT+i-1, its meta group replica on raft port
-# R=BASE_PORT+100+(i-1)*32 and its shard s on R+1+s; CLUSTER_DIR (default build/cluster);
+# R=BASE_PORT+100+(i-1)*32 and the shards of its loop k on R+1+k; CLUSTER_DIR (default build/cluster);
 # MEMCOORD_BIN, MEMCOORDCTL_BIN; extra node flags in MEMCOORD_ARGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."

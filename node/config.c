@@ -28,14 +28,16 @@ static const struct opt opts[] = {
     STR("data", data, "DIR   data folder (required)"),
     STR("listen", listen, "URL    client address [tcp://127.0.0.1:7400]"),
     STR("raft-addr", raft_addr,
-        "IP:PORT raft address of the meta group; shard s uses PORT+1+s "
-        "[127.0.0.1:7500]"),
+        "IP:PORT raft address of the meta group; the shards of loop k use "
+        "PORT+1+k [127.0.0.1:7500]"),
     STR("raft-bind", raft_bind,
         "IP:PORT where the raft listeners bind, when peers dial another "
-        "address (NAT, a proxy): shard s on PORT+1+s [the --raft-addr]"),
+        "address (NAT, a proxy): loop k on PORT+1+k [the --raft-addr]"),
     NUM("node-id", OPT_U64, node_id, 1, UINT32_MAX, "N     node id [1]"),
     NUM("shards", OPT_U32, shards, 1, MC_SHARDS_MAX, "N      shard groups of a new cluster [8]"),
-    NUM("loops", OPT_U32, loops, 1, MC_LOOPS_MAX, "N       loop threads [2]"),
+    NUM("loops", OPT_U32, loops, 1, MC_LOOPS_MAX,
+        "N       loop threads of a new data folder, the same on every "
+        "node [2]"),
     NUM("contexts", OPT_U32, contexts, 1, MC_FRONTEND_CTX_MAX,
         "N    requests in flight [256]"),
     NUM("election-ms", OPT_U32, election_ms, 50, 60000,

@@ -37,8 +37,8 @@
 struct node_config {
     char data[MC_PATH_BYTES_MAX];
     char listen[256];
-    char raft_addr[64]; /* a.b.c.d:port of the meta group; shard s uses
-                           port + 1 + s */
+    char raft_addr[64]; /* a.b.c.d:port of the meta group; the shards of
+                           loop k use port + 1 + k */
     /* Where the raft listeners bind when that is not raft_addr (the
      * address peers dial): "" = raft_addr. Parsed into raft_bind_at
      * (its raft_ip and raft_port only). */

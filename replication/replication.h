@@ -45,7 +45,8 @@ struct meta_member {
     uint64_t id;
     char url[256];      /* client address */
     char raft_ip[16];   /* numeric IPv4 */
-    uint32_t raft_port; /* the meta group's; shard s uses raft_port + 1 + s */
+    uint32_t raft_port; /* the meta group's; the shards of loop k use
+                           raft_port + 1 + k */
 };
 
 struct meta_map {
