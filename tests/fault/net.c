@@ -163,6 +163,9 @@ int net_setup(struct net *net, unsigned n, char *why, size_t why_len)
     if (ip_run(true, "-V", NULL) != 0) {
         return why_set(why, why_len, "no `ip` command (iproute2)");
     }
+    if (access("/usr/sbin/iptables", X_OK) != 0) {
+        return why_set(why, why_len, "no iptables (/usr/sbin/iptables)");
+    }
     net->subnet = subnet_pick();
     if (net->subnet < 0) {
         return why_set(why, why_len, "no free subnet in 10.231.0.0/16");
@@ -210,13 +213,36 @@ void net_teardown(struct net *net)
     net->made = false;
 }
 
-static int route_blackhole(struct net *net, unsigned from, unsigned to,
-                           bool add)
+/* iptables of Debian's package, in /usr/sbin, which a test's PATH may
+ * lack; `ip netns exec` runs it in a node's namespace. */
+static const char *iptables_bin(void)
 {
-    char dst[NET_IP_BYTES + 4];
-    snprintf(dst, sizeof dst, "%s/32", net->ip[to]);
-    return ip_run(false, "-n", net->ns[from], "route", add ? "add" : "del",
-                  "blackhole", dst, NULL);
+    return access("/usr/sbin/iptables", X_OK) == 0 ? "/usr/sbin/iptables"
+                                                   : "iptables";
+}
+
+/* In node a's namespace: drop what comes from and goes to b's address. */
+static int drop_peer(struct net *net, unsigned a, unsigned b, bool add)
+{
+    const char *ipt = iptables_bin(), *op = add ? "-I" : "-D";
+    const char *ns = net->ns[a], *peer = net->ip[b];
+    int rv = ip_run(false, "netns", "exec", ns, ipt, "-w", op, "INPUT", "-s",
+                    peer, "-j", "DROP", NULL);
+    rv |= ip_run(false, "netns", "exec", ns, ipt, "-w", op, "OUTPUT", "-d",
+                 peer, "-j", "DROP", NULL);
+    return rv;
+}
+
+/* In node a's namespace: drop everything but its loopback. */
+static int drop_all(struct net *net, unsigned a, bool add)
+{
+    const char *ipt = iptables_bin(), *op = add ? "-I" : "-D";
+    const char *ns = net->ns[a];
+    int rv = ip_run(false, "netns", "exec", ns, ipt, "-w", op, "INPUT", "!",
+                    "-i", "lo", "-j", "DROP", NULL);
+    rv |= ip_run(false, "netns", "exec", ns, ipt, "-w", op, "OUTPUT", "!",
+                 "-o", "lo", "-j", "DROP", NULL);
+    return rv;
 }
 
 int net_cut(struct net *net, unsigned a, unsigned b)
@@ -224,22 +250,25 @@ int net_cut(struct net *net, unsigned a, unsigned b)
     if (a >= net->n || b >= net->n || a == b || net->cut[a][b]) {
         return a != b && a < net->n && b < net->n ? 0 : -1;
     }
-    int rv = route_blackhole(net, a, b, true);
-    net->cut[a][b] = rv == 0;
+    int rv = drop_peer(net, a, b, true);
+    net->cut[a][b] = true; /* heal removes what part of it made */
     if (rv == 0) {
-        rv = route_blackhole(net, b, a, true);
-        net->cut[b][a] = rv == 0;
+        rv = drop_peer(net, b, a, true);
+        net->cut[b][a] = true;
     }
     return rv == 0 ? 0 : -1;
 }
 
-int net_link_down(struct net *net, unsigned a)
+int net_isolate(struct net *net, unsigned a)
 {
     if (a >= net->n) {
         return -1;
     }
-    int rv = ip_run(false, "link", "set", net->veth[a], "down", NULL);
-    net->down[a] = net->down[a] || rv == 0;
+    if (net->down[a]) {
+        return 0;
+    }
+    int rv = drop_all(net, a, true);
+    net->down[a] = true;
     return rv == 0 ? 0 : -1;
 }
 
@@ -249,12 +278,12 @@ int net_heal(struct net *net)
     for (unsigned a = 0; a < net->n; a++) {
         for (unsigned b = 0; b < net->n; b++) {
             if (net->cut[a][b]) {
-                rv |= route_blackhole(net, a, b, false);
+                rv |= drop_peer(net, a, b, false);
                 net->cut[a][b] = false;
             }
         }
         if (net->down[a]) {
-            rv |= ip_run(false, "link", "set", net->veth[a], "up", NULL);
+            rv |= drop_all(net, a, false);
             net->down[a] = false;
         }
     }

@@ -6,21 +6,23 @@
  * veth pair, on 10.231.S.(i+1)/24. A node runs inside its namespace
  * (harness_cluster_start_at) on that address.
  *
- * Partitions, each undone by net_heal:
- *   net_cut(a, b)     blackhole routes in both namespaces: a and b cannot
- *                     reach each other (raft, forwarding); the test still
- *                     reaches both;
- *   net_link_down(a)  a's veth down: a reaches nobody and nobody reaches
- *                     it, the test included.
- * (A blackhole route drops what a namespace sends; a connect() through it
- * fails at once, established connections retransmit into the void until
- * the route goes.)
+ * Partitions, iptables rules in the nodes' namespaces, each undone by
+ * net_heal:
+ *   net_cut(a, b)     DROP of b's address in a's INPUT and OUTPUT chains,
+ *                     and of a's in b's: a and b cannot reach each other
+ *                     (raft, forwarding); the test still reaches both;
+ *   net_isolate(a)    DROP of everything but loopback in a's chains: a
+ *                     reaches nobody and nobody reaches it, the test
+ *                     included.
+ * (Packets vanish: connections retransmit into the void, connects time
+ * out, as across a real partition.)
  *
  * Every name starts with "mcf" and the pid of the process that made it:
  * mcf<pid>b (bridge), mcf<pid>v<i> / mcf<pid>p<i> (veth ends),
  * mcf<pid>n<i> (namespace). net_sweep removes those of processes that no
  * longer run: the leftovers of a crashed run. Every `ip` command runs with
- * a deadline. Needs root and iproute2; net_setup says why it cannot. */
+ * a deadline. Needs root, iproute2 and iptables; net_setup says why it
+ * cannot. */
 #ifndef MC_TESTS_FAULT_NET_H
 #define MC_TESTS_FAULT_NET_H
 
@@ -43,7 +45,7 @@ struct net {
     char veth[NET_NODES_MAX][NET_NAME_BYTES]; /* the bridge's end */
     char ip[NET_NODES_MAX][NET_IP_BYTES];
     bool cut[NET_NODES_MAX][NET_NODES_MAX];
-    bool down[NET_NODES_MAX];
+    bool down[NET_NODES_MAX]; /* isolated */
 };
 
 /* Make the network for n nodes. Returns 0; or -1 with why filled (not
@@ -57,10 +59,10 @@ void net_teardown(struct net *net);
 /* Cut the link between nodes a and b, both ways. 0 or -1. */
 int net_cut(struct net *net, unsigned a, unsigned b);
 
-/* Take node a's veth down: a is cut from everyone. 0 or -1. */
-int net_link_down(struct net *net, unsigned a);
+/* Cut node a from everyone, the test included. 0 or -1. */
+int net_isolate(struct net *net, unsigned a);
 
-/* Undo every cut and link down. 0 or -1. */
+/* Undo every cut and isolation. 0 or -1. */
 int net_heal(struct net *net);
 
 /* Remove namespaces and links named mcf<pid>... of pids that do not run. */

@@ -100,7 +100,7 @@ static int net_cut_cb(void *ctx, unsigned a, unsigned b)
 }
 static int net_isolate_cb(void *ctx, unsigned a)
 {
-    return net_link_down(ctx, a);
+    return net_isolate(ctx, a);
 }
 static int net_heal_cb(void *ctx)
 {
