@@ -641,3 +641,117 @@ Test(cluster, writes_proposed_together_each_get_their_own_entry,
                       (unsigned long long)all[i]);
     }
 }
+
+/* ---- the raft transport's port takes no garbage ---- */
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+/* The hello of a lane's connection (consensus/mux_wire.h): 32 bytes. */
+static void hello(uint8_t *p, uint64_t id, uint32_t lane, uint32_t lanes)
+{
+    memcpy(p, "MCMUX01\x01", 8);
+    put_u64(p + 8, id);
+    put_u32(p + 16, lane);
+    put_u32(p + 20, lanes);
+    put_u64(p + 24, 0);
+}
+
+/* Connect to port on 127.0.0.1, send len bytes, close. */
+static void raft_port_send(int port, const void *data, size_t len)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0,
+                 "connect to raft port %d", port);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = send(fd, (const char *)data + off, len - off,
+                         MSG_NOSIGNAL);
+        if (n <= 0) {
+            break; /* the node dropped us: fine */
+        }
+        off += (size_t)n;
+    }
+    close(fd);
+}
+
+/* Junk, a hello of another cluster shape, a frame that does not decode,
+ * a frame of a shard the lane does not hold, and a frame claiming more
+ * than any frame may be: each connection is dropped or its frame ignored,
+ * and the cluster goes on serving. */
+Test(cluster, raft_lane_port_survives_garbage, .fini = harness_fini,
+     .timeout = 90)
+{
+    start_cluster();
+    int lane0 = nodes[0].raft_port + 1;
+    uint8_t junk[4096];
+    uint64_t x = 88172645463325252ull;
+    for (size_t i = 0; i < sizeof junk; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        junk[i] = (uint8_t)x;
+    }
+    raft_port_send(lane0, junk, sizeof junk);
+    uint8_t buf[256];
+    hello(buf, 2, 0, 7); /* lanes differ: refused at the hello */
+    raft_port_send(lane0, buf, 32);
+    /* A good hello, then a frame whose body is garbage. */
+    hello(buf, 2, 0, 2);
+    put_u64(buf + 32, 40);
+    memcpy(buf + 40, junk, 40);
+    raft_port_send(lane0, buf, 80);
+    /* A good hello, a well-formed TimeoutNow of a shard nobody has (with
+     * a term that would depose any leader it reached), then a length of
+     * 1 TiB. */
+    put_u64(buf + 32, 8 + 24);
+    put_u32(buf + 40, 250);                 /* shard */
+    buf[44] = 6, buf[45] = 0;               /* RAFT_IO_TIMEOUT_NOW */
+    buf[46] = buf[47] = 0;
+    put_u64(buf + 48, 1ull << 30);          /* term */
+    put_u64(buf + 56, 1);
+    put_u64(buf + 64, 1);
+    put_u64(buf + 72, 1ull << 40);
+    raft_port_send(lane0, buf, 80);
+
+    char eps[512];
+    all_endpoints(eps, sizeof eps);
+    mc_client *c = client_of(eps, 5000);
+    for (unsigned i = 0; i < 64; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "after-garbage/%02u", i);
+        mc_result res;
+        cr_assert_eq(mc_put(c, NS, key, "v", 1, NULL, &res), MC_OK, "%s",
+                     res.message);
+    }
+    mc_client_close(c);
+    cr_assert_eq(kill(nodes[0].pid, 0), 0, "node 1 still runs");
+    static char log[1 << 18];
+    FILE *f = fopen(nodes[0].log, "r");
+    cr_assert_not_null(f);
+    size_t got = fread(log, 1, sizeof log - 1, f);
+    fclose(f);
+    log[got] = '\0';
+    cr_assert_not_null(strstr(log, "--loops must be the same"),
+                       "the wrong hello is named in the log");
+}
