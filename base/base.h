@@ -73,7 +73,10 @@ void base_errf(char *buf, size_t len, const char *fmt, ...)
 /* FNV-1a 64, for state hashes: chained by passing the previous value. */
 #define BASE_FNV64_INIT 0xcbf29ce484222325ull
 uint64_t base_fnv64(uint64_t h, const void *data, size_t len);
-/* CRC-32C, chained by passing the previous value (0 to start). */
+/* CRC-32C, chained by passing the previous value (0 to start); the
+ * CPU's instruction where there is one. _portable: the table, always
+ * (tests compare the two). */
 uint32_t base_crc32c(uint32_t crc, const void *data, size_t len);
+uint32_t base_crc32c_portable(uint32_t crc, const void *data, size_t len);
 
 #endif
