@@ -133,6 +133,8 @@ typedef struct mc_options {
  * nng failure); res->message says which. */
 mc_err mc_client_open(const char *endpoints, const mc_options *opts,
                       mc_client **out, mc_result *res);
+/* Close c and free it. Calls must have returned (and watches been
+ * closed); not from an nng thread. Safe on NULL. */
 void mc_client_close(mc_client *c);
 
 typedef struct mc_put_opts {
