@@ -8,7 +8,7 @@
  *   route.c    the shard map: leaders, replicas, members and their sockets
  *   refresh.c  learning the shard map from nodes' STATUS answers, as a
  *              state machine of its own that calls wait for or go around
- *   kv.c       put, delete, get and records
+ *   kv.c       put, delete, get (synchronous and asynchronous) and records
  *   list.c     list: fan-out over shards, merge, pages
  *   txn.c      transactions: checks, the shard of their keys, results
  *   status.c   status, and the shard count list needs
@@ -247,6 +247,12 @@ typedef void (*client_done_fn)(const struct client_done *d, mc_err code,
 struct client_done {
     client_done_fn fn;
     void *arg;
+    /* The caller's callback of an asynchronous call (kv.c), for fn. */
+    union {
+        mc_done_cb done;
+        mc_get_cb get;
+    } user;
+    void *user_arg;
 };
 
 /* The states of a call (call.c has the diagram). */

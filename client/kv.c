@@ -1,11 +1,14 @@
-/* put, delete and get of libmemcoord, and the records they return.
+/* put, delete and get of libmemcoord, synchronous and asynchronous, and
+ * the records they return.
  *
  * Each call builds its request, checks it with the same validation the
  * node runs (proto_request_check), so that a bad key or an oversized value
- * fails without a round trip, then hands it to the engine (call.c), and
- * waits for the end there (client_call). The node stays authoritative: it
- * checks again. Writes get a lane for their request id from the engine
- * (internal.h, invariant 1). */
+ * fails without a round trip, then hands it to the engine (call.c): the
+ * synchronous call waits for the end there (client_call), the asynchronous
+ * one starts it (client_call_start) and turns its end into the caller's
+ * callback. One builder per operation serves both, so they cannot differ.
+ * The node stays authoritative: it checks again. Writes get a lane for
+ * their request id from the engine (internal.h, invariant 1). */
 #include <string.h>
 
 #include "client/internal.h"
@@ -282,4 +285,83 @@ mc_err mc_get(mc_client *c, const char *ns, const char *key,
         mcpb__response__free_unpacked(r, NULL);
     }
     return rv;
+}
+
+/* ---- asynchronous: the engine's end, handed to the caller's callback ---- */
+
+/* The end of a put or delete. */
+static void write_done(const struct client_done *d, mc_err code,
+                       Mcpb__Response *r, const mc_result *res)
+{
+    if (r != NULL) {
+        mcpb__response__free_unpacked(r, NULL);
+    }
+    d->user.done(d->user_arg, code, res);
+}
+
+/* The end of a get: the answer's record copied for the callback. */
+static void get_done(const struct client_done *d, mc_err code,
+                     Mcpb__Response *r, const mc_result *res)
+{
+    mc_result copy = *res;
+    mc_record *rec;
+    code = get_record(code, r, &rec, &copy);
+    if (r != NULL) {
+        mcpb__response__free_unpacked(r, NULL);
+    }
+    d->user.get(d->user_arg, code, rec, &copy);
+}
+
+mc_err mc_put_async(mc_client *c, const char *ns, const char *key,
+                    const void *value, size_t value_len,
+                    const mc_put_opts *opts, mc_result *res, mc_done_cb cb,
+                    void *arg)
+{
+    ASSERT(c != NULL);
+    ASSERT(cb != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req;
+    mc_err rv = put_request(&req, ns, key, value, value_len, opts, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    struct client_done d = {.fn = write_done, .user.done = cb,
+                            .user_arg = arg};
+    return client_call_start(c, &req, deadline_ms, &d, res);
+}
+
+mc_err mc_delete_async(mc_client *c, const char *ns, const char *key,
+                       int64_t expect_version, mc_result *res, mc_done_cb cb,
+                       void *arg)
+{
+    ASSERT(c != NULL);
+    ASSERT(cb != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req;
+    mc_err rv = delete_request(&req, ns, key, expect_version, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    struct client_done d = {.fn = write_done, .user.done = cb,
+                            .user_arg = arg};
+    return client_call_start(c, &req, deadline_ms, &d, res);
+}
+
+mc_err mc_get_async(mc_client *c, const char *ns, const char *key,
+                    const mc_read_opts *opts, mc_result *res, mc_get_cb cb,
+                    void *arg)
+{
+    ASSERT(c != NULL);
+    ASSERT(cb != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req;
+    mc_err rv = get_request(&req, ns, key, opts, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    struct client_done d = {.fn = get_done, .user.get = cb, .user_arg = arg};
+    return client_call_start(c, &req, deadline_ms, &d, res);
 }
