@@ -1,10 +1,17 @@
 /* The engine of libmemcoord: one request, from frame to answer, with
- * retries, as a state machine driven by nng aio callbacks. The synchronous
- * calls start one and wait for its end; the asynchronous ones (kv.c) hand
- * its end to the caller's callback. There is one implementation of
- * routing, retries and request ids, and no thread of its own: each step
- * runs on the thread that finished the step before (nng's, or the caller's
- * for the first).
+ * retries, as a state machine whose every step is an operation on the
+ * call's nng aio. There is one implementation of routing, retries and
+ * request ids, and no thread of its own; two drivers run the same steps:
+ *
+ *   asynchronous (client_call_start, kv.c's mc_*_async): the aio has a
+ *     callback, which runs the next step on the nng thread that ended the
+ *     operation, and the call's end goes to the caller's callback;
+ *   synchronous (client_call): the aio has none; the caller's thread waits
+ *     for each operation and runs the next step itself. nng completes an
+ *     aio without a callback inline, so a send that a connection takes at
+ *     once does not sleep: a call wakes its thread once, for the answer.
+ *
+ * The first step runs on the thread that starts the call.
  *
  * An attempt sends the framed request on the call's nng_ctx of one socket
  * and waits for the reply. It ends in one of four ways:
@@ -59,9 +66,10 @@
  * that a timeout and mc_client_close's abort end them as they end nng's
  * sends and receives.
  *
- * A call ends exactly once, on an nng thread: when its first step ends it
- * on the caller's thread (a local failure), the end is deferred (END) so
- * that callbacks never run on the thread that started the call.
+ * An asynchronous call ends exactly once, on an nng thread: when its first
+ * step ends it on the caller's thread (a local failure), the end is
+ * deferred (END) so that callbacks never run on the thread that started
+ * the call. A synchronous one ends on its caller's thread.
  *
  * Close (client_engine_close): the closing flag stops every call at its
  * next step, and each call's aio is aborted so that nothing waits for a
@@ -306,7 +314,7 @@ static void lane_give(struct client_call *k)
     }
     pthread_mutex_unlock(&c->mu);
     if (w != NULL) {
-        nng_aio_finish(w->aio, 0);
+        nng_aio_finish(w->io, 0);
     }
 }
 
@@ -355,6 +363,17 @@ static void call_complete(struct client_call *k, mc_err code,
 static void call_end(struct client_call *k, mc_err code, Mcpb__Response *r)
 {
     ASSERT(code == MC_OK || k->last.code == code);
+    if (k->sync) {
+        /* On the caller's thread, which takes it from here. */
+        ASSERT(r == NULL || r->code == (uint32_t)code);
+        if (k->lane != NULL) {
+            lane_give(k);
+        }
+        k->ended = true;
+        k->end_code = code;
+        k->end_r = r;
+        return;
+    }
     if (!k->in_start) {
         call_complete(k, code, r);
         return;
@@ -363,9 +382,9 @@ static void call_end(struct client_call *k, mc_err code, Mcpb__Response *r)
      * failed before sending gets here, so there is no answer to keep. */
     ASSERT(r == NULL);
     k->state = CALL_END;
-    bool begun = nng_aio_begin(k->aio); /* false only once stopped */
+    bool begun = nng_aio_begin(k->io); /* false only once stopped */
     ASSERT(begun);
-    nng_aio_finish(k->aio, 0);
+    nng_aio_finish(k->io, 0);
 }
 
 /* mc_client_close ended k: the write it sent may have applied. */
@@ -487,7 +506,7 @@ static void attempt_send(struct client_call *k, const struct call_target *t)
     memcpy(nng_msg_body(msg), frame, len);
     k->attempt_ms = base_mono_ms();
     k->state = CALL_SEND;
-    nng_aio *aio = k->aio;
+    nng_aio *aio = k->io;
     /* req0 completes a send once a connection took the message; until
      * then it waits for one, so a timeout here means nothing left. */
     nng_aio_set_msg(aio, msg);
@@ -520,7 +539,7 @@ static void attempt_recv(struct client_call *k)
     int64_t left_ms = k->reply_wait_ms - (base_mono_ms() - k->attempt_ms);
     k->state = CALL_RECV;
     mc_client *c = k->c;
-    nng_aio *aio = k->aio;
+    nng_aio *aio = k->io;
     nng_aio_set_timeout(aio, left_ms > 1 ? (int)left_ms : 1);
     nng_ctx_recv(k->ctx[k->t.ep], aio);
     abort_if_closing(c, aio);
@@ -616,7 +635,7 @@ static bool pause_start(struct client_call *k)
     mc_client *c = k->c;
     int pause = client_backoff_ms(c, (unsigned)k->attempts - 1);
     k->state = CALL_PAUSE;
-    nng_aio *aio = k->aio;
+    nng_aio *aio = k->io;
     bool begun = nng_aio_begin(aio); /* false only once stopped */
     ASSERT(begun);
     nng_aio_set_timeout(aio, pause < left / 2 ? (nng_duration)pause
@@ -670,8 +689,8 @@ static void on_sent(struct client_call *k, int rv)
         return;
     }
     /* On failure the message is handed back to us (nng ownership). */
-    nng_msg_free(nng_aio_get_msg(k->aio));
-    nng_aio_set_msg(k->aio, NULL);
+    nng_msg_free(nng_aio_get_msg(k->io));
+    nng_aio_set_msg(k->io, NULL);
     if (atomic_load(&k->c->closing)) {
         call_end_closed(k, false);
         return;
@@ -697,8 +716,8 @@ static void on_answer(struct client_call *k, int rv)
         attempt_done(k, ATTEMPT_UNKNOWN, NULL);
         return;
     }
-    nng_msg *msg = nng_aio_get_msg(k->aio);
-    nng_aio_set_msg(k->aio, NULL);
+    nng_msg *msg = nng_aio_get_msg(k->io);
+    nng_aio_set_msg(k->io, NULL);
     Mcpb__Response *r = NULL;
     enum attempt_outcome o = answer_decode(k, msg, &r);
     attempt_done(k, o, r);
@@ -729,11 +748,9 @@ static void on_lane(struct client_call *k, int rv)
     attempt_next(k);
 }
 
-static void call_cb(void *arg)
+/* The operation on k->io ended with rv: the next step. */
+static void call_step(struct client_call *k, int rv)
 {
-    struct client_call *k = arg;
-    int rv = nng_aio_result(k->aio);
-    k->in_start = false;
     switch (k->state) {
     case CALL_LANE:
         on_lane(k, rv);
@@ -760,6 +777,14 @@ static void call_cb(void *arg)
     }
 }
 
+/* The callback of an asynchronous call's aio. */
+static void call_cb(void *arg)
+{
+    struct client_call *k = arg;
+    k->in_start = false;
+    call_step(k, nng_aio_result(k->io));
+}
+
 /* ---- start ---- */
 
 /* A call object from the pool, or a new one. Under c->mu. */
@@ -783,7 +808,12 @@ static struct client_call *call_take_locked(mc_client *c)
     if (k == NULL) {
         return NULL;
     }
-    if (nng_aio_alloc(&k->aio, call_cb, k) != 0) {
+    if (nng_aio_alloc(&k->aio_cb, call_cb, k) != 0) {
+        mc_free(k);
+        return NULL;
+    }
+    if (nng_aio_alloc(&k->aio_wait, NULL, NULL) != 0) {
+        nng_aio_free(k->aio_cb);
         mc_free(k);
         return NULL;
     }
@@ -806,9 +836,9 @@ static void lane_park_locked(mc_client *c, struct client_call *k)
     }
     c->lane_tail = k;
     int64_t left = k->deadline_ms - base_mono_ms();
-    nng_aio_begin(k->aio);
-    nng_aio_set_timeout(k->aio, left > 1 ? (nng_duration)left : 1);
-    nng_aio_defer(k->aio, lane_cancel, k);
+    nng_aio_begin(k->io);
+    nng_aio_set_timeout(k->io, left > 1 ? (nng_duration)left : 1);
+    nng_aio_defer(k->io, lane_cancel, k);
 }
 
 /* No lane was free when write k started: encode it without an id, then
@@ -825,7 +855,7 @@ static mc_err lane_wait(mc_client *c, struct client_call *k,
         k->lane = NULL; /* out of memory now: wait for one to come back */
     }
     if (k->lane == NULL) {
-        nng_aio *aio = k->aio;
+        nng_aio *aio = k->io;
         lane_park_locked(c, k);
         pthread_mutex_unlock(&c->mu);
         abort_if_closing(c, aio);
@@ -853,13 +883,16 @@ static void start_undo(struct client_call *k)
     call_release(k);
 }
 
-mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
-                         int64_t deadline_ms, const struct client_done *done,
-                         mc_result *res)
+/* Begin req as a call (sync: driven by the caller's thread) and run its
+ * first step here. On MC_OK *out is the call; errors as client_call_start
+ * says, with nothing begun. */
+static mc_err call_begin(mc_client *c, const Mcpb__Request *req,
+                         int64_t deadline_ms, bool sync,
+                         const struct client_done *done,
+                         struct client_call **out, mc_result *res)
 {
     ASSERT(c != NULL);
     ASSERT(req != NULL);
-    ASSERT(done != NULL && done->fn != NULL);
     bool write = op_is_write(req->op);
     ASSERT(!write || (!req->has_client_id && !req->has_seq));
 
@@ -884,7 +917,12 @@ mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
     pthread_mutex_unlock(&c->mu);
 
     ASSERT(k->state == CALL_FREE);
-    k->in_start = true;
+    k->sync = sync;
+    k->io = sync ? k->aio_wait : k->aio_cb;
+    k->ended = false;
+    k->end_r = NULL;
+    /* A synchronous call may end on the caller's thread: it is its own. */
+    k->in_start = !sync;
     k->map_asked = false;
     k->op = req->op;
     k->is_write = write;
@@ -893,13 +931,18 @@ mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
     k->lane = lane;
     k->deadline_ms = deadline_ms;
     k->started_ms = base_mono_ms();
-    k->done = *done;
+    if (done != NULL) {
+        k->done = *done;
+    }
     k->attempts = 0;
     k->direct_fails = 0;
     k->hints = 0;
     k->next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps;
     k->unknown = false;
     memset(&k->last, 0, sizeof k->last);
+    /* From here on only the call's own steps touch k: the starter of an
+     * asynchronous call must not, its first operation may have ended. */
+    *out = k;
     if (write && lane == NULL) {
         if (lane_wait(c, k, req) != MC_OK) {
             start_undo(k);
@@ -915,33 +958,16 @@ mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
     return MC_OK;
 }
 
-/* ---- the synchronous call: start, then wait for the end ---- */
-
-struct sync_wait {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-    mc_err code;
-    Mcpb__Response *r;
-    mc_result *res;
-};
-
-/* On an nng thread. After the unlock the waiter may return and pop w off
- * its stack: nothing touches w after it. */
-static void sync_done(const struct client_done *d, mc_err code,
-                      Mcpb__Response *r, const mc_result *res)
+mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
+                         int64_t deadline_ms, const struct client_done *done,
+                         mc_result *res)
 {
-    struct sync_wait *w = d->arg;
-    pthread_mutex_lock(&w->mu);
-    w->code = code;
-    w->r = r;
-    if (w->res != NULL) {
-        *w->res = *res;
-    }
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    ASSERT(done != NULL && done->fn != NULL);
+    struct client_call *k;
+    return call_begin(c, req, deadline_ms, false, done, &k, res);
 }
+
+/* ---- the synchronous call: the same steps, driven by the caller ---- */
 
 mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
@@ -950,28 +976,25 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
     ASSERT(out != NULL);
     *out = NULL;
     client_result_clear(res);
-    struct sync_wait w = {.res = res};
-    if (pthread_mutex_init(&w.mu, NULL) != 0) {
-        return client_result_set(res, MC_INTERNAL, "pthread_mutex_init");
+    struct client_call *k;
+    mc_err rv = call_begin(c, req, deadline_ms, true, NULL, &k, res);
+    if (rv != MC_OK) {
+        return rv;
     }
-    if (pthread_cond_init(&w.cv, NULL) != 0) {
-        pthread_mutex_destroy(&w.mu);
-        return client_result_set(res, MC_INTERNAL, "pthread_cond_init");
+    /* Each step but the last starts an operation on k->io, which has no
+     * callback: wait for it here (when a connection took the send at
+     * once, nng completed it inline and this does not sleep), then take
+     * the next step on this thread. */
+    while (!k->ended) {
+        nng_aio_wait(k->io);
+        call_step(k, nng_aio_result(k->io));
     }
-    struct client_done done = {.fn = sync_done, .arg = &w};
-    mc_err rv = client_call_start(c, req, deadline_ms, &done, res);
-    if (rv == MC_OK) {
-        /* One wake-up: the end of the call, whatever its steps were. */
-        pthread_mutex_lock(&w.mu);
-        while (!w.done) {
-            pthread_cond_wait(&w.cv, &w.mu);
-        }
-        pthread_mutex_unlock(&w.mu);
-        rv = w.code;
-        *out = w.r;
+    rv = k->end_code;
+    *out = k->end_r;
+    if (res != NULL) {
+        *res = k->last;
     }
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
+    call_release(k);
     ASSERT(rv == MC_OK || *out == NULL || (*out)->code == (uint32_t)rv);
     ASSERT(rv != MC_OK || *out != NULL);
     return rv;
@@ -1001,7 +1024,8 @@ void client_engine_close(mc_client *c)
     size_t n = c->n_calls;
     pthread_mutex_unlock(&c->mu);
     for (size_t i = 0; i < n; i++) {
-        nng_aio_abort(calls[i]->aio, NNG_ECLOSED);
+        nng_aio_abort(calls[i]->aio_cb, NNG_ECLOSED);
+        nng_aio_abort(calls[i]->aio_wait, NNG_ECLOSED);
     }
     nng_aio_abort(c->refresh.aio, NNG_ECLOSED);
     pthread_mutex_lock(&c->mu);
@@ -1014,8 +1038,10 @@ void client_engine_close(mc_client *c)
         struct client_call *k = calls[i];
         /* Waits out a callback still returning from the call's end. The
          * contexts go with their sockets. */
-        nng_aio_stop(k->aio);
-        nng_aio_free(k->aio);
+        nng_aio_stop(k->aio_cb);
+        nng_aio_free(k->aio_cb);
+        nng_aio_stop(k->aio_wait);
+        nng_aio_free(k->aio_wait);
         mc_free(k->frame);
         mc_free(k->fwd);
         mc_free(k);

@@ -127,10 +127,11 @@
  * refresh asks it last. An answer through it clears the mark. */
 #define MC_CLIENT_SUSPECT_MS 1000
 
-/* A call object keeps its frame buffer for its next call up to this size;
- * a larger one (a large value) is freed, so that an idle client does not
- * hold megabytes. */
-#define MC_CLIENT_FRAME_KEEP_BYTES (64u << 10)
+/* A call object keeps its frame buffer for its next call up to this size,
+ * which holds the request of a value of a few KiB; a larger one is freed,
+ * so that a client that had thousands of calls in flight does not keep
+ * megabytes (that call pays a malloc, beside sending the value). */
+#define MC_CLIENT_FRAME_KEEP_BYTES (4u << 10)
 
 _Static_assert(MC_CLIENT_BACKOFF_MS_MIN > 0 &&
                    MC_CLIENT_BACKOFF_MS_MIN <= MC_CLIENT_BACKOFF_MS_MAX,
@@ -273,7 +274,18 @@ enum call_state {
  * belong to the list the call is parked on. */
 struct client_call {
     mc_client *c;
-    nng_aio *aio;
+    /* Every step is an operation on io: aio_cb for an asynchronous call
+     * (its callback runs the next step on nng's thread), aio_wait for a
+     * synchronous one (no callback: a completion wakes the caller, who
+     * runs the next step on its own thread; nng completes such an aio
+     * inline, with no hand-off to its task threads). */
+    nng_aio *io;
+    nng_aio *aio_cb;
+    nng_aio *aio_wait;
+    bool sync;
+    bool ended;      /* sync: the call ended; end_code and end_r hold it */
+    mc_err end_code;
+    Mcpb__Response *end_r;
     enum call_state state;
     bool in_start;   /* still on the starting thread: end it later */
     bool map_asked;  /* the next target may skip the refresh step */
@@ -407,12 +419,13 @@ mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
                          int64_t deadline_ms, const struct client_done *done,
                          mc_result *res);
 
-/* client_call_start, then wait for the end on this thread: the
- * synchronous call. Returns the final code and fills res (which may be
- * NULL). When the server answered, *out is its response (also for error
- * codes); the caller frees it with mcpb__response__free_unpacked(*out,
- * NULL); otherwise *out is NULL. Must not run on an nng thread (in a
- * callback). */
+/* The synchronous call: the same steps as client_call_start's, but this
+ * thread waits for each operation and runs the next step itself. Returns
+ * the final code and fills res (which may be NULL). When the server
+ * answered, *out is its response (also for error codes); the caller frees
+ * it with mcpb__response__free_unpacked(*out, NULL); otherwise *out is
+ * NULL. Errors as client_call_start's, and those of the end. Must not run
+ * on an nng thread (in a callback). */
 mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
                    mc_result *res);

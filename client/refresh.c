@@ -89,7 +89,7 @@ static void refresh_end(mc_client *c, bool counted)
     while (w != NULL) {
         struct client_call *next = w->next; /* w's own once finished */
         w->next = NULL;
-        nng_aio_finish(w->aio, 0);
+        nng_aio_finish(w->io, 0);
         w = next;
     }
     if (counted) {
@@ -285,7 +285,7 @@ bool client_refresh_park(mc_client *c, struct client_call *k)
     /* Without a shard count every attempt would be forwarded: better to
      * wait for the first map than to load the nodes with forwards. */
     bool park = begin || (r->refreshing && r->shard_count == 0);
-    nng_aio *aio = k->aio;
+    nng_aio *aio = k->io;
     if (park) {
         k->state = CALL_MAP;
         k->queued = true;
