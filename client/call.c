@@ -836,7 +836,8 @@ static void lane_park_locked(mc_client *c, struct client_call *k)
     }
     c->lane_tail = k;
     int64_t left = k->deadline_ms - base_mono_ms();
-    nng_aio_begin(k->io);
+    bool begun = nng_aio_begin(k->io); /* false only once stopped */
+    ASSERT(begun);
     nng_aio_set_timeout(k->io, left > 1 ? (nng_duration)left : 1);
     nng_aio_defer(k->io, lane_cancel, k);
 }
