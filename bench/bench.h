@@ -132,6 +132,7 @@ struct bench_slot {
     struct bench_samples lat;
     struct bench_counts cnt;
     atomic_uint_fast64_t done; /* every op, warm-up too: progress line */
+    atomic_uint_fast64_t failed; /* measured ops that failed: progress */
     /* The operation in flight. */
     int64_t t0_ns;          /* its start */
     bool measured;          /* it started after the warm-up */

@@ -445,7 +445,7 @@ static double run_clock(struct bench_run *run, int64_t *cpu_used_us)
             uint64_t done = done_total(run);
             uint64_t errs = 0;
             for (unsigned i = 0; i < cfg->inflight; i++) {
-                errs += bench_counts_errors(&run->slots[i].cnt);
+                errs += atomic_load(&run->slots[i].failed);
             }
             fprintf(stderr, "memcoord-bench: %s %5.1f s %s %8llu ops/s, "
                             "errors %llu\n",
@@ -695,6 +695,7 @@ int main(int argc, char **argv)
         sl->c = run.clients[inited % cfg.clients];
         sl->rng = (seed ^ (0x9e3779b97f4a7c15ull * (inited + 1))) | 1;
         atomic_init(&sl->done, 0);
+        atomic_init(&sl->failed, 0);
         if (bench_slot_init(sl) != 0) {
             fprintf(stderr, "memcoord-bench: out of memory\n");
             inited++;

@@ -80,6 +80,9 @@ void bench_op_end(struct bench_slot *s, int64_t t0_ns, bool measured,
     }
     oc->ops = 1;
     bench_counts_add(&s->cnt, oc);
+    if (rv != MC_OK) {
+        atomic_fetch_add(&s->failed, 1);
+    }
     bench_samples_add(&s->lat, (uint64_t)(t1 - t0_ns));
     if (cfg->ops > 0) {
         int64_t last = atomic_load(&run->last_end_ns);
