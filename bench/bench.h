@@ -8,9 +8,15 @@
  *   watch.c           the watch workload: watchers, writers, fan-out time
  *   stats.c           latency samples, percentiles, error counts
  *
- * "In flight N" is N threads, each doing one synchronous call at a time
- * (libmemcoord is synchronous and thread-safe); the threads share
- * --clients mc_client handles, round robin. */
+ * "In flight N" is N operations outstanding at once, each one a "slot"
+ * that starts its next operation from the callback of the last one, with
+ * libmemcoord's asynchronous calls (mc_put_async, mc_get_async): --workers
+ * W threads start them (slot i belongs to worker i % W) and wait for them
+ * to drain, and the library's threads run the callbacks. A read-then-CAS
+ * is a chain of calls in one slot. list has no asynchronous call: there
+ * each slot is a thread of its own doing one synchronous call at a time,
+ * as are the watch workload's writers. Slots share --clients mc_client
+ * handles, round robin. */
 #ifndef MC_BENCH_H
 #define MC_BENCH_H
 
@@ -21,9 +27,12 @@
 
 #include "memcoord.h"
 
-/* Threads of one run: each is a request in flight. A node takes 256
- * requests in flight by default (--contexts), a 3-node cluster 768. */
+/* Operations in flight in one run. A node takes 256 requests in flight by
+ * default (--contexts), a 3-node cluster 768. */
 #define BENCH_INFLIGHT_MAX 4096u
+/* Threads that drive the slots (--workers): each only starts its slots
+ * and waits for them, so a few are plenty. */
+#define BENCH_WORKERS_MAX 64u
 /* Watchers of the watch workload: each holds a long poll per shard. */
 #define BENCH_WATCHERS_MAX 256u
 /* A read-then-CAS gives up after this many conflicts in a row; the
@@ -59,7 +68,8 @@ struct bench_cfg {
     const char *endpoints;
     bench_workload workload;
     const char *workload_name;
-    unsigned inflight;  /* threads, one call each */
+    unsigned inflight;  /* operations in flight: slots */
+    unsigned workers;   /* threads that drive the slots */
     unsigned clients;   /* mc_client handles; 0 = the default rule */
     uint64_t duration_ms; /* 0 when ops is given */
     uint64_t ops;         /* total measured ops; 0 = by duration */
@@ -98,26 +108,60 @@ struct bench_counts {
 };
 
 struct bench_run;
+struct bench_worker;
 
-/* One thread of the run. */
-struct bench_worker {
-    pthread_t thread;
+/* Operations of a slot's chain (workloads.c). */
+typedef enum {
+    SLOT_PUT,     /* a put */
+    SLOT_GET,     /* a get */
+    SLOT_CAS_GET, /* the read of a read-then-CAS */
+    SLOT_CAS_PUT, /* its conditional put */
+} bench_slot_op;
+
+/* One operation in flight: its chain of calls, one at a time, so only the
+ * callback of its current call touches it (the library orders each start
+ * before its callback). */
+struct bench_slot {
     struct bench_run *run;
+    struct bench_worker *worker;
     unsigned id;
-    mc_client *c; /* shared with other workers */
+    mc_client *c; /* shared with other slots */
     uint64_t rng;
     char *value; /* value_size bytes */
     uint64_t *versions; /* cas cached: version per owned key (0 = unknown) */
     struct bench_samples lat;
     struct bench_counts cnt;
     atomic_uint_fast64_t done; /* every op, warm-up too: progress line */
+    atomic_uint_fast64_t failed; /* measured ops that failed: progress */
+    /* The operation in flight. */
+    int64_t t0_ns;          /* its start */
+    bool measured;          /* it started after the warm-up */
+    struct bench_counts oc; /* what it did so far (all but ops) */
+    bench_slot_op op;
+    char key[BENCH_KEY_BYTES_MAX];
+    uint64_t *cached; /* cas: the version the slot believes (NULL: none) */
+    uint64_t expect;  /* cas: the version the put expects */
+    unsigned tries;   /* cas: conflicts so far */
+    pthread_t thread; /* the synchronous workloads: the slot's thread */
+};
+
+/* A thread that drives slots: it starts each of its slots' first
+ * operation, then waits until they all retired. */
+struct bench_worker {
+    pthread_t thread;
+    struct bench_run *run;
+    unsigned id;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    unsigned active; /* its slots not retired yet; under mu */
 };
 
 struct bench_run {
     const struct bench_cfg *cfg;
     mc_client **clients;
     unsigned n_clients;
-    struct bench_worker *workers;
+    struct bench_slot *slots;     /* cfg->inflight */
+    struct bench_worker *workers; /* cfg->workers */
     atomic_bool measuring;  /* the warm-up is over */
     atomic_bool stop;
     atomic_int_fast64_t ops_left; /* --ops: measured ops still to start */
@@ -148,14 +192,30 @@ uint64_t bench_counts_errors(const struct bench_counts *c);
  * stderr. */
 int bench_preload(struct bench_run *run);
 
-/* Per-worker set-up before the threads start (cached versions). */
-int bench_worker_init(struct bench_worker *w);
-void bench_worker_fini(struct bench_worker *w);
+/* Per-slot set-up before the run starts (value, cached versions). */
+int bench_slot_init(struct bench_slot *s);
+void bench_slot_fini(struct bench_slot *s);
 
-/* One operation of the run's workload by w; counts what it did into oc
- * (all but ops). The returned code is the operation's outcome: MC_OK, or
- * the error counted in oc. */
-mc_err bench_op(struct bench_worker *w, struct bench_counts *oc);
+/* Whether the run's workload has asynchronous operations (all but list
+ * and watch). */
+bool bench_workload_async(const struct bench_cfg *cfg);
+
+/* Start slot s's next operation of the run's workload, asynchronously; or
+ * retire s (tell its worker) when the run stops or --ops are all started.
+ * Called by the worker for the first one, then from the callback of each
+ * operation's last call. An operation's latency runs from its start to
+ * that callback. */
+void bench_slot_next(struct bench_slot *s);
+
+/* One operation of the run's workload by s, synchronously (list); counts
+ * what it did into oc (all but ops). The returned code is the operation's
+ * outcome: MC_OK, or the error counted in oc. */
+mc_err bench_op_sync(struct bench_slot *s, struct bench_counts *oc);
+
+/* Count the end of an operation of s (started at t0_ns, measured or not,
+ * with what it did in oc) into s's samples and counters. */
+void bench_op_end(struct bench_slot *s, int64_t t0_ns, bool measured,
+                  struct bench_counts *oc, mc_err rv);
 
 /* ---- watch.c ---- */
 

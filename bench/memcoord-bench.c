@@ -1,7 +1,8 @@
 /* memcoord-bench: the load generator behind the figures in the README
  * (bench.h says how it is built). One run: open the clients, preload the
- * keys the workload reads, start --inflight threads, warm up, measure for
- * --duration (or --ops operations), stop, report.
+ * keys the workload reads, start --workers threads that keep --inflight
+ * operations in flight, warm up, measure for --duration (or --ops
+ * operations), stop, let the operations in flight end, report.
  *
  *   memcoord-bench [--endpoints URL,...] [--json] WORKLOAD [options]
  *
@@ -11,6 +12,7 @@
  * measured operation succeeded, 1 when some failed (the report says which
  * codes), 2 on a usage error, 3 when the run could not be made. */
 #include <errno.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +31,14 @@ static const char *const cas_read_names[] = {
     [CAS_READ_CACHED] = "cached",
 };
 
-/* Threads per mc_client when --clients is not given: handles are cheap
- * (one nng socket per node, and one context per call), but one socket per
- * node serializes sends on one TCP connection; a few connections per node
- * spread the node's receive work over nng's threads. */
-#define BENCH_THREADS_PER_CLIENT 16u
+/* Operations in flight per mc_client when --clients is not given: handles
+ * are cheap (one nng socket per node), but one socket per node serializes
+ * sends on one TCP connection; a few connections per node spread the
+ * node's receive work over nng's threads. */
+#define BENCH_INFLIGHT_PER_CLIENT 16u
+/* Workers when --workers is not given: they only start operations and
+ * wait, the callbacks do the rest. */
+#define BENCH_WORKERS_DEFAULT 1u
 
 static void usage(FILE *out)
 {
@@ -55,10 +60,13 @@ static void usage(FILE *out)
 "options:\n"
 "  --endpoints URL,...    nodes (default $MEMCOORD_ENDPOINTS, else\n"
 "                         tcp://127.0.0.1:7400)\n"
-"  --inflight N           requests in flight: N threads, one call each (1)\n"
-"  --workers N            the same as --inflight\n"
-"  --clients N            mc_client handles the threads share (default\n"
-"                         one per %u threads)\n"
+"  --inflight N           operations in flight at once (1; --workers N\n"
+"                         alone: N): each starts the next from its\n"
+"                         callback (list: N threads, one call each)\n"
+"  --workers N            threads that start the operations and wait for\n"
+"                         them (%u; at most --inflight)\n"
+"  --clients N            mc_client handles the operations share (default\n"
+"                         one per %u in flight)\n"
 "  --duration D           measured time, e.g. 10s, 500ms, 1m (10s)\n"
 "  --ops N                measure N operations instead of a duration\n"
 "  --warmup D             unmeasured time first (1s; 0 with --ops)\n"
@@ -78,7 +86,7 @@ static void usage(FILE *out)
 "                         or cas for the cas workload)\n"
 "  --timeout D            per-call timeout (5s)\n"
 "  --json                 the last line of stdout is one JSON object\n",
-            BENCH_THREADS_PER_CLIENT);
+            BENCH_WORKERS_DEFAULT, BENCH_INFLIGHT_PER_CLIENT);
 }
 
 /* "10s", "500ms", "2m", "1.5s"; a bare number is seconds. */
@@ -142,6 +150,7 @@ static int parse(int argc, char **argv, struct bench_cfg *cfg)
         .ns = "bench",
     };
     bool warmup_set = false, ops_set = false, duration_set = false;
+    bool inflight_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -169,12 +178,19 @@ static int parse(int argc, char **argv, struct bench_cfg *cfg)
                 return bad("--space: 1..32 bytes without '/', not '%s'", v);
             }
             cfg->space = v;
-        } else if (strcmp(a, "--inflight") == 0 ||
-                   strcmp(a, "--workers") == 0) {
+        } else if (strcmp(a, "--inflight") == 0) {
             if (!parse_u64(v, 1, BENCH_INFLIGHT_MAX, &n)) {
                 return bad("--inflight: 1..4096, not '%s'", v);
             }
             cfg->inflight = (unsigned)n;
+            inflight_set = true;
+        } else if (strcmp(a, "--workers") == 0) {
+            /* Up to --inflight: alone, it also sets --inflight (what it
+             * meant when each operation in flight was a thread). */
+            if (!parse_u64(v, 1, BENCH_INFLIGHT_MAX, &n)) {
+                return bad("--workers: 1..4096, not '%s'", v);
+            }
+            cfg->workers = (unsigned)n;
         } else if (strcmp(a, "--clients") == 0) {
             if (!parse_u64(v, 1, BENCH_INFLIGHT_MAX, &n)) {
                 return bad("--clients: 1..4096, not '%s'", v);
@@ -291,16 +307,28 @@ static int parse(int argc, char **argv, struct bench_cfg *cfg)
     } else if (!warmup_set) {
         cfg->warmup_ms = 1000;
     }
+    if (!inflight_set && cfg->workers > 0) {
+        cfg->inflight = cfg->workers;
+    }
+    if (cfg->workers == 0) {
+        cfg->workers = BENCH_WORKERS_DEFAULT;
+    }
+    if (cfg->workers > cfg->inflight) {
+        cfg->workers = cfg->inflight;
+    }
+    if (cfg->workers > BENCH_WORKERS_MAX) {
+        cfg->workers = BENCH_WORKERS_MAX;
+    }
     if (cfg->workload == WL_CAS && cfg->hot_keys == 0 &&
         cfg->keys < cfg->inflight) {
-        /* Every worker owns at least one key. */
+        /* Every slot owns at least one key. */
         cfg->keys = cfg->inflight;
     }
     if (cfg->clients == 0) {
         unsigned load = cfg->inflight +
                         (cfg->workload == WL_WATCH ? cfg->watchers : 0);
-        cfg->clients = (load + BENCH_THREADS_PER_CLIENT - 1) /
-                       BENCH_THREADS_PER_CLIENT;
+        cfg->clients = (load + BENCH_INFLIGHT_PER_CLIENT - 1) /
+                       BENCH_INFLIGHT_PER_CLIENT;
     }
     if (cfg->clients > cfg->inflight && cfg->workload != WL_WATCH) {
         cfg->clients = cfg->inflight;
@@ -308,10 +336,30 @@ static int parse(int argc, char **argv, struct bench_cfg *cfg)
     return 0;
 }
 
+/* A worker of an asynchronous workload: start its slots, then wait until
+ * they all retired (bench_slot_next retires a slot when the run stops). */
 static void *worker_main(void *arg)
 {
     struct bench_worker *w = arg;
     struct bench_run *run = w->run;
+    const struct bench_cfg *cfg = run->cfg;
+    for (unsigned i = w->id; i < cfg->inflight; i += cfg->workers) {
+        bench_slot_next(&run->slots[i]);
+    }
+    pthread_mutex_lock(&w->mu);
+    while (w->active > 0) {
+        pthread_cond_wait(&w->cv, &w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* A slot of a synchronous workload (list): a thread of its own, one call
+ * at a time. */
+static void *slot_main(void *arg)
+{
+    struct bench_slot *s = arg;
+    struct bench_run *run = s->run;
     const struct bench_cfg *cfg = run->cfg;
     while (!atomic_load(&run->stop)) {
         bool measured = atomic_load(&run->measuring);
@@ -321,25 +369,21 @@ static void *worker_main(void *arg)
         }
         struct bench_counts oc = {0};
         int64_t t0 = bench_now_ns();
-        bench_op(w, &oc);
-        int64_t t1 = bench_now_ns();
-        atomic_fetch_add(&w->done, 1);
-        /* Counted: started after the warm-up, and (by duration) ended
-         * before the window closed. */
-        if (!measured || (cfg->ops == 0 && atomic_load(&run->stop))) {
-            continue;
-        }
-        oc.ops = 1;
-        bench_counts_add(&w->cnt, &oc);
-        bench_samples_add(&w->lat, (uint64_t)(t1 - t0));
-        if (cfg->ops > 0) {
-            int64_t last = atomic_load(&run->last_end_ns);
-            while (last < t1 && !atomic_compare_exchange_weak(
-                                    &run->last_end_ns, &last, t1)) {
-            }
-        }
+        mc_err rv = bench_op_sync(s, &oc);
+        bench_op_end(s, t0, measured, &oc, rv);
     }
     return NULL;
+}
+
+/* CPU time of this process (user + system) in µs: the client's cost. */
+static int64_t cpu_us(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) {
+        return 0;
+    }
+    return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+           ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
 }
 
 static void sleep_ms(int64_t ms)
@@ -352,15 +396,32 @@ static uint64_t done_total(const struct bench_run *run)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < run->cfg->inflight; i++) {
-        n += atomic_load(&run->workers[i].done);
+        n += atomic_load(&run->slots[i].done);
     }
     return n;
 }
 
-/* Warm up, measure, stop; progress on stderr once a second. Returns the
- * measured window in seconds. */
-static double run_clock(struct bench_run *run)
+/* The threads of a run: workers (asynchronous workloads) or one per slot
+ * (list). */
+static bool run_async(const struct bench_run *run)
 {
+    return bench_workload_async(run->cfg);
+}
+
+static void threads_join(struct bench_run *run, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        pthread_join(run_async(run) ? run->workers[i].thread
+                                    : run->slots[i].thread,
+                     NULL);
+    }
+}
+
+/* Warm up, measure, stop; progress on stderr once a second. Returns the
+ * measured window in seconds, and the process's CPU time in it. */
+static double run_clock(struct bench_run *run, int64_t *cpu_used_us)
+{
+    int64_t cpu_start = 0;
     const struct bench_cfg *cfg = run->cfg;
     int64_t t0 = bench_now_ns();
     int64_t warm_end = t0 + (int64_t)cfg->warmup_ms * 1000000;
@@ -370,6 +431,7 @@ static double run_clock(struct bench_run *run)
     for (;;) {
         int64_t now = bench_now_ns();
         if (!atomic_load(&run->measuring) && now >= warm_end) {
+            cpu_start = cpu_us();
             run->measure_start_ns = now;
             atomic_store(&run->ops_left, (int_fast64_t)cfg->ops);
             atomic_store(&run->measuring, true);
@@ -383,7 +445,7 @@ static double run_clock(struct bench_run *run)
             uint64_t done = done_total(run);
             uint64_t errs = 0;
             for (unsigned i = 0; i < cfg->inflight; i++) {
-                errs += bench_counts_errors(&run->workers[i].cnt);
+                errs += atomic_load(&run->slots[i].failed);
             }
             fprintf(stderr, "memcoord-bench: %s %5.1f s %s %8llu ops/s, "
                             "errors %llu\n",
@@ -397,18 +459,22 @@ static double run_clock(struct bench_run *run)
         sleep_ms(20);
     }
     int64_t stop_ns = bench_now_ns();
+    int64_t cpu_stop = cpu_us();
     atomic_store(&run->stop, true);
-    for (unsigned i = 0; i < cfg->inflight; i++) {
-        pthread_join(run->workers[i].thread, NULL);
-    }
+    /* The operations in flight end (each within the client's timeout);
+     * by duration they are not counted, with --ops they are the last. */
+    threads_join(run, run_async(run) ? cfg->workers : cfg->inflight);
     if (cfg->ops > 0) {
         stop_ns = atomic_load(&run->last_end_ns);
+        cpu_stop = cpu_us();
     }
+    *cpu_used_us = cpu_stop - cpu_start;
     return (double)(stop_ns - run->measure_start_ns) / 1e9;
 }
 
 struct report {
     double window_s;
+    int64_t cpu_us; /* of the whole process in the window */
     struct bench_counts cnt;
     uint64_t *lat;
     size_t n_lat;
@@ -436,12 +502,13 @@ static void report_json(const struct bench_cfg *cfg, const struct report *r)
 {
     double ops_s = r->window_s > 0 ? (double)r->cnt.ops / r->window_s : 0;
     printf("{\"tool\":\"memcoord-bench\",\"workload\":\"%s\","
-           "\"inflight\":%u,\"clients\":%u,\"keys\":%u,\"hot_keys\":%u,"
+           "\"inflight\":%u,\"workers\":%u,\"clients\":%u,\"keys\":%u,"
+           "\"hot_keys\":%u,"
            "\"value_size\":%zu,\"tier\":\"%s\",\"serializable\":%s,"
            "\"cas_read\":\"%s\",\"warmup_s\":%.3f,\"duration_s\":%.3f,"
            "\"ops\":%llu,\"ops_per_sec\":%.1f,",
-           cfg->workload_name, cfg->inflight, cfg->clients, cfg->keys,
-           cfg->hot_keys, cfg->value_size, mc_tier_name(cfg->tier),
+           cfg->workload_name, cfg->inflight, cfg->workers, cfg->clients,
+           cfg->keys, cfg->hot_keys, cfg->value_size, mc_tier_name(cfg->tier),
            cfg->serializable ? "true" : "false",
            cas_read_names[cfg->cas_read], (double)cfg->warmup_ms / 1e3,
            r->window_s, (unsigned long long)r->cnt.ops, ops_s);
@@ -461,6 +528,10 @@ static void report_json(const struct bench_cfg *cfg, const struct report *r)
            (unsigned long long)r->cnt.writes,
            (unsigned long long)r->cnt.records,
            (unsigned long long)r->dropped);
+    if (!r->is_watch) {
+        printf(",\"client_cpu_us_per_op\":%.1f",
+               r->cnt.ops > 0 ? (double)r->cpu_us / (double)r->cnt.ops : 0);
+    }
     if (r->is_watch) {
         printf(",\"watchers\":%u,\"writes_acked\":%llu,\"delivered\":%llu,"
                "\"missed\":%llu,\"events\":%llu,\"event_p50_ms\":%.3f,"
@@ -478,10 +549,11 @@ static void report_json(const struct bench_cfg *cfg, const struct report *r)
 static void report_text(const struct bench_cfg *cfg, const struct report *r)
 {
     double ops_s = r->window_s > 0 ? (double)r->cnt.ops / r->window_s : 0;
-    printf("memcoord-bench %s%s: %u in flight over %u client handle%s, "
-           "%zu B values, tier %s, keys %u%s\n",
+    printf("memcoord-bench %s%s: %u in flight (%u worker%s) over %u client "
+           "handle%s, %zu B values, tier %s, keys %u%s\n",
            cfg->workload_name, cfg->serializable ? " --serializable" : "",
-           cfg->inflight, cfg->clients, cfg->clients == 1 ? "" : "s",
+           cfg->inflight, cfg->workers, cfg->workers == 1 ? "" : "s",
+           cfg->clients, cfg->clients == 1 ? "" : "s",
            cfg->value_size, mc_tier_name(cfg->tier), cfg->keys,
            cfg->workload == WL_CAS && cfg->hot_keys ? " (contended)" : "");
     if (cfg->workload == WL_CAS) {
@@ -513,6 +585,10 @@ static void report_text(const struct bench_cfg *cfg, const struct report *r)
            bench_pct_ms(r->lat, r->n_lat, 0.99),
            bench_pct_ms(r->lat, r->n_lat, 0.999),
            bench_pct_ms(r->lat, r->n_lat, 1.0));
+    if (!r->is_watch && r->cnt.ops > 0) {
+        printf("  client:    %.1f us of CPU per operation (this process)\n",
+               (double)r->cpu_us / (double)r->cnt.ops);
+    }
     printf("  errors:    %llu", (unsigned long long)bench_counts_errors(&r->cnt));
     for (int e = 1; e < MC_ERR_COUNT; e++) {
         if (r->cnt.errors[e] > 0) {
@@ -531,28 +607,35 @@ static void report_text(const struct bench_cfg *cfg, const struct report *r)
 static int run_threads(struct bench_run *run, struct report *r)
 {
     const struct bench_cfg *cfg = run->cfg;
+    bool async = run_async(run);
+    unsigned n = async ? cfg->workers : cfg->inflight;
     unsigned started = 0;
-    for (; started < cfg->inflight; started++) {
-        if (pthread_create(&run->workers[started].thread, NULL, worker_main,
-                           &run->workers[started]) != 0) {
+    for (; started < n; started++) {
+        int rc = async ? pthread_create(&run->workers[started].thread, NULL,
+                                        worker_main, &run->workers[started])
+                       : pthread_create(&run->slots[started].thread, NULL,
+                                        slot_main, &run->slots[started]);
+        if (rc != 0) {
             fprintf(stderr, "memcoord-bench: cannot start thread %u\n",
                     started);
             atomic_store(&run->stop, true);
-            for (unsigned i = 0; i < started; i++) {
-                pthread_join(run->workers[i].thread, NULL);
+            /* A worker not started leaves its slots: they start nothing. */
+            for (unsigned i = started; async && i < n; i++) {
+                run->workers[i].active = 0;
             }
+            threads_join(run, started);
             return -1;
         }
     }
-    r->window_s = run_clock(run);
+    r->window_s = run_clock(run, &r->cpu_us);
     struct bench_samples **parts = calloc(cfg->inflight, sizeof *parts);
     if (parts == NULL) {
         return -1;
     }
     for (unsigned i = 0; i < cfg->inflight; i++) {
-        parts[i] = &run->workers[i].lat;
-        bench_counts_add(&r->cnt, &run->workers[i].cnt);
-        r->dropped += run->workers[i].lat.full;
+        parts[i] = &run->slots[i].lat;
+        bench_counts_add(&r->cnt, &run->slots[i].cnt);
+        r->dropped += run->slots[i].lat.full;
     }
     r->n_lat = bench_samples_merge(parts, cfg->inflight, &r->lat);
     free(parts);
@@ -577,10 +660,18 @@ int main(int argc, char **argv)
     atomic_init(&run.last_end_ns, 0);
     atomic_init(&run.load_next, 0);
     run.clients = calloc(cfg.clients, sizeof *run.clients);
-    run.workers = calloc(cfg.inflight, sizeof *run.workers);
-    if (run.clients == NULL || run.workers == NULL) {
+    run.slots = calloc(cfg.inflight, sizeof *run.slots);
+    run.workers = calloc(cfg.workers, sizeof *run.workers);
+    if (run.clients == NULL || run.slots == NULL || run.workers == NULL) {
         fprintf(stderr, "memcoord-bench: out of memory\n");
         return 3;
+    }
+    for (unsigned i = 0; i < cfg.workers; i++) {
+        struct bench_worker *w = &run.workers[i];
+        w->run = &run;
+        w->id = i;
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
     }
     rc = 3;
     unsigned opened = 0, inited = 0;
@@ -596,13 +687,16 @@ int main(int argc, char **argv)
     }
     uint64_t seed = (uint64_t)bench_now_ns();
     for (; inited < cfg.inflight; inited++) {
-        struct bench_worker *w = &run.workers[inited];
-        w->run = &run;
-        w->id = inited;
-        w->c = run.clients[inited % cfg.clients];
-        w->rng = (seed ^ (0x9e3779b97f4a7c15ull * (inited + 1))) | 1;
-        atomic_init(&w->done, 0);
-        if (bench_worker_init(w) != 0) {
+        struct bench_slot *sl = &run.slots[inited];
+        sl->run = &run;
+        sl->id = inited;
+        sl->worker = &run.workers[inited % cfg.workers];
+        sl->worker->active++;
+        sl->c = run.clients[inited % cfg.clients];
+        sl->rng = (seed ^ (0x9e3779b97f4a7c15ull * (inited + 1))) | 1;
+        atomic_init(&sl->done, 0);
+        atomic_init(&sl->failed, 0);
+        if (bench_slot_init(sl) != 0) {
             fprintf(stderr, "memcoord-bench: out of memory\n");
             inited++;
             goto out;
@@ -611,9 +705,9 @@ int main(int argc, char **argv)
     if (bench_preload(&run) != 0) {
         goto out;
     }
-    fprintf(stderr, "memcoord-bench: %s, %u in flight, %u client handles, "
-                    "warm-up %.1f s, then %s\n",
-            cfg.workload_name, cfg.inflight, cfg.clients,
+    fprintf(stderr, "memcoord-bench: %s, %u in flight, %u workers, %u client "
+                    "handles, warm-up %.1f s, then %s\n",
+            cfg.workload_name, cfg.inflight, cfg.workers, cfg.clients,
             (double)cfg.warmup_ms / 1e3,
             cfg.ops ? "a count of operations" : "a fixed duration");
     struct report r = {0};
@@ -642,13 +736,18 @@ int main(int argc, char **argv)
         free(r.w.each_ns);
     }
 out:
-    for (unsigned i = 0; i < inited; i++) {
-        bench_worker_fini(&run.workers[i]);
-    }
     for (unsigned i = 0; i < opened; i++) {
         mc_client_close(run.clients[i]);
     }
+    for (unsigned i = 0; i < inited; i++) {
+        bench_slot_fini(&run.slots[i]);
+    }
+    for (unsigned i = 0; i < cfg.workers; i++) {
+        pthread_cond_destroy(&run.workers[i].cv);
+        pthread_mutex_destroy(&run.workers[i].mu);
+    }
     free(run.clients);
+    free(run.slots);
     free(run.workers);
     return rc;
 }

@@ -59,6 +59,9 @@ size_t bench_samples_merge(struct bench_samples *const *parts, size_t n_parts,
     }
     size_t at = 0;
     for (size_t i = 0; i < n_parts; i++) {
+        if (parts[i]->n == 0) {
+            continue; /* ns may be NULL: memcpy must not see it */
+        }
         memcpy(*out + at, parts[i]->ns, parts[i]->n * sizeof **out);
         at += parts[i]->n;
     }

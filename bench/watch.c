@@ -1,5 +1,7 @@
 /* The watch workload of memcoord-bench: W watchers on one prefix, and
- * --inflight writers putting keys under it. Each value carries the
+ * --inflight writers putting keys under it (a thread each, with the
+ * synchronous mc_put: the writers are few and the figure is the fan-out).
+ * Each value carries the
  * writer's clock (CLOCK_MONOTONIC, same host) at the start of the put and
  * the write's number, so each watcher knows how long the event took; the
  * figure that matters is the time from the start of a write until the
@@ -100,7 +102,7 @@ static void *watcher_main(void *arg)
 struct writer {
     pthread_t thread;
     struct watch_state *st;
-    struct bench_worker *w;
+    struct bench_slot *w;
 };
 
 static void *writer_main(void *arg)
@@ -109,7 +111,7 @@ static void *writer_main(void *arg)
     struct watch_state *st = wr->st;
     struct bench_run *run = st->run;
     const struct bench_cfg *cfg = run->cfg;
-    struct bench_worker *w = wr->w;
+    struct bench_slot *w = wr->w;
     mc_put_opts po = MC_PUT_OPTS_INIT;
     po.tier = cfg->tier;
     while (!atomic_load(&run->stop)) {
@@ -216,7 +218,7 @@ int bench_watch_run(struct bench_run *run, struct bench_watch_report *rep)
             cfg->ns, watch_prefix);
     for (; n_writers < cfg->inflight; n_writers++) {
         wrs[n_writers] = (struct writer){.st = &st,
-                                         .w = &run->workers[n_writers]};
+                                         .w = &run->slots[n_writers]};
         if (pthread_create(&wrs[n_writers].thread, NULL, writer_main,
                            &wrs[n_writers]) != 0) {
             fprintf(stderr, "memcoord-bench: cannot start a writer\n");
@@ -290,7 +292,7 @@ int bench_watch_run(struct bench_run *run, struct bench_watch_report *rep)
     }
     rep->cnt.records = 0;
     for (unsigned i = 0; i < cfg->inflight; i++) {
-        bench_counts_add(&rep->cnt, &run->workers[i].cnt);
+        bench_counts_add(&rep->cnt, &run->slots[i].cnt);
     }
     rep->writes = rep->cnt.writes;
     rep->n_each = bench_samples_merge(parts, n_watchers, &rep->each_ns);

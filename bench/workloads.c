@@ -1,10 +1,17 @@
 /* The workloads of memcoord-bench: one operation of each, the preload of
- * the keys they read, and the watch workload, which runs its own way.
+ * the keys they read. (The watch workload runs its own way, in watch.c.)
+ *
+ * An operation runs in a slot (bench.h) as a chain of asynchronous calls:
+ * put and get are one call; a read-then-CAS is a get, then a conditional
+ * put from the get's callback, and again from the put's callback on a
+ * conflict. The callback of the chain's last call counts the operation
+ * and starts the slot's next one (bench_slot_next). list, which has no
+ * asynchronous call, runs synchronously on the slot's own thread.
  *
  * Key spaces (namespace cfg->ns, "bench" by default):
  *   k/00000000 ..   put, get, list, mixed: --keys keys, chosen at random
- *   cas/00000000 .. cas: uncontended, worker w owns the keys i with
- *                   i % inflight == w; contended, every worker picks among
+ *   cas/00000000 .. cas: uncontended, slot w owns the keys i with
+ *                   i % inflight == w; contended, every slot picks among
  *                   the first --hot-keys keys
  *   w<run>/...      watch: a fresh prefix per run
  *   (--space)       load: keys 0..--keys-1 of the space once each, in
@@ -20,6 +27,16 @@
 #include <time.h>
 
 #include "bench.h"
+
+/* A broken invariant of the tool itself: say where, and stop. */
+#define ASSERT_SLOTS(x)                                                     \
+    do {                                                                    \
+        if (!(x)) {                                                         \
+            fprintf(stderr, "memcoord-bench: %s:%d: %s\n", __FILE__,        \
+                    __LINE__, #x);                                          \
+            abort();                                                        \
+        }                                                                   \
+    } while (0)
 
 void bench_key(char *buf, size_t len, const char *space, uint64_t i)
 {
@@ -44,101 +61,320 @@ static const char *space_of(const struct bench_cfg *cfg, unsigned *n)
     return cfg->workload == WL_CAS ? "cas" : "k";
 }
 
-/* ---- one operation ---- */
+/* ---- the end of an operation ---- */
 
-static mc_err op_put(struct bench_worker *w, const char *space, uint64_t i,
-                     struct bench_counts *oc)
+void bench_op_end(struct bench_slot *s, int64_t t0_ns, bool measured,
+                  struct bench_counts *oc, mc_err rv)
 {
-    const struct bench_cfg *cfg = w->run->cfg;
-    char key[BENCH_KEY_BYTES_MAX];
-    bench_key(key, sizeof key, space, i);
+    struct bench_run *run = s->run;
+    const struct bench_cfg *cfg = run->cfg;
+    int64_t t1 = bench_now_ns();
+    if (rv != MC_OK) {
+        count_err(oc, rv);
+    }
+    atomic_fetch_add(&s->done, 1);
+    /* Counted: started after the warm-up, and (by duration) ended before
+     * the window closed. */
+    if (!measured || (cfg->ops == 0 && atomic_load(&run->stop))) {
+        return;
+    }
+    oc->ops = 1;
+    bench_counts_add(&s->cnt, oc);
+    if (rv != MC_OK) {
+        atomic_fetch_add(&s->failed, 1);
+    }
+    bench_samples_add(&s->lat, (uint64_t)(t1 - t0_ns));
+    if (cfg->ops > 0) {
+        int64_t last = atomic_load(&run->last_end_ns);
+        while (last < t1 &&
+               !atomic_compare_exchange_weak(&run->last_end_ns, &last, t1)) {
+        }
+    }
+}
+
+/* The operation in flight in s ended with rv (from a callback): count it
+ * and start the next. */
+static void slot_op_done(struct bench_slot *s, mc_err rv)
+{
+    bench_op_end(s, s->t0_ns, s->measured, &s->oc, rv);
+    bench_slot_next(s);
+}
+
+/* ---- asynchronous operations: each returns MC_OK when its first call
+ * started (a callback then ends it), or the code of a call that could not
+ * start ---- */
+
+static void put_cb(void *arg, mc_err code, const mc_result *res)
+{
+    struct bench_slot *s = arg;
+    s->oc.writes++;
+    slot_op_done(s, code);
+}
+
+static mc_err op_put(struct bench_slot *s, const char *space, uint64_t i)
+{
+    const struct bench_cfg *cfg = s->run->cfg;
+    bench_key(s->key, sizeof s->key, space, i);
     mc_put_opts po = MC_PUT_OPTS_INIT;
     po.tier = cfg->tier;
+    s->op = SLOT_PUT;
     mc_result res;
-    mc_err rv = mc_put(w->c, cfg->ns, key, w->value, cfg->value_size, &po,
-                       &res);
-    oc->writes++;
+    mc_err rv = mc_put_async(s->c, cfg->ns, s->key, s->value, cfg->value_size,
+                             &po, &res, put_cb, s);
+    if (rv != MC_OK) {
+        s->oc.writes++;
+    }
     return rv;
 }
 
-static mc_err op_get(struct bench_worker *w, const char *key,
-                     bool serializable, uint64_t *version,
-                     struct bench_counts *oc)
+static void get_cb(void *arg, mc_err code, mc_record *rec,
+                   const mc_result *res)
+{
+    struct bench_slot *s = arg;
+    s->oc.reads++;
+    mc_record_free(rec);
+    slot_op_done(s, code);
+}
+
+static mc_err op_get(struct bench_slot *s, bool serializable)
 {
     mc_read_opts ro = {.serializable = serializable};
-    mc_record *rec = NULL;
+    s->op = SLOT_GET;
     mc_result res;
-    mc_err rv = mc_get(w->c, w->run->cfg->ns, key, &ro, &rec, &res);
-    oc->reads++;
-    if (rv == MC_OK && version != NULL) {
-        *version = rec->version;
+    mc_err rv = mc_get_async(s->c, s->run->cfg->ns, s->key, &ro, &res,
+                             get_cb, s);
+    if (rv != MC_OK) {
+        s->oc.reads++;
     }
-    mc_record_free(rec);
     return rv;
 }
 
-/* Read-then-CAS of key until it succeeds. *cached (may be NULL) is the
- * version the worker believes the key has (0: unknown); it is used instead
- * of a read in CAS_READ_CACHED mode and kept up to date. */
-static mc_err op_cas(struct bench_worker *w, const char *key,
-                     uint64_t *cached, struct bench_counts *oc)
+static mc_err cas_try(struct bench_slot *s);
+
+/* The conditional put of a read-then-CAS ended. */
+static void cas_put_cb(void *arg, mc_err code, const mc_result *res)
 {
-    const struct bench_cfg *cfg = w->run->cfg;
-    mc_put_opts po = MC_PUT_OPTS_INIT;
-    po.tier = cfg->tier;
-    for (unsigned tries = 0; tries < BENCH_CAS_TRIES_MAX; tries++) {
-        uint64_t expect = 0;
-        if (cfg->cas_read == CAS_READ_CACHED && cached != NULL &&
-            *cached != 0) {
-            expect = *cached;
-        } else {
-            mc_err rv = op_get(w, key,
-                               cfg->cas_read != CAS_READ_LINEARIZABLE,
-                               &expect, oc);
-            if (rv == MC_NOT_FOUND) {
-                expect = 0; /* create it */
-            } else if (rv != MC_OK) {
-                return rv;
-            }
+    struct bench_slot *s = arg;
+    s->oc.writes++;
+    if (code == MC_OK) {
+        s->oc.cas_ok++;
+        if (s->cached != NULL) {
+            *s->cached = res->version;
         }
-        po.expect_version = (int64_t)expect;
-        mc_result res;
-        mc_err rv = mc_put(w->c, cfg->ns, key, w->value, cfg->value_size, &po,
-                           &res);
-        oc->writes++;
-        if (rv == MC_OK) {
-            oc->cas_ok++;
-            if (cached != NULL) {
-                *cached = res.version;
-            }
-            return MC_OK;
-        }
-        if (rv != MC_CONFLICT) {
-            return rv;
-        }
-        oc->conflicts++;
-        if (cached != NULL) {
-            /* The answer names the current version (0: deleted). */
-            *cached = res.version;
-        }
+        slot_op_done(s, MC_OK);
+        return;
     }
-    return MC_CONFLICT;
+    if (code != MC_CONFLICT) {
+        slot_op_done(s, code);
+        return;
+    }
+    s->oc.conflicts++;
+    if (s->cached != NULL) {
+        /* The answer names the current version (0: deleted). */
+        *s->cached = res->version;
+    }
+    s->tries++;
+    mc_err rv = cas_try(s); /* a fresh read, then the put again */
+    if (rv != MC_OK) {
+        slot_op_done(s, rv);
+    }
 }
 
-static mc_err op_list(struct bench_worker *w, struct bench_counts *oc)
+static mc_err cas_put(struct bench_slot *s)
 {
-    const struct bench_cfg *cfg = w->run->cfg;
+    const struct bench_cfg *cfg = s->run->cfg;
+    mc_put_opts po = MC_PUT_OPTS_INIT;
+    po.tier = cfg->tier;
+    po.expect_version = (int64_t)s->expect;
+    s->op = SLOT_CAS_PUT;
+    mc_result res;
+    mc_err rv = mc_put_async(s->c, cfg->ns, s->key, s->value, cfg->value_size,
+                             &po, &res, cas_put_cb, s);
+    if (rv != MC_OK) {
+        s->oc.writes++;
+    }
+    return rv;
+}
+
+/* The read of a read-then-CAS ended: put with the version read (0 when
+ * missing: create it). */
+static void cas_get_cb(void *arg, mc_err code, mc_record *rec,
+                       const mc_result *res)
+{
+    struct bench_slot *s = arg;
+    s->oc.reads++;
+    if (code == MC_OK) {
+        s->expect = rec->version;
+    } else if (code == MC_NOT_FOUND) {
+        s->expect = 0;
+    }
+    mc_record_free(rec);
+    if (code != MC_OK && code != MC_NOT_FOUND) {
+        slot_op_done(s, code);
+        return;
+    }
+    mc_err rv = cas_put(s);
+    if (rv != MC_OK) {
+        slot_op_done(s, rv);
+    }
+}
+
+/* One try of the read-then-CAS of s->key: the read (or, in
+ * CAS_READ_CACHED mode, the version the slot believes), then the put. */
+static mc_err cas_try(struct bench_slot *s)
+{
+    const struct bench_cfg *cfg = s->run->cfg;
+    if (s->tries >= BENCH_CAS_TRIES_MAX) {
+        return MC_CONFLICT;
+    }
+    if (cfg->cas_read == CAS_READ_CACHED && s->cached != NULL &&
+        *s->cached != 0) {
+        s->expect = *s->cached;
+        return cas_put(s);
+    }
+    mc_read_opts ro = {.serializable = cfg->cas_read != CAS_READ_LINEARIZABLE};
+    s->op = SLOT_CAS_GET;
+    mc_result res;
+    mc_err rv = mc_get_async(s->c, cfg->ns, s->key, &ro, &res, cas_get_cb, s);
+    if (rv != MC_OK) {
+        s->oc.reads++;
+    }
+    return rv;
+}
+
+/* Read-then-CAS of s->key until it succeeds. s->cached (may be NULL) is
+ * the version the slot believes the key has (0: unknown); it is used
+ * instead of a read in CAS_READ_CACHED mode and kept up to date. */
+static mc_err op_cas(struct bench_slot *s, uint64_t *cached)
+{
+    s->cached = cached;
+    s->tries = 0;
+    return cas_try(s);
+}
+
+static mc_err op_cas_workload(struct bench_slot *s)
+{
+    const struct bench_cfg *cfg = s->run->cfg;
+    uint64_t i;
+    uint64_t *cached = NULL;
+    if (cfg->hot_keys > 0) {
+        i = bench_rand(&s->rng) % cfg->hot_keys;
+    } else {
+        /* Slot w owns keys w, w + inflight, w + 2 inflight, ... */
+        uint64_t owned = cfg->keys / cfg->inflight;
+        uint64_t j = bench_rand(&s->rng) % owned;
+        i = s->id + j * cfg->inflight;
+        cached = &s->versions[j];
+    }
+    unsigned n;
+    bench_key(s->key, sizeof s->key, space_of(cfg, &n), i);
+    return op_cas(s, cached);
+}
+
+/* Agent-like: 70% get, 20% put, 10% read-then-CAS, over the k/ keys. */
+static mc_err op_mixed(struct bench_slot *s)
+{
+    const struct bench_cfg *cfg = s->run->cfg;
+    uint64_t r = bench_rand(&s->rng);
+    uint64_t i = (r >> 8) % cfg->keys;
+    unsigned pick = (unsigned)(r % 100);
+    unsigned n;
+    const char *space = space_of(cfg, &n);
+    bench_key(s->key, sizeof s->key, space, i);
+    if (pick < 70) {
+        return op_get(s, cfg->serializable);
+    }
+    if (pick < 90) {
+        return op_put(s, space, i);
+    }
+    return op_cas(s, NULL);
+}
+
+/* Start one operation of the run's workload in s. */
+static mc_err op_start(struct bench_slot *s)
+{
+    const struct bench_cfg *cfg = s->run->cfg;
+    unsigned n;
+    const char *space = space_of(cfg, &n);
+    switch (cfg->workload) {
+    case WL_PUT:
+        return op_put(s, space, bench_rand(&s->rng) % n);
+    case WL_LOAD:
+        return op_put(s, space,
+                      atomic_fetch_add(&s->run->load_next, 1) % n);
+    case WL_GET:
+        bench_key(s->key, sizeof s->key, space, bench_rand(&s->rng) % n);
+        return op_get(s, cfg->serializable);
+    case WL_CAS:
+        return op_cas_workload(s);
+    case WL_MIXED:
+        return op_mixed(s);
+    default:
+        return MC_INVALID_ARGUMENT;
+    }
+}
+
+bool bench_workload_async(const struct bench_cfg *cfg)
+{
+    return cfg->workload != WL_LIST && cfg->workload != WL_WATCH;
+}
+
+/* s starts nothing more: tell its worker. */
+static void slot_retire(struct bench_slot *s)
+{
+    struct bench_worker *w = s->worker;
+    pthread_mutex_lock(&w->mu);
+    ASSERT_SLOTS(w->active > 0);
+    if (--w->active == 0) {
+        pthread_cond_signal(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+void bench_slot_next(struct bench_slot *s)
+{
+    struct bench_run *run = s->run;
+    const struct bench_cfg *cfg = run->cfg;
+    /* A start that fails at once ends its operation here; the loop then
+     * starts the next, so no failure recurses. */
+    for (;;) {
+        if (atomic_load(&run->stop)) {
+            slot_retire(s);
+            return;
+        }
+        bool measured = atomic_load(&run->measuring);
+        if (measured && cfg->ops > 0 &&
+            atomic_fetch_sub(&run->ops_left, 1) <= 0) {
+            slot_retire(s);
+            return;
+        }
+        memset(&s->oc, 0, sizeof s->oc);
+        s->measured = measured;
+        s->t0_ns = bench_now_ns();
+        mc_err rv = op_start(s);
+        if (rv == MC_OK) {
+            return; /* its callback goes on */
+        }
+        bench_op_end(s, s->t0_ns, s->measured, &s->oc, rv);
+    }
+}
+
+/* ---- synchronous operations (list) ---- */
+
+static mc_err op_list(struct bench_slot *s, struct bench_counts *oc)
+{
+    const struct bench_cfg *cfg = s->run->cfg;
     unsigned n;
     const char *space = space_of(cfg, &n);
     char after[BENCH_KEY_BYTES_MAX], prefix[BENCH_KEY_BYTES_MAX];
-    bench_key(after, sizeof after, space, bench_rand(&w->rng) % n);
+    bench_key(after, sizeof after, space, bench_rand(&s->rng) % n);
     snprintf(prefix, sizeof prefix, "%s/", space);
     mc_list_opts lo = {.start_after = after,
                        .limit = cfg->list_limit,
                        .serializable = cfg->serializable};
     mc_page *page = NULL;
     mc_result res;
-    mc_err rv = mc_list(w->c, cfg->ns, prefix, &lo, &page, &res);
+    mc_err rv = mc_list(s->c, cfg->ns, prefix, &lo, &page, &res);
     oc->reads++;
     if (rv == MC_OK) {
         oc->records += page->n;
@@ -147,112 +383,41 @@ static mc_err op_list(struct bench_worker *w, struct bench_counts *oc)
     return rv;
 }
 
-static mc_err op_cas_workload(struct bench_worker *w, struct bench_counts *oc)
+mc_err bench_op_sync(struct bench_slot *s, struct bench_counts *oc)
 {
-    const struct bench_cfg *cfg = w->run->cfg;
-    uint64_t i;
-    uint64_t *cached = NULL;
-    if (cfg->hot_keys > 0) {
-        i = bench_rand(&w->rng) % cfg->hot_keys;
-    } else {
-        /* Worker w owns keys w, w + inflight, w + 2 inflight, ... */
-        uint64_t owned = cfg->keys / cfg->inflight;
-        uint64_t j = bench_rand(&w->rng) % owned;
-        i = w->id + j * cfg->inflight;
-        cached = &w->versions[j];
-    }
-    unsigned n;
-    char key[BENCH_KEY_BYTES_MAX];
-    bench_key(key, sizeof key, space_of(cfg, &n), i);
-    return op_cas(w, key, cached, oc);
-}
-
-/* Agent-like: 70% get, 20% put, 10% read-then-CAS, over the k/ keys. */
-static mc_err op_mixed(struct bench_worker *w, struct bench_counts *oc)
-{
-    const struct bench_cfg *cfg = w->run->cfg;
-    uint64_t r = bench_rand(&w->rng);
-    uint64_t i = (r >> 8) % cfg->keys;
-    unsigned pick = (unsigned)(r % 100);
-    unsigned n;
-    const char *space = space_of(cfg, &n);
-    char key[BENCH_KEY_BYTES_MAX];
-    bench_key(key, sizeof key, space, i);
-    if (pick < 70) {
-        return op_get(w, key, cfg->serializable, NULL, oc);
-    }
-    if (pick < 90) {
-        return op_put(w, space, i, oc);
-    }
-    return op_cas(w, key, NULL, oc);
-}
-
-mc_err bench_op(struct bench_worker *w, struct bench_counts *oc)
-{
-    const struct bench_cfg *cfg = w->run->cfg;
-    unsigned n;
-    const char *space = space_of(cfg, &n);
-    mc_err rv;
-    switch (cfg->workload) {
-    case WL_PUT:
-        rv = op_put(w, space, bench_rand(&w->rng) % n, oc);
-        break;
-    case WL_LOAD:
-        rv = op_put(w, space, atomic_fetch_add(&w->run->load_next, 1) % n,
-                    oc);
-        break;
-    case WL_GET: {
-        char key[BENCH_KEY_BYTES_MAX];
-        bench_key(key, sizeof key, space, bench_rand(&w->rng) % n);
-        rv = op_get(w, key, cfg->serializable, NULL, oc);
-        break;
-    }
-    case WL_CAS:
-        rv = op_cas_workload(w, oc);
-        break;
-    case WL_MIXED:
-        rv = op_mixed(w, oc);
-        break;
-    case WL_LIST:
-        rv = op_list(w, oc);
-        break;
-    default:
-        rv = MC_INVALID_ARGUMENT;
-    }
-    if (rv != MC_OK) {
-        count_err(oc, rv);
-    }
+    mc_err rv = s->run->cfg->workload == WL_LIST ? op_list(s, oc)
+                                                 : MC_INVALID_ARGUMENT;
     return rv;
 }
 
-int bench_worker_init(struct bench_worker *w)
+int bench_slot_init(struct bench_slot *s)
 {
-    const struct bench_cfg *cfg = w->run->cfg;
-    w->value = malloc(cfg->value_size + 1);
-    if (w->value == NULL) {
+    const struct bench_cfg *cfg = s->run->cfg;
+    s->value = malloc(cfg->value_size + 1);
+    if (s->value == NULL) {
         return -1;
     }
-    /* Printable bytes that differ per worker, so values are not all
+    /* Printable bytes that differ per slot, so values are not all
      * alike (nothing here compresses, but a reader can tell them apart). */
     for (size_t i = 0; i < cfg->value_size; i++) {
-        w->value[i] = (char)('a' + (w->id + i) % 26);
+        s->value[i] = (char)('a' + (s->id + i) % 26);
     }
-    w->value[cfg->value_size] = '\0';
+    s->value[cfg->value_size] = '\0';
     if (cfg->workload == WL_CAS && cfg->hot_keys == 0) {
-        w->versions = calloc(cfg->keys / cfg->inflight + 1,
-                             sizeof *w->versions);
-        if (w->versions == NULL) {
+        s->versions = calloc(cfg->keys / cfg->inflight + 1,
+                             sizeof *s->versions);
+        if (s->versions == NULL) {
             return -1;
         }
     }
     return 0;
 }
 
-void bench_worker_fini(struct bench_worker *w)
+void bench_slot_fini(struct bench_slot *s)
 {
-    free(w->value);
-    free(w->versions);
-    bench_samples_free(&w->lat);
+    free(s->value);
+    free(s->versions);
+    bench_samples_free(&s->lat);
 }
 
 /* ---- preload ---- */

@@ -1,7 +1,20 @@
-/* One request of libmemcoord, from frame to answer, with retries.
+/* The engine of libmemcoord: one request, from frame to answer, with
+ * retries, as a state machine whose every step is an operation on the
+ * call's nng aio. There is one implementation of routing, retries and
+ * request ids, and no thread of its own; two drivers run the same steps:
  *
- * An attempt sends the framed request on a fresh nng_ctx of one socket and
- * waits for the reply. It ends in one of four ways:
+ *   asynchronous (client_call_start, kv.c's mc_*_async): the aio has a
+ *     callback, which runs the next step on the nng thread that ended the
+ *     operation, and the call's end goes to the caller's callback;
+ *   synchronous (client_call): the aio has none; the caller's thread waits
+ *     for each operation and runs the next step itself. nng completes an
+ *     aio without a callback inline, so a send that a connection takes at
+ *     once does not sleep: a call wakes its thread once, for the answer.
+ *
+ * The first step runs on the thread that starts the call.
+ *
+ * An attempt sends the framed request on the call's nng_ctx of one socket
+ * and waits for the reply. It ends in one of four ways:
  *
  *   ANSWERED  the node answered; the answer's code decides what follows
  *   NOT_SENT  no connection took the request: it certainly did not apply
@@ -21,17 +34,48 @@
  * no_forward set, so a node that does not lead answers NOT_LEADER with the
  * leader's address instead of forwarding. Such a hint is learned and
  * followed at once. A direct attempt that fails marks the map stale, and
- * the next attempt first refreshes it (refresh.c, rate-limited). After
- * MC_CLIENT_DIRECT_TRIES_MAX direct failures in a row, one attempt goes the
- * old way: to the caller's endpoints in turn, without no_forward, and that
- * node forwards. Requests without a shard (STATUS) always go that way.
+ * the next attempt first refreshes it (refresh.c, rate-limited: the call
+ * that starts a refresh waits for it, others go on with the map they have).
+ * After MC_CLIENT_DIRECT_TRIES_MAX direct failures in a row, one attempt
+ * goes the old way: to the caller's endpoints in turn, without no_forward,
+ * and that node forwards. Requests without a shard (STATUS) always go that
+ * way.
  *
  *   attempt:  map names a usable node? --yes--> DIRECT (no_forward)
  *                  |no, or direct failed twice in a row
  *                  v
  *             FORWARDED via the caller's next endpoint
  *   answer:   final -> done;  NOT_LEADER + hint (direct) -> learn, at once;
- *             other retryable or no answer -> map stale, pause, again */
+ *             other retryable or no answer -> map stale, pause, again
+ *
+ * The states of a call (enum call_state), each an operation on its aio:
+ *
+ *   start --no lane--> LANE --lane given [lane_give]--+
+ *     |                                               v
+ *     +----------------------------------------> target choice
+ *   target choice --refresh due, or none known--> MAP --refresh ends-->
+ *                 target choice (once without the refresh step)
+ *   target choice --> SEND --taken--> RECV --answer--> (final) END
+ *                       |not taken      |no answer      |retryable
+ *                       v               v               v
+ *                     PAUSE <-----------+---------------+  (hint: at once)
+ *   PAUSE --backoff over--> target choice;  any --deadline--> END
+ *
+ * LANE, MAP and PAUSE are operations of the engine's own on the call's aio
+ * (nng_aio_begin, a timeout, nng_aio_defer with a cancel function), so
+ * that a timeout and mc_client_close's abort end them as they end nng's
+ * sends and receives.
+ *
+ * An asynchronous call ends exactly once, on an nng thread: when its first
+ * step ends it on the caller's thread (a local failure), the end is
+ * deferred (END) so that callbacks never run on the thread that started
+ * the call. A synchronous one ends on its caller's thread.
+ *
+ * Close (client_engine_close): the closing flag stops every call at its
+ * next step, and each call's aio is aborted so that nothing waits for a
+ * timeout. A step that starts an operation reads the flag after starting
+ * it and aborts its own aio when it is set: the abort of the closer either
+ * finds the operation registered or comes after the flag was seen. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,34 +85,34 @@
 
 int client_backoff_ms(mc_client *c, unsigned attempt)
 {
-    int delay = MC_CLIENT_BACKOFF_MS_MAX;
-    if (attempt < 16) {
-        long d = (long)MC_CLIENT_BACKOFF_MS_MIN << attempt;
-        delay = d < MC_CLIENT_BACKOFF_MS_MAX ? (int)d : MC_CLIENT_BACKOFF_MS_MAX;
+    unsigned shift = attempt > 16 ? 16 : attempt;
+    int64_t full = (int64_t)MC_CLIENT_BACKOFF_MS_MIN << shift;
+    if (full > MC_CLIENT_BACKOFF_MS_MAX) {
+        full = MC_CLIENT_BACKOFF_MS_MAX;
     }
-    /* Full range [delay/2, delay]: clients that failed together spread
-     * out instead of retrying in step. */
-    int half = delay / 2;
-    int jitter = (int)(client_random(c) % (uint64_t)(delay - half + 1));
+    /* "Equal jitter": half fixed, half random, so retries of many clients
+     * spread out but none retries at once. */
+    int half = (int)(full / 2);
+    int jitter = (int)(client_random(c) % (uint64_t)(half + 1));
     int out = half + jitter;
     ASSERT(out >= MC_CLIENT_BACKOFF_MS_MIN / 2);
     ASSERT(out <= MC_CLIENT_BACKOFF_MS_MAX);
     return out;
 }
 
-static bool is_write(const Mcpb__Request *req)
+static bool op_is_write(uint32_t op)
 {
-    return req->op == MCPB__OP__OP_PUT || req->op == MCPB__OP__OP_DELETE ||
-           req->op == MCPB__OP__OP_TXN;
+    return op == MCPB__OP__OP_PUT || op == MCPB__OP__OP_DELETE ||
+           op == MCPB__OP__OP_TXN;
 }
 
 /* Answers that another attempt may change. TIMEOUT from a node means it
  * took the request and could not finish in time: as unknown as a lost
  * reply; except for a wait, whose TIMEOUT says that its condition did not
  * hold for the whole wait. */
-static bool is_retryable(const Mcpb__Request *req, mc_err code)
+static bool is_retryable(uint32_t op, mc_err code)
 {
-    if (code == MC_TIMEOUT && req->op == MCPB__OP__OP_WAIT) {
+    if (code == MC_TIMEOUT && op == MCPB__OP__OP_WAIT) {
         return false;
     }
     return code == MC_UNAVAILABLE || code == MC_NOT_LEADER ||
@@ -87,123 +131,10 @@ static int wait_ms(int64_t deadline_ms, int cap_ms, size_t n_sockets)
     return (int)(left > INT32_MAX ? INT32_MAX : left);
 }
 
-/* Wait for the reply on ctx and decode it. The request is on the wire, so
- * every failure here leaves its outcome unknown, except a reply that does
- * not decode, which is FATAL: a node that sends garbage will not get better
- * by asking again. */
-static enum attempt_outcome attempt_recv(const struct client_endpoint *ep,
-                                         nng_ctx ctx, nng_aio *aio,
-                                         int reply_wait_ms,
-                                         Mcpb__Response **out, mc_result *res)
-{
-    nng_aio_set_timeout(aio, reply_wait_ms);
-    nng_ctx_recv(ctx, aio);
-    nng_aio_wait(aio);
-    int rv = nng_aio_result(aio);
-    if (rv != 0) {
-        client_result_set(res, rv == NNG_ETIMEDOUT ? MC_TIMEOUT : MC_UNAVAILABLE,
-                          "no answer from %s within %d ms: %s", ep->url,
-                          reply_wait_ms, nng_strerror(rv));
-        return ATTEMPT_UNKNOWN;
-    }
-    nng_msg *msg = nng_aio_get_msg(aio);
-    char err[160];
-    mc_err code = proto_response_decode(nng_msg_body(msg), nng_msg_len(msg),
-                                        out, err, sizeof err);
-    nng_msg_free(msg);
-    if (code != MC_OK) {
-        client_result_set(res, MC_INTERNAL, "bad answer from %s: %s",
-                          ep->url, err);
-        return ATTEMPT_BAD_ANSWER;
-    }
-    if ((*out)->code >= MC_ERR_COUNT) {
-        client_result_set(res, MC_INTERNAL,
-                          "answer from %s has unknown code %u", ep->url,
-                          (*out)->code);
-        mcpb__response__free_unpacked(*out, NULL);
-        *out = NULL;
-        return ATTEMPT_BAD_ANSWER;
-    }
-    return ATTEMPT_ANSWERED;
-}
-
-enum attempt_outcome client_attempt(const struct client_endpoint *ep,
-                                    const void *frame, size_t frame_len,
-                                    int send_wait_ms, int reply_wait_ms,
-                                    Mcpb__Response **out, mc_result *res)
-{
-    enum attempt_outcome outcome = ATTEMPT_FATAL;
-    int64_t started_ms = base_mono_ms();
-    nng_ctx ctx;
-    int rv = nng_ctx_open(&ctx, ep->sock);
-    if (rv != 0) {
-        client_result_set(res, MC_INTERNAL, "nng_ctx_open: %s",
-                          nng_strerror(rv));
-        goto out;
-    }
-    nng_aio *aio;
-    rv = nng_aio_alloc(&aio, NULL, NULL);
-    if (rv != 0) {
-        client_result_set(res, MC_INTERNAL, "nng_aio_alloc: %s",
-                          nng_strerror(rv));
-        goto out_after_ctx;
-    }
-    nng_msg *msg;
-    rv = nng_msg_alloc(&msg, frame_len);
-    if (rv != 0) {
-        client_result_set(res, MC_INTERNAL, "nng_msg_alloc: %s",
-                          nng_strerror(rv));
-        goto out_after_aio;
-    }
-    memcpy(nng_msg_body(msg), frame, frame_len);
-
-    /* req0 completes a send once a connection took the message; until
-     * then it waits for one, so a timeout here means nothing left. */
-    nng_aio_set_msg(aio, msg);
-    nng_aio_set_timeout(aio, send_wait_ms);
-    nng_ctx_send(ctx, aio);
-    nng_aio_wait(aio);
-    rv = nng_aio_result(aio);
-    if (rv != 0) {
-        /* On failure the message is handed back to us (nng ownership). */
-        nng_msg_free(nng_aio_get_msg(aio));
-        client_result_set(res, MC_UNAVAILABLE, "cannot reach %s: %s",
-                          ep->url,
-                          rv == NNG_ETIMEDOUT ? "no connection" :
-                                                nng_strerror(rv));
-        outcome = ATTEMPT_NOT_SENT;
-        goto out_after_aio;
-    }
-    /* Both waits were set from the time left when the attempt began: the
-     * time spent waiting for a connection comes off the reply's, or a call
-     * could outlast its deadline. */
-    int64_t left_ms = reply_wait_ms - (base_mono_ms() - started_ms);
-    outcome = attempt_recv(ep, ctx, aio, left_ms > 1 ? (int)left_ms : 1, out,
-                           res);
-
-out_after_aio:
-    nng_aio_free(aio);
-out_after_ctx:
-    /* Closing the context drops a late reply of this attempt. */
-    (void)nng_ctx_close(ctx);
-out:
-    return outcome;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Fill res from an answer: the code, the versions and the message, or the
  * sentence of the code when the node gave none. */
 static void result_from_response(mc_result *res, const Mcpb__Response *r)
 {
-    if (res == NULL) {
-        return;
-    }
     memset(res, 0, sizeof *res);
     res->code = (mc_err)r->code;
     res->version = r->version;
@@ -217,11 +148,12 @@ static void result_from_response(mc_result *res, const Mcpb__Response *r)
     }
 }
 
-static mc_err give_up(const Mcpb__Request *req, bool unknown, int attempts,
-                      int64_t started_ms, mc_result *last, mc_result *res)
+/* The verdict of a call that found no final answer, into k->last. */
+static mc_err give_up(struct client_call *k)
 {
+    mc_result *last = &k->last;
     mc_err code = last->code;
-    if (is_write(req) && unknown) {
+    if (k->is_write && k->unknown) {
         /* last->code may be UNAVAILABLE from a later attempt, but an
          * earlier one may still apply: only TIMEOUT tells the truth. */
         code = MC_TIMEOUT;
@@ -234,84 +166,427 @@ static mc_err give_up(const Mcpb__Request *req, bool unknown, int attempts,
          * shard being unavailable, as the API documents. */
         code = MC_UNAVAILABLE;
     }
-    if (res != NULL) {
-        *res = *last;
-        /* The message is cut to fit when it must: it is for people. */
-        char detail[sizeof res->message];
-        snprintf(detail, sizeof detail, "%s", last->message);
-        client_result_set(res, code,
-                          "%s after %d attempt%s in %lld ms%s (last: %s)",
-                          code == MC_TIMEOUT ? "timed out" : "gave up",
-                          attempts, attempts == 1 ? "" : "s",
-                          (long long)(base_mono_ms() - started_ms),
-                          is_write(req) && unknown
-                              ? "; the write may have applied"
-                              : "",
-                          detail);
-    }
+    /* The message is cut to fit when it must: it is for people. */
+    char detail[sizeof last->message];
+    snprintf(detail, sizeof detail, "%s", last->message);
+    client_result_set(last, code,
+                      "%s after %d attempt%s in %lld ms%s (last: %s)",
+                      code == MC_TIMEOUT ? "timed out" : "gave up",
+                      k->attempts, k->attempts == 1 ? "" : "s",
+                      (long long)(base_mono_ms() - k->started_ms),
+                      k->is_write && k->unknown
+                          ? "; the write may have applied"
+                          : "",
+                      detail);
     return code;
 }
 
-/* One call in progress. */
-struct call {
-    mc_client *c;
-    const Mcpb__Request *req;
-    int64_t deadline_ms;
-    int64_t started_ms;
-    void *fwd;          /* req as given: a node that does not lead forwards */
-    size_t fwd_len;
-    void *direct;       /* req with no_forward; NULL when req has no shard */
-    size_t direct_len;
-    unsigned direct_fails; /* direct attempts failed in a row */
-    unsigned hints;        /* NOT_LEADER hints followed */
-    unsigned next_ep;      /* caller endpoint of the next forwarded attempt */
-    bool unknown;          /* an attempt of a write may have applied */
-    mc_result last;        /* what the last attempt said */
+/* ---- frames ---- */
+
+/* Pack req as k's frame, in k's buffer (kept from its last call). */
+static mc_err frame_pack(struct client_call *k, const Mcpb__Request *req)
+{
+    size_t len =
+        proto_frame_size(protobuf_c_message_get_packed_size(&req->base));
+    if (len > k->frame_cap) {
+        uint8_t *grown = mc_realloc(k->frame, len);
+        if (grown == NULL) {
+            return MC_INTERNAL;
+        }
+        k->frame = grown;
+        k->frame_cap = len;
+    }
+    proto_frame_pack(&req->base, PROTO_REQUEST, k->frame, len);
+    k->frame_len = len;
+    return MC_OK;
+}
+
+/* Encode req as k's frame: with k's request id when it is a write, and
+ * with no_forward when it has a shard (direct attempts send that one; the
+ * forwarded form is made from it when first needed). The two forms carry
+ * the same (client_id, seq), so the shard dedupes a write whichever of
+ * them applied it. */
+static mc_err frame_encode(struct client_call *k, const Mcpb__Request *req)
+{
+    Mcpb__Request d = *req; /* shallow: packing only reads it */
+    if (k->lane != NULL) {
+        d.has_client_id = true;
+        d.client_id = k->lane->client_id;
+        d.has_seq = true;
+        d.seq = ++k->lane->seq;
+    }
+    if (k->rk.wants) {
+        d.has_no_forward = true;
+        d.no_forward = true;
+    }
+    return frame_pack(k, &d);
+}
+
+/* A write parked for a lane kept its request encoded without an id (as
+ * given): now that it has one, encode it again with it. */
+static mc_err frame_reencode(struct client_call *k)
+{
+    Mcpb__Request *req;
+    char err[128];
+    if (proto_request_decode(k->frame, k->frame_len, &req, err, sizeof err) !=
+        MC_OK) {
+        return MC_INTERNAL; /* our own frame: only memory can fail */
+    }
+    mc_err rv = frame_encode(k, req);
+    mcpb__request__free_unpacked(req, NULL);
+    return rv;
+}
+
+/* The frame of a forwarded attempt: k's frame without no_forward. NULL
+ * when out of memory. */
+static const void *frame_forwarded(struct client_call *k, size_t *len)
+{
+    if (!k->rk.wants) {
+        *len = k->frame_len;
+        return k->frame;
+    }
+    if (k->fwd == NULL) {
+        Mcpb__Request *req;
+        char err[128];
+        if (proto_request_decode(k->frame, k->frame_len, &req, err,
+                                 sizeof err) != MC_OK) {
+            return NULL;
+        }
+        req->has_no_forward = false;
+        req->no_forward = false;
+        mc_err rv = proto_frame_encode(&req->base, PROTO_REQUEST, NULL,
+                                       &k->fwd, &k->fwd_len);
+        mcpb__request__free_unpacked(req, NULL);
+        if (rv != MC_OK) {
+            return NULL;
+        }
+    }
+    *len = k->fwd_len;
+    return k->fwd;
+}
+
+/* ---- lanes: request ids, one write in flight per lane ---- */
+
+static void lane_cancel(nng_aio *aio, void *arg, int rv)
+{
+    struct client_call *k = arg;
+    mc_client *c = k->c;
+    pthread_mutex_lock(&c->mu);
+    bool was_queued = k->queued;
+    if (was_queued) {
+        struct client_call **p = &c->lane_head;
+        struct client_call *prev = NULL;
+        while (*p != k) {
+            prev = *p;
+            p = &(*p)->next;
+        }
+        *p = k->next;
+        if (c->lane_tail == k) {
+            c->lane_tail = prev;
+        }
+        k->next = NULL;
+        k->queued = false;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (was_queued) {
+        nng_aio_finish(aio, rv);
+    }
+}
+
+/* Give k's lane to the first write waiting for one, or back to the pool. */
+static void lane_give(struct client_call *k)
+{
+    mc_client *c = k->c;
+    struct client_lane *lane = k->lane;
+    k->lane = NULL;
+    pthread_mutex_lock(&c->mu);
+    struct client_call *w = c->lane_head;
+    if (w != NULL) {
+        c->lane_head = w->next;
+        if (c->lane_tail == w) {
+            c->lane_tail = NULL;
+        }
+        w->next = NULL;
+        w->queued = false;
+        w->lane = lane;
+    } else {
+        client_lane_give_locked(c, lane);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (w != NULL) {
+        nng_aio_finish(w->io, 0);
+    }
+}
+
+/* ---- the end ---- */
+
+static void call_release(struct client_call *k)
+{
+    mc_client *c = k->c;
+    k->state = CALL_FREE;
+    mc_free(k->fwd);
+    k->fwd = NULL;
+    if (k->frame_cap > MC_CLIENT_FRAME_KEEP_BYTES) {
+        mc_free(k->frame);
+        k->frame = NULL;
+        k->frame_cap = 0;
+    }
+    pthread_mutex_lock(&c->mu);
+    k->next = c->free_calls;
+    c->free_calls = k;
+    ASSERT(c->busy > 0);
+    c->busy--;
+    if (c->busy == 0 && atomic_load(&c->closing)) {
+        pthread_cond_broadcast(&c->idle);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* End k with code (r: the answer, when one ended it) on this nng thread:
+ * the lane first, so that a caller woken by done can write again with it,
+ * then done, then the call object back to the pool. */
+static void call_complete(struct client_call *k, mc_err code,
+                          Mcpb__Response *r)
+{
+    ASSERT(!k->in_start);
+    ASSERT(r == NULL || r->code == (uint32_t)code);
+    if (k->lane != NULL) {
+        lane_give(k);
+    }
+    struct client_done done = k->done;
+    done.fn(&done, code, r, &k->last);
+    call_release(k);
+}
+
+/* The call's verdict is in k->last (its code is what ends the call); r
+ * the answer when there was one. */
+static void call_end(struct client_call *k, mc_err code, Mcpb__Response *r)
+{
+    ASSERT(code == MC_OK || k->last.code == code);
+    if (k->sync) {
+        /* On the caller's thread, which takes it from here. */
+        ASSERT(r == NULL || r->code == (uint32_t)code);
+        if (k->lane != NULL) {
+            lane_give(k);
+        }
+        k->ended = true;
+        k->end_code = code;
+        k->end_r = r;
+        return;
+    }
+    if (!k->in_start) {
+        call_complete(k, code, r);
+        return;
+    }
+    /* On the caller's thread: end on nng's. Only a first attempt that
+     * failed before sending gets here, so there is no answer to keep. */
+    ASSERT(r == NULL);
+    k->state = CALL_END;
+    bool begun = nng_aio_begin(k->io); /* false only once stopped */
+    ASSERT(begun);
+    nng_aio_finish(k->io, 0);
+}
+
+/* mc_client_close ended k: the write it sent may have applied. */
+static void call_end_closed(struct client_call *k, bool sent)
+{
+    k->unknown = k->unknown || (sent && k->is_write);
+    mc_err code = k->is_write && k->unknown ? MC_TIMEOUT : MC_UNAVAILABLE;
+    client_result_set(&k->last, code,
+                      "client closed with the call in flight after %d "
+                      "attempt%s%s",
+                      k->attempts, k->attempts == 1 ? "" : "s",
+                      code == MC_TIMEOUT ? "; the write may have applied"
+                                         : "");
+    call_end(k, code, NULL);
+}
+
+/* After starting an operation on aio of c: when c began to close, abort
+ * it (see the file comment). Reads nothing of the call, which the
+ * operation's callback may already own. */
+static void abort_if_closing(mc_client *c, nng_aio *aio)
+{
+    if (atomic_load(&c->closing)) {
+        nng_aio_abort(aio, NNG_ECLOSED);
+    }
+}
+
+/* ---- attempts ---- */
+
+enum attempt_outcome {
+    ATTEMPT_ANSWERED,
+    ATTEMPT_NOT_SENT,
+    ATTEMPT_UNKNOWN,
+    ATTEMPT_BAD_ANSWER, /* sent; the answer does not decode */
+    ATTEMPT_FATAL,      /* a local failure before sending */
 };
 
-/* Where one attempt goes. */
-struct target {
-    size_t ep;
-    bool direct;
-    uint32_t shard; /* when direct */
-};
+static void attempt_next(struct client_call *k);
+static void attempt_done(struct client_call *k, enum attempt_outcome o,
+                         Mcpb__Response *r);
 
 /* Straight to the node the shard map names while it has one and direct
  * attempts did not fail MC_CLIENT_DIRECT_TRIES_MAX times in a row; else
  * through the caller's endpoints in turn, which forward to the leader, so
- * a wrong or missing map never stops a call. */
-static void target_choose(struct call *k, struct target *t)
+ * a wrong or missing map never stops a call. False when k parked for the
+ * refresh of the map: its callback chooses again. */
+static bool target_choose(struct client_call *k, struct call_target *t)
 {
     mc_client *c = k->c;
-    if (k->direct != NULL && k->direct_fails < MC_CLIENT_DIRECT_TRIES_MAX) {
-        client_route_refresh(c, k->deadline_ms);
-        if (client_route_pick(c, k->req, &t->ep, &t->shard)) {
+    if (k->rk.wants && k->direct_fails < MC_CLIENT_DIRECT_TRIES_MAX) {
+        bool asked = k->map_asked;
+        k->map_asked = false;
+        if (!asked && client_refresh_park(c, k)) {
+            return false;
+        }
+        if (client_route_pick_key(c, &k->rk, &t->ep, &t->shard)) {
             t->direct = true;
-            return;
+            return true;
         }
     }
     k->direct_fails = 0; /* after this forwarded attempt, direct ones again */
     t->direct = false;
     t->ep = k->next_ep;
     k->next_ep = (k->next_ep + 1) % (unsigned)c->n_eps;
+    return true;
+}
+
+/* k's context on socket ep, opened on first use. A req0 context that
+ * sends drops whatever its previous request left (a late reply), so one
+ * context serves every attempt of every call of this call object. */
+static int call_ctx(struct client_call *k, size_t ep, nng_ctx *out)
+{
+    ASSERT(ep < MC_CLIENT_SOCKETS_MAX);
+    if (nng_ctx_id(k->ctx[ep]) <= 0) {
+        int rv = nng_ctx_open(&k->ctx[ep], k->c->eps[ep].sock);
+        if (rv != 0) {
+            k->ctx[ep] = (nng_ctx)NNG_CTX_INITIALIZER;
+            return rv;
+        }
+    }
+    *out = k->ctx[ep];
+    return 0;
+}
+
+/* Send one attempt to t. */
+static void attempt_send(struct client_call *k, const struct call_target *t)
+{
+    mc_client *c = k->c;
+    k->t = *t;
+    /* With another socket to try, one attempt must not take the whole
+     * call; a long poll waits on the node before it answers. */
+    size_t n = !k->rk.wants || c->n_eps > 1 ? c->n_eps
+                                            : client_route_sockets(c);
+    int send_wait = wait_ms(k->deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
+    k->reply_wait_ms = wait_ms(k->deadline_ms,
+                               MC_CLIENT_REPLY_WAIT_MS + (int)k->wait_ms, n);
+    size_t len = k->frame_len;
+    const void *frame = t->direct ? k->frame : frame_forwarded(k, &len);
+    if (frame == NULL) {
+        client_result_set(&k->last, MC_INTERNAL, "out of memory");
+        attempt_done(k, ATTEMPT_FATAL, NULL);
+        return;
+    }
+    nng_ctx ctx;
+    int rv = call_ctx(k, t->ep, &ctx);
+    if (rv != 0) {
+        client_result_set(&k->last, MC_INTERNAL, "nng_ctx_open: %s",
+                          nng_strerror(rv));
+        attempt_done(k, ATTEMPT_FATAL, NULL);
+        return;
+    }
+    nng_msg *msg;
+    rv = nng_msg_alloc(&msg, len);
+    if (rv != 0) {
+        client_result_set(&k->last, MC_INTERNAL, "nng_msg_alloc: %s",
+                          nng_strerror(rv));
+        attempt_done(k, ATTEMPT_FATAL, NULL);
+        return;
+    }
+    memcpy(nng_msg_body(msg), frame, len);
+    k->attempt_ms = base_mono_ms();
+    k->state = CALL_SEND;
+    nng_aio *aio = k->io;
+    /* req0 completes a send once a connection took the message; until
+     * then it waits for one, so a timeout here means nothing left. */
+    nng_aio_set_msg(aio, msg);
+    nng_aio_set_timeout(aio, send_wait);
+    nng_ctx_send(ctx, aio);
+    abort_if_closing(c, aio);
+}
+
+/* Choose the next attempt's target and send it. */
+static void attempt_next(struct client_call *k)
+{
+    if (atomic_load(&k->c->closing)) {
+        call_end_closed(k, false);
+        return;
+    }
+    struct call_target t;
+    if (!target_choose(k, &t)) {
+        return; /* parked for the map */
+    }
+    k->attempts++;
+    attempt_send(k, &t);
+}
+
+/* The request is on the wire: wait for the answer. Both waits were set
+ * from the time left when the attempt began: the time spent waiting for a
+ * connection comes off the reply's, or a call could outlast its
+ * deadline. */
+static void attempt_recv(struct client_call *k)
+{
+    int64_t left_ms = k->reply_wait_ms - (base_mono_ms() - k->attempt_ms);
+    k->state = CALL_RECV;
+    mc_client *c = k->c;
+    nng_aio *aio = k->io;
+    nng_aio_set_timeout(aio, left_ms > 1 ? (int)left_ms : 1);
+    nng_ctx_recv(k->ctx[k->t.ep], aio);
+    abort_if_closing(c, aio);
+}
+
+/* Decode the answer in msg (which this frees). Every failure to decode is
+ * BAD_ANSWER: a node that sends garbage will not get better by asking
+ * again. */
+static enum attempt_outcome answer_decode(struct client_call *k,
+                                          nng_msg *msg, Mcpb__Response **out)
+{
+    const char *url = k->c->eps[k->t.ep].url;
+    char err[160];
+    mc_err code = proto_response_decode(nng_msg_body(msg), nng_msg_len(msg),
+                                        out, err, sizeof err);
+    nng_msg_free(msg);
+    if (code != MC_OK) {
+        client_result_set(&k->last, MC_INTERNAL, "bad answer from %s: %s",
+                          url, err);
+        return ATTEMPT_BAD_ANSWER;
+    }
+    if ((*out)->code >= MC_ERR_COUNT) {
+        client_result_set(&k->last, MC_INTERNAL,
+                          "answer from %s has unknown code %u", url,
+                          (*out)->code);
+        mcpb__response__free_unpacked(*out, NULL);
+        *out = NULL;
+        return ATTEMPT_BAD_ANSWER;
+    }
+    return ATTEMPT_ANSWERED;
 }
 
 enum next { NEXT_DONE, NEXT_NOW, NEXT_PAUSE };
 
-/* A node answered r to an attempt at t. Final answers end the call (*out
- * takes r); a NOT_LEADER hint to a direct attempt is followed at once; the
- * other retryable answers pause first. */
-static enum next answered(struct call *k, const struct target *t,
-                          Mcpb__Response *r, Mcpb__Response **out)
+/* A node answered r to the attempt at k->t. Final answers end the call;
+ * a NOT_LEADER hint to a direct attempt is followed at once; the other
+ * retryable answers pause first. */
+static enum next answered(struct client_call *k, Mcpb__Response *r)
 {
     mc_client *c = k->c;
+    const struct call_target *t = &k->t;
     result_from_response(&k->last, r);
     client_route_answered(c, t->ep);
-    if (!is_retryable(k->req, (mc_err)r->code)) {
+    if (!is_retryable(k->op, (mc_err)r->code)) {
         if (t->ep < c->n_eps) {
             atomic_store(&c->preferred_ep, (unsigned)t->ep);
         }
-        *out = r;
         return NEXT_DONE;
     }
     bool follow = t->direct && r->code == MC_NOT_LEADER && r->has_leader_id &&
@@ -319,139 +594,463 @@ static enum next answered(struct call *k, const struct target *t,
     if (follow) {
         client_route_learn_hint(c, t->shard, r->leader_id, r->leader_url);
         k->hints++;
-    } else if (k->direct != NULL) {
+    } else if (k->rk.wants) {
         k->direct_fails += t->direct;
         client_route_stale(c);
     }
     k->unknown = k->unknown || r->code == MC_TIMEOUT;
-    mcpb__response__free_unpacked(r, NULL);
     return follow ? NEXT_NOW : NEXT_PAUSE;
 }
 
-/* No answer came through t's socket: it is suspect, the map may be
+/* No answer came through k->t's socket: it is suspect, the map may be
  * stale, and a write sent may have applied. */
-static void not_answered(struct call *k, const struct target *t,
-                         enum attempt_outcome o)
+static void not_answered(struct client_call *k, enum attempt_outcome o)
 {
-    client_route_failed(k->c, t->ep);
-    k->direct_fails += t->direct;
+    client_route_failed(k->c, k->t.ep);
+    k->direct_fails += k->t.direct;
     k->unknown = k->unknown || o == ATTEMPT_UNKNOWN;
 }
 
+/* The end of a pause: its time ran out (NNG_ETIMEDOUT) or the client is
+ * closing. nng calls this once at most, so it finishes the aio once. */
+static void pause_cancel(nng_aio *aio, void *arg, int rv)
+{
+    nng_aio_finish(aio, rv);
+}
+
 /* Pause before the next attempt, but leave at least half of what is left
- * for it; false when too little is left to try again. */
-static bool pause_before(struct call *k, int attempts)
+ * for it; false when too little is left to try again.
+ *
+ * The pause is an operation of our own on the call's aio (begin, a timeout,
+ * and a cancel function that finishes it), not nng_sleep_aio: in nng 1.5.2
+ * a sleep leaves the aio's "expiry is success" flag set, and a later send
+ * or receive on the same aio that times out then completes with 0 instead
+ * of NNG_ETIMEDOUT (nni_aio_begin clears the flag only on a stopped aio). */
+static bool pause_start(struct client_call *k)
 {
     int64_t left = k->deadline_ms - base_mono_ms();
     if (left <= MC_CLIENT_BACKOFF_MS_MIN) {
         return false;
     }
-    int pause = client_backoff_ms(k->c, (unsigned)attempts - 1);
-    sleep_ms(pause < left / 2 ? pause : (int)(left / 2));
+    mc_client *c = k->c;
+    int pause = client_backoff_ms(c, (unsigned)k->attempts - 1);
+    k->state = CALL_PAUSE;
+    nng_aio *aio = k->io;
+    bool begun = nng_aio_begin(aio); /* false only once stopped */
+    ASSERT(begun);
+    nng_aio_set_timeout(aio, pause < left / 2 ? (nng_duration)pause
+                                              : (nng_duration)(left / 2));
+    nng_aio_defer(aio, pause_cancel, k);
+    abort_if_closing(c, aio);
     return true;
 }
 
-/* The attempts of one call, until a final answer or the deadline. */
-static mc_err attempts_run(struct call *k, Mcpb__Response **out,
-                           mc_result *res)
+/* An attempt ended as o (r: the answer, when o is ANSWERED). */
+static void attempt_done(struct client_call *k, enum attempt_outcome o,
+                         Mcpb__Response *r)
 {
-    mc_client *c = k->c;
-    for (int attempts = 1;; attempts++) {
-        struct target t;
-        target_choose(k, &t);
-        /* With another socket to try, one attempt must not take the whole
-         * call. */
-        size_t n = k->direct != NULL ? client_route_sockets(c) : c->n_eps;
-        Mcpb__Response *r = NULL;
-        /* A long poll waits on the node before it answers. */
-        int reply_cap = MC_CLIENT_REPLY_WAIT_MS + (int)k->req->wait_ms;
-        enum attempt_outcome o = client_attempt(
-            &c->eps[t.ep], t.direct ? k->direct : k->fwd,
-            t.direct ? k->direct_len : k->fwd_len,
-            wait_ms(k->deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, n),
-            wait_ms(k->deadline_ms, reply_cap, n), &r, &k->last);
-        enum next step = NEXT_PAUSE;
-        if (o == ATTEMPT_FATAL || o == ATTEMPT_BAD_ANSWER) {
-            /* No retry helps. A write that may have reached a node (this
-             * attempt was sent, or an earlier one's outcome is unknown)
-             * must be reported as TIMEOUT, never as a plain failure. */
-            if (is_write(k->req) && (k->unknown || o == ATTEMPT_BAD_ANSWER)) {
-                return give_up(k->req, true, attempts, k->started_ms,
-                               &k->last, res);
-            }
-            if (res != NULL) {
-                *res = k->last;
-            }
-            return k->last.code;
-        } else if (o == ATTEMPT_ANSWERED) {
-            step = answered(k, &t, r, out);
-        } else {
-            not_answered(k, &t, o);
+    enum next step = NEXT_PAUSE;
+    if (o == ATTEMPT_FATAL || o == ATTEMPT_BAD_ANSWER) {
+        /* No retry helps. A write that may have reached a node (this
+         * attempt was sent, or an earlier one's outcome is unknown) must
+         * be reported as TIMEOUT, never as a plain failure. */
+        if (k->is_write && (k->unknown || o == ATTEMPT_BAD_ANSWER)) {
+            k->unknown = true;
+            call_end(k, give_up(k), NULL);
+            return;
         }
+        call_end(k, k->last.code, NULL);
+        return;
+    } else if (o == ATTEMPT_ANSWERED) {
+        step = answered(k, r);
         if (step == NEXT_DONE) {
-            if (res != NULL) {
-                *res = k->last;
-            }
-            return (mc_err)(*out)->code;
+            call_end(k, (mc_err)r->code, r);
+            return;
         }
-        bool again = step == NEXT_NOW ? base_mono_ms() < k->deadline_ms
-                                      : pause_before(k, attempts);
-        if (!again) {
-            return give_up(k->req, k->unknown, attempts, k->started_ms,
-                           &k->last, res);
-        }
+        mcpb__response__free_unpacked(r, NULL);
+    } else {
+        not_answered(k, o);
+    }
+    if (step == NEXT_NOW && base_mono_ms() < k->deadline_ms) {
+        attempt_next(k);
+        return;
+    }
+    if (step == NEXT_NOW || !pause_start(k)) {
+        call_end(k, give_up(k), NULL);
     }
 }
 
-/* Encode req twice when it has a shard: as given, and with no_forward. The
- * two frames carry the same (client_id, seq), so the shard dedupes a write
- * whichever of them applied it. */
-static mc_err frames_encode(struct call *k)
+/* ---- the callback of a call's aio: one step of the state machine ---- */
+
+static void on_sent(struct client_call *k, int rv)
 {
-    if (proto_frame_encode(&k->req->base, PROTO_REQUEST, NULL, &k->fwd,
-                           &k->fwd_len) != MC_OK) {
+    if (rv == 0) {
+        attempt_recv(k);
+        return;
+    }
+    /* On failure the message is handed back to us (nng ownership). */
+    nng_msg_free(nng_aio_get_msg(k->io));
+    nng_aio_set_msg(k->io, NULL);
+    if (atomic_load(&k->c->closing)) {
+        call_end_closed(k, false);
+        return;
+    }
+    client_result_set(&k->last, MC_UNAVAILABLE, "cannot reach %s: %s",
+                      k->c->eps[k->t.ep].url,
+                      rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
+    attempt_done(k, ATTEMPT_NOT_SENT, NULL);
+}
+
+static void on_answer(struct client_call *k, int rv)
+{
+    if (rv != 0) {
+        if (atomic_load(&k->c->closing)) {
+            call_end_closed(k, true);
+            return;
+        }
+        client_result_set(&k->last,
+                          rv == NNG_ETIMEDOUT ? MC_TIMEOUT : MC_UNAVAILABLE,
+                          "no answer from %s within %d ms: %s",
+                          k->c->eps[k->t.ep].url, k->reply_wait_ms,
+                          nng_strerror(rv));
+        attempt_done(k, ATTEMPT_UNKNOWN, NULL);
+        return;
+    }
+    nng_msg *msg = nng_aio_get_msg(k->io);
+    nng_aio_set_msg(k->io, NULL);
+    Mcpb__Response *r = NULL;
+    enum attempt_outcome o = answer_decode(k, msg, &r);
+    attempt_done(k, o, r);
+}
+
+/* A write got its lane: encode it with its id, and go. */
+static void on_lane(struct client_call *k, int rv)
+{
+    if (rv != 0) {
+        ASSERT(k->lane == NULL);
+        if (atomic_load(&k->c->closing)) {
+            call_end_closed(k, false);
+            return;
+        }
+        client_result_set(&k->last, MC_UNAVAILABLE,
+                          "all %u request ids of the client were in use "
+                          "until the deadline",
+                          MC_CLIENT_LANES_MAX);
+        call_end(k, give_up(k), NULL);
+        return;
+    }
+    ASSERT(k->lane != NULL);
+    if (frame_reencode(k) != MC_OK) {
+        client_result_set(&k->last, MC_INTERNAL, "out of memory");
+        call_end(k, MC_INTERNAL, NULL);
+        return;
+    }
+    attempt_next(k);
+}
+
+/* The operation on k->io ended with rv: the next step. */
+static void call_step(struct client_call *k, int rv)
+{
+    switch (k->state) {
+    case CALL_LANE:
+        on_lane(k, rv);
+        break;
+    case CALL_MAP: /* the refresh ended, or the wait for it ran out */
+        k->map_asked = true;
+        attempt_next(k);
+        break;
+    case CALL_SEND:
+        on_sent(k, rv);
+        break;
+    case CALL_RECV:
+        on_answer(k, rv);
+        break;
+    case CALL_PAUSE: /* NNG_ETIMEDOUT: the pause is over */
+        attempt_next(k); /* a close shows in attempt_next */
+        break;
+    case CALL_END:
+        call_complete(k, k->last.code, NULL);
+        break;
+    case CALL_FREE:
+        ASSERT(k->state != CALL_FREE);
+        break;
+    }
+}
+
+/* The callback of an asynchronous call's aio. */
+static void call_cb(void *arg)
+{
+    struct client_call *k = arg;
+    k->in_start = false;
+    call_step(k, nng_aio_result(k->io));
+}
+
+/* ---- start ---- */
+
+/* A call object from the pool, or a new one. Under c->mu. */
+static struct client_call *call_take_locked(mc_client *c)
+{
+    struct client_call *k = c->free_calls;
+    if (k != NULL) {
+        c->free_calls = k->next;
+        k->next = NULL;
+        return k;
+    }
+    if (c->n_calls % 64 == 0) {
+        struct client_call **grown =
+            mc_realloc(c->calls, (c->n_calls + 64) * sizeof *grown);
+        if (grown == NULL) {
+            return NULL;
+        }
+        c->calls = grown;
+    }
+    k = mc_calloc(1, sizeof *k);
+    if (k == NULL) {
+        return NULL;
+    }
+    if (nng_aio_alloc(&k->aio_cb, call_cb, k) != 0) {
+        mc_free(k);
+        return NULL;
+    }
+    if (nng_aio_alloc(&k->aio_wait, NULL, NULL) != 0) {
+        nng_aio_free(k->aio_cb);
+        mc_free(k);
+        return NULL;
+    }
+    k->c = c;
+    c->calls[c->n_calls++] = k;
+    return k;
+}
+
+/* Park write k until a lane is free, within its deadline. Under c->mu;
+ * the caller reads nothing of k after unlocking. */
+static void lane_park_locked(mc_client *c, struct client_call *k)
+{
+    k->state = CALL_LANE;
+    k->queued = true;
+    k->next = NULL;
+    if (c->lane_tail != NULL) {
+        c->lane_tail->next = k;
+    } else {
+        c->lane_head = k;
+    }
+    c->lane_tail = k;
+    int64_t left = k->deadline_ms - base_mono_ms();
+    bool begun = nng_aio_begin(k->io); /* false only once stopped */
+    ASSERT(begun);
+    nng_aio_set_timeout(k->io, left > 1 ? (nng_duration)left : 1);
+    nng_aio_defer(k->io, lane_cancel, k);
+}
+
+/* No lane was free when write k started: encode it without an id, then
+ * take a lane or wait for one. */
+static mc_err lane_wait(mc_client *c, struct client_call *k,
+                        const Mcpb__Request *req)
+{
+    if (frame_pack(k, req) != MC_OK) {
         return MC_INTERNAL;
     }
-    if (!client_route_wants(k->req)) {
+    mc_result ignored;
+    pthread_mutex_lock(&c->mu);
+    if (client_lane_take_locked(c, &k->lane, &ignored) != MC_OK) {
+        k->lane = NULL; /* out of memory now: wait for one to come back */
+    }
+    if (k->lane == NULL) {
+        nng_aio *aio = k->io;
+        lane_park_locked(c, k);
+        pthread_mutex_unlock(&c->mu);
+        abort_if_closing(c, aio);
         return MC_OK;
     }
-    Mcpb__Request d = *k->req; /* shallow: packing only reads it */
-    d.has_no_forward = true;
-    d.no_forward = true;
-    if (proto_frame_encode(&d.base, PROTO_REQUEST, NULL, &k->direct,
-                           &k->direct_len) != MC_OK) {
-        mc_free(k->fwd);
-        k->fwd = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (frame_reencode(k) != MC_OK) {
         return MC_INTERNAL;
     }
+    attempt_next(k);
     return MC_OK;
 }
+
+/* Undo a start that failed before k ran. */
+static void start_undo(struct client_call *k)
+{
+    mc_client *c = k->c;
+    if (k->lane != NULL) {
+        pthread_mutex_lock(&c->mu);
+        client_lane_give_locked(c, k->lane);
+        pthread_mutex_unlock(&c->mu);
+        k->lane = NULL;
+    }
+    k->in_start = false;
+    call_release(k);
+}
+
+/* Begin req as a call (sync: driven by the caller's thread) and run its
+ * first step here. On MC_OK *out is the call; errors as client_call_start
+ * says, with nothing begun. */
+static mc_err call_begin(mc_client *c, const Mcpb__Request *req,
+                         int64_t deadline_ms, bool sync,
+                         const struct client_done *done,
+                         struct client_call **out, mc_result *res)
+{
+    ASSERT(c != NULL);
+    ASSERT(req != NULL);
+    bool write = op_is_write(req->op);
+    ASSERT(!write || (!req->has_client_id && !req->has_seq));
+
+    pthread_mutex_lock(&c->mu);
+    if (atomic_load(&c->closing)) {
+        pthread_mutex_unlock(&c->mu);
+        return client_result_set(res, MC_UNAVAILABLE, "client closed");
+    }
+    struct client_call *k = call_take_locked(c);
+    if (k == NULL) {
+        pthread_mutex_unlock(&c->mu);
+        return client_result_set(res, MC_INTERNAL, "out of memory");
+    }
+    struct client_lane *lane = NULL;
+    if (write && client_lane_take_locked(c, &lane, res) != MC_OK) {
+        k->next = c->free_calls;
+        c->free_calls = k;
+        pthread_mutex_unlock(&c->mu);
+        return MC_INTERNAL;
+    }
+    c->busy++;
+    pthread_mutex_unlock(&c->mu);
+
+    ASSERT(k->state == CALL_FREE);
+    k->sync = sync;
+    k->io = sync ? k->aio_wait : k->aio_cb;
+    k->ended = false;
+    k->end_r = NULL;
+    /* A synchronous call may end on the caller's thread: it is its own. */
+    k->in_start = !sync;
+    k->map_asked = false;
+    k->op = req->op;
+    k->is_write = write;
+    k->wait_ms = req->has_wait_ms ? req->wait_ms : 0;
+    client_route_key(req, &k->rk);
+    k->lane = lane;
+    k->deadline_ms = deadline_ms;
+    k->started_ms = base_mono_ms();
+    if (done != NULL) {
+        k->done = *done;
+    }
+    k->attempts = 0;
+    k->direct_fails = 0;
+    k->hints = 0;
+    k->next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps;
+    k->unknown = false;
+    memset(&k->last, 0, sizeof k->last);
+    /* From here on only the call's own steps touch k: the starter of an
+     * asynchronous call must not, its first operation may have ended. */
+    *out = k;
+    if (write && lane == NULL) {
+        if (lane_wait(c, k, req) != MC_OK) {
+            start_undo(k);
+            return client_result_set(res, MC_INTERNAL, "out of memory");
+        }
+        return MC_OK;
+    }
+    if (frame_encode(k, req) != MC_OK) {
+        start_undo(k);
+        return client_result_set(res, MC_INTERNAL, "out of memory");
+    }
+    attempt_next(k);
+    return MC_OK;
+}
+
+mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
+                         int64_t deadline_ms, const struct client_done *done,
+                         mc_result *res)
+{
+    ASSERT(done != NULL && done->fn != NULL);
+    struct client_call *k;
+    return call_begin(c, req, deadline_ms, false, done, &k, res);
+}
+
+/* ---- the synchronous call: the same steps, driven by the caller ---- */
 
 mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
                    mc_result *res)
 {
-    ASSERT(c != NULL);
-    ASSERT(req != NULL);
     ASSERT(out != NULL);
-    ASSERT(!is_write(req) || (req->has_client_id && req->has_seq));
     *out = NULL;
     client_result_clear(res);
-
-    struct call k = {
-        .c = c,
-        .req = req,
-        .deadline_ms = deadline_ms,
-        .started_ms = base_mono_ms(),
-        .next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps,
-    };
-    if (frames_encode(&k) != MC_OK) {
-        return client_result_set(res, MC_INTERNAL, "out of memory");
+    struct client_call *k;
+    mc_err rv = call_begin(c, req, deadline_ms, true, NULL, &k, res);
+    if (rv != MC_OK) {
+        return rv;
     }
-    mc_err rv = attempts_run(&k, out, res);
-    mc_free(k.fwd);
-    mc_free(k.direct);
+    /* Each step but the last starts an operation on k->io, which has no
+     * callback: wait for it here (when a connection took the send at
+     * once, nng completed it inline and this does not sleep), then take
+     * the next step on this thread. */
+    while (!k->ended) {
+        nng_aio_wait(k->io);
+        call_step(k, nng_aio_result(k->io));
+    }
+    rv = k->end_code;
+    *out = k->end_r;
+    if (res != NULL) {
+        *res = k->last;
+    }
+    call_release(k);
     ASSERT(rv == MC_OK || *out == NULL || (*out)->code == (uint32_t)rv);
     ASSERT(rv != MC_OK || *out != NULL);
     return rv;
+}
+
+/* ---- the engine of a client ---- */
+
+mc_err client_engine_init(mc_client *c, mc_result *res)
+{
+    atomic_init(&c->closing, false);
+    if (pthread_cond_init(&c->idle, NULL) != 0) {
+        return client_result_set(res, MC_INTERNAL, "pthread_cond_init failed");
+    }
+    mc_err rv = client_refresh_init(c, res);
+    if (rv != MC_OK) {
+        pthread_cond_destroy(&c->idle);
+    }
+    return rv;
+}
+
+void client_engine_close(mc_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    atomic_store(&c->closing, true);
+    /* No call object is made from now on: the array stays as it is. */
+    struct client_call **calls = c->calls;
+    size_t n = c->n_calls;
+    pthread_mutex_unlock(&c->mu);
+    for (size_t i = 0; i < n; i++) {
+        nng_aio_abort(calls[i]->aio_cb, NNG_ECLOSED);
+        nng_aio_abort(calls[i]->aio_wait, NNG_ECLOSED);
+    }
+    nng_aio_abort(c->refresh.aio, NNG_ECLOSED);
+    pthread_mutex_lock(&c->mu);
+    while (c->busy > 0) {
+        pthread_cond_wait(&c->idle, &c->mu);
+    }
+    pthread_mutex_unlock(&c->mu);
+    ASSERT(c->lane_head == NULL);
+    for (size_t i = 0; i < n; i++) {
+        struct client_call *k = calls[i];
+        /* Waits out a callback still returning from the call's end. The
+         * contexts go with their sockets. */
+        nng_aio_stop(k->aio_cb);
+        nng_aio_free(k->aio_cb);
+        nng_aio_stop(k->aio_wait);
+        nng_aio_free(k->aio_wait);
+        mc_free(k->frame);
+        mc_free(k->fwd);
+        mc_free(k);
+    }
+    mc_free(c->calls);
+    c->calls = NULL;
+    c->n_calls = 0;
+    c->free_calls = NULL;
+    client_refresh_fini(c);
+    pthread_cond_destroy(&c->idle);
 }

@@ -91,38 +91,33 @@ static mc_err lane_new(mc_client *c, struct client_lane **out, mc_result *res)
     return MC_OK;
 }
 
-mc_err client_lane_take(mc_client *c, struct client_lane **out, mc_result *res)
+mc_err client_lane_take_locked(mc_client *c, struct client_lane **out,
+                               mc_result *res)
 {
     ASSERT(c != NULL);
     ASSERT(out != NULL);
-    mc_err rv = MC_OK;
-    pthread_mutex_lock(&c->mu);
-    /* Lanes come back when calls end, and every call has a deadline, so
-     * this wait is bounded by the longest call in flight. */
-    while (c->free_lanes == NULL && c->n_lanes >= MC_CLIENT_LANES_MAX) {
-        pthread_cond_wait(&c->lane_freed, &c->mu);
-    }
+    *out = NULL;
     if (c->free_lanes != NULL) {
         *out = c->free_lanes;
         c->free_lanes = (*out)->next;
         (*out)->next = NULL;
-    } else {
-        rv = lane_new(c, out, res);
+        return MC_OK;
     }
-    pthread_mutex_unlock(&c->mu);
-    return rv;
+    /* Every lane in use: lanes come back when calls end, and every call
+     * has a deadline, so a write waits for one at most that long. */
+    if (c->n_lanes >= MC_CLIENT_LANES_MAX) {
+        return MC_OK;
+    }
+    return lane_new(c, out, res);
 }
 
-void client_lane_give(mc_client *c, struct client_lane *lane)
+void client_lane_give_locked(mc_client *c, struct client_lane *lane)
 {
     ASSERT(c != NULL);
     ASSERT(lane != NULL);
     ASSERT(lane->next == NULL);
-    pthread_mutex_lock(&c->mu);
     lane->next = c->free_lanes;
     c->free_lanes = lane;
-    pthread_cond_signal(&c->lane_freed);
-    pthread_mutex_unlock(&c->mu);
 }
 
 /* nng calls this on its own thread when a connection of the socket closed
@@ -274,13 +269,9 @@ mc_err mc_client_open(const char *endpoints, const mc_options *opts,
         rv = client_result_set(res, MC_INTERNAL, "pthread_mutex_init failed");
         goto err_after_alloc;
     }
-    if (pthread_cond_init(&c->lane_freed, NULL) != 0) {
-        rv = client_result_set(res, MC_INTERNAL, "pthread_cond_init failed");
-        goto err_after_mutex;
-    }
     if (client_route_init(&c->route) != MC_OK) {
         rv = client_result_set(res, MC_INTERNAL, "pthread_mutex_init failed");
-        goto err_after_cond;
+        goto err_after_mutex;
     }
     /* Room for the members' sockets too, so that the array never moves
      * while other threads use its sockets. */
@@ -300,6 +291,10 @@ mc_err mc_client_open(const char *endpoints, const mc_options *opts,
         }
     }
     c->n_socks = c->n_eps;
+    rv = client_engine_init(c, res);
+    if (rv != MC_OK) {
+        goto err_after_route;
+    }
     /* Spread clients over the nodes; the first answer then sticks. */
     atomic_store(&c->preferred_ep, (unsigned)(seed % c->n_eps));
     *out = c;
@@ -307,8 +302,6 @@ mc_err mc_client_open(const char *endpoints, const mc_options *opts,
 
 err_after_route:
     client_route_fini(&c->route);
-err_after_cond:
-    pthread_cond_destroy(&c->lane_freed);
 err_after_mutex:
     pthread_mutex_destroy(&c->mu);
 err_after_alloc:
@@ -323,8 +316,10 @@ void mc_client_close(mc_client *c)
     if (c == NULL) {
         return;
     }
-    /* Calls must have returned: a lane still out would mean a caller is
-     * using a client it closed. */
+    /* Ends the asynchronous calls in flight and waits for them. */
+    client_engine_close(c);
+    /* Every lane came back: one still out would mean a caller is using a
+     * client it closed. */
     pthread_mutex_lock(&c->mu);
     size_t n_free = 0;
     for (struct client_lane *l = c->free_lanes; l != NULL; l = l->next) {
@@ -333,7 +328,6 @@ void mc_client_close(mc_client *c)
     ASSERT(n_free == c->n_lanes);
     pthread_mutex_unlock(&c->mu);
     client_route_fini(&c->route);
-    pthread_cond_destroy(&c->lane_freed);
     pthread_mutex_destroy(&c->mu);
     client_free(c);
 }

@@ -2,22 +2,28 @@
  * include/memcoord.h; this header ties the files of client/ together:
  *
  *   client.c   open/close, endpoints, lanes (request ids), result helpers
- *   call.c     one request: encode, send, wait, retry with backoff, and
- *              the choice of the node for each attempt
+ *   call.c     the engine: one request as a state machine of nng aio
+ *              callbacks (encode, send, receive, retry with backoff, the
+ *              node of each attempt), and the synchronous call on top
  *   route.c    the shard map: leaders, replicas, members and their sockets
- *   refresh.c  learning the shard map from nodes' STATUS answers
- *   kv.c       put, delete, get and records
+ *   refresh.c  learning the shard map from nodes' STATUS answers, as a
+ *              state machine of its own that calls wait for or go around
+ *   kv.c       put, delete, get (synchronous and asynchronous) and records
  *   list.c     list: fan-out over shards, merge, pages
  *   txn.c      transactions: checks, the shard of their keys, results
  *   status.c   status, and the shard count list needs
  *   watch.c    watch (one long poll per shard in flight) and wait
  *
- * Threads: an mc_client is shared by many threads. The caller's endpoints
- * and their nng sockets are fixed at open; sockets to other members are
- * added later, under route.mu, to an array that never moves (nng sockets
- * are thread-safe, each call opens its own nng_ctx). The lane pool is under
- * mu; the shard map is under route.mu; the preferred endpoint and the
- * jitter state are atomics.
+ * Threads: an mc_client is shared by many threads, and by the callbacks of
+ * its asynchronous calls, which run on nng's threads. The caller's
+ * endpoints and their nng sockets are fixed at open; sockets to other
+ * members are added later, under route.mu, to an array that never moves
+ * (nng sockets are thread-safe; each call object keeps an nng_ctx per
+ * socket). The lanes, the call objects and the count of busy calls are
+ * under mu; the shard map and the refresh's waiters are under route.mu;
+ * the two locks are never held together. The preferred endpoint, the
+ * jitter state, the closing flag and the sockets' failure marks are
+ * atomics.
  *
  * Invariants:
  *   (1) A lane is held by at most one call at a time, so each client_id has
@@ -25,7 +31,10 @@
  *       only the last seq per client_id (DESIGN.md §5).
  *   (2) Every attempt of one write carries the same (client_id, seq).
  *   (3) The library never logs: every failure ends in an mc_err and a
- *       sentence in mc_result.message. */
+ *       sentence in mc_result.message.
+ *   (4) A call that started ends exactly once, by its done function, on an
+ *       nng thread; mc_client_close returns only after every call and the
+ *       refresh ended (busy is 0). */
 #ifndef MC_CLIENT_INTERNAL_H
 #define MC_CLIENT_INTERNAL_H
 
@@ -118,6 +127,12 @@
  * refresh asks it last. An answer through it clears the mark. */
 #define MC_CLIENT_SUSPECT_MS 1000
 
+/* A call object keeps its frame buffer for its next call up to this size,
+ * which holds the request of a value of a few KiB; a larger one is freed,
+ * so that a client that had thousands of calls in flight does not keep
+ * megabytes (that call pays a malloc, beside sending the value). */
+#define MC_CLIENT_FRAME_KEEP_BYTES (4u << 10)
+
 _Static_assert(MC_CLIENT_BACKOFF_MS_MIN > 0 &&
                    MC_CLIENT_BACKOFF_MS_MIN <= MC_CLIENT_BACKOFF_MS_MAX,
                "backoff grows from a positive start to its cap");
@@ -146,8 +161,10 @@ struct client_endpoint {
     atomic_uint pipes_lost;
     /* Under route.mu: */
     uint64_t node_id;  /* the node behind it: 0 = not known yet */
-    int64_t failed_ms; /* base_mono_ms of its last attempt without an
-                          answer; 0 = it answered since */
+    /* base_mono_ms of its last attempt without an answer; 0 = it answered
+     * since. Written under route.mu; atomic so that an answer can see
+     * without the lock that there is no mark to clear. */
+    _Atomic int64_t failed_ms;
 };
 
 /* One shard in the map. */
@@ -184,8 +201,14 @@ struct client_route {
     uint32_t n_members;
     bool stale;          /* an attempt failed: the map may be wrong */
     unsigned stale_gen;  /* counts stale marks, see refresh_end */
-    bool refreshing;     /* a thread is refreshing: others do not */
+    bool refreshing;     /* a refresh runs: no other one starts */
     int64_t refreshed_ms; /* start of the last refresh; 0 = never */
+    unsigned refreshes;  /* refreshes that ended */
+    /* Calls parked until the running refresh ends (refresh.c), linked by
+     * their next; and the synchronous waiters' condition (CLOCK_MONOTONIC),
+     * broadcast when a refresh ends. */
+    struct client_call *waiters;
+    pthread_cond_t refreshed;
 };
 
 /* A request id source: (client_id, seq). See invariant (1). */
@@ -193,6 +216,126 @@ struct client_lane {
     uint64_t client_id;
     uint64_t seq;
     struct client_lane *next; /* free list, under mc_client.mu */
+};
+
+/* Where one attempt goes. */
+struct call_target {
+    size_t ep;
+    bool direct;
+    uint32_t shard; /* when direct */
+};
+
+/* What the shard map needs of a request to route it, taken from the
+ * request when its call starts (the request itself is the caller's and
+ * is gone by then). */
+struct route_key {
+    bool wants;        /* the request has a shard (client_route_wants) */
+    bool by_shard;     /* the shard is given (LIST, WATCH of a prefix) */
+    uint32_t shard;    /* by_shard */
+    uint32_t slot;     /* else: the slot of its key */
+    bool serializable; /* any replica may serve it */
+};
+
+struct client_call;
+
+/* How a call ends: fn runs exactly once, on an nng thread, with the final
+ * code, the node's answer r when there was one (fn owns it and frees it
+ * with mcpb__response__free_unpacked), and res, borrowed for the duration
+ * of fn. fn must not block: it may start calls, but not wait for them. */
+struct client_done;
+typedef void (*client_done_fn)(const struct client_done *d, mc_err code,
+                               Mcpb__Response *r, const mc_result *res);
+struct client_done {
+    client_done_fn fn;
+    void *arg;
+    /* The caller's callback of an asynchronous call (kv.c), for fn. */
+    union {
+        mc_done_cb done;
+        mc_get_cb get;
+    } user;
+    void *user_arg;
+};
+
+/* The states of a call (call.c has the diagram). */
+enum call_state {
+    CALL_FREE,  /* in the pool */
+    CALL_LANE,  /* parked until a lane is free */
+    CALL_MAP,   /* parked until the refresh of the shard map ends */
+    CALL_SEND,  /* nng: until a connection takes the request */
+    CALL_RECV,  /* nng: until the answer comes */
+    CALL_PAUSE, /* nng_sleep_aio: the backoff before the next attempt */
+    CALL_END,   /* the end, deferred to an nng thread */
+};
+
+/* One call in flight, or a free call object in the pool. Call objects and
+ * their aios are made on demand and kept until mc_client_close. While a
+ * call runs, only its own callbacks touch it (one at a time: each starts
+ * the operation that leads to the next), except next and queued, which
+ * belong to the list the call is parked on. */
+struct client_call {
+    mc_client *c;
+    /* Every step is an operation on io: aio_cb for an asynchronous call
+     * (its callback runs the next step on nng's thread), aio_wait for a
+     * synchronous one (no callback: a completion wakes the caller, who
+     * runs the next step on its own thread; nng completes such an aio
+     * inline, with no hand-off to its task threads). */
+    nng_aio *io;
+    nng_aio *aio_cb;
+    nng_aio *aio_wait;
+    bool sync;
+    bool ended;      /* sync: the call ended; end_code and end_r hold it */
+    mc_err end_code;
+    Mcpb__Response *end_r;
+    enum call_state state;
+    bool in_start;   /* still on the starting thread: end it later */
+    bool map_asked;  /* the next target may skip the refresh step */
+    /* A list: the pool or the lane queue (under c->mu), or the refresh's
+     * waiters (under route.mu); queued: on the queue or the waiters. */
+    struct client_call *next;
+    bool queued;
+    nng_ctx ctx[MC_CLIENT_SOCKETS_MAX]; /* per socket, opened on first use */
+    /* The request. */
+    uint32_t op;
+    bool is_write;
+    uint32_t wait_ms; /* a long poll's wait on the node */
+    struct route_key rk;
+    uint8_t *frame; /* with no_forward when rk.wants; else as given */
+    size_t frame_len, frame_cap;
+    void *fwd; /* rk.wants: the frame as given, made when first needed */
+    size_t fwd_len;
+    struct client_lane *lane; /* a write's request id */
+    int64_t deadline_ms;
+    int64_t started_ms;
+    struct client_done done;
+    /* Progress. */
+    int attempts;
+    unsigned direct_fails; /* direct attempts failed in a row */
+    unsigned hints;        /* NOT_LEADER hints followed */
+    unsigned next_ep;      /* caller endpoint of the next forwarded attempt */
+    bool unknown;          /* an attempt of a write may have applied */
+    mc_result last;        /* what the last attempt said */
+    struct call_target t;  /* of the attempt in flight */
+    int64_t attempt_ms;    /* when it was sent */
+    int reply_wait_ms;
+};
+
+/* The refresh of the shard map (refresh.c): at most one runs at a time,
+ * as a state machine on its own aio. */
+enum refresh_state { REFRESH_SEND, REFRESH_RECV };
+struct client_refresh {
+    nng_aio *aio;
+    void *frame; /* a STATUS request, encoded at open */
+    size_t frame_len;
+    nng_ctx ctx[MC_CLIENT_SOCKETS_MAX];
+    /* The running refresh's (route.refreshing): only its callbacks and the
+     * thread that started it touch these. */
+    enum refresh_state state;
+    bool asked[MC_CLIENT_SOCKETS_MAX]; /* by socket: each asked once */
+    bool learned;  /* a node answered with its status */
+    bool complete; /* every shard has a leader the client can reach */
+    size_t ep;     /* asked now */
+    unsigned gen;  /* route.stale_gen when it began */
+    int64_t until_ms;
 };
 
 struct mc_client {
@@ -203,24 +346,34 @@ struct mc_client {
 
     atomic_uint preferred_ep;   /* the caller endpoint that answered last */
     atomic_uint_fast64_t jitter; /* splitmix64 state for backoff jitter */
+    atomic_bool closing;        /* mc_client_close began: nothing starts */
     struct client_route route;
+    struct client_refresh refresh;
 
     pthread_mutex_t mu;
-    pthread_cond_t lane_freed;
     struct client_lane *free_lanes; /* under mu */
     struct client_lane **lanes;     /* every lane, for close; under mu */
     size_t n_lanes;
+    /* Writes waiting for a lane, first come first served (under mu). */
+    struct client_call *lane_head, *lane_tail;
+    struct client_call *free_calls; /* the pool, under mu */
+    struct client_call **calls;     /* every call object, for close */
+    size_t n_calls;
+    unsigned busy;       /* calls started and not ended, plus a running
+                            refresh; under mu */
+    pthread_cond_t idle; /* busy fell to 0 while closing */
 };
 
 /* ---- client.c ---- */
 
-/* Take a free lane, creating one when none is free, or wait for one when
- * MC_CLIENT_LANES_MAX are in use. The caller gives it back with
- * client_lane_give when its call is done, retries included.
+/* Under mu: take a free lane, or create one while fewer than
+ * MC_CLIENT_LANES_MAX exist. MC_OK with *out NULL when all of them are in
+ * use: the call then waits for one (call.c). The caller gives it back with
+ * client_lane_give_locked when its call is done, retries included.
  * Errors: INTERNAL (out of memory, no randomness), message in res. */
-mc_err client_lane_take(mc_client *c, struct client_lane **out,
-                        mc_result *res);
-void client_lane_give(mc_client *c, struct client_lane *lane);
+mc_err client_lane_take_locked(mc_client *c, struct client_lane **out,
+                               mc_result *res);
+void client_lane_give_locked(mc_client *c, struct client_lane *lane);
 
 /* Reset res (which may be NULL) for a new call. */
 void client_result_clear(mc_result *res);
@@ -241,43 +394,49 @@ mc_err client_endpoint_open(struct client_endpoint *ep, mc_result *res);
 
 /* ---- call.c ---- */
 
-/* How one attempt ended (call.c explains each). */
-enum attempt_outcome {
-    ATTEMPT_ANSWERED,
-    ATTEMPT_NOT_SENT,
-    ATTEMPT_UNKNOWN,
-    ATTEMPT_BAD_ANSWER, /* sent; the answer does not decode */
-    ATTEMPT_FATAL,      /* a local failure before sending */
-};
-
-/* One attempt: send frame on a fresh context of ep's socket, waiting up to
- * send_wait_ms for a connection, then up to reply_wait_ms for the answer.
- * On ATTEMPT_ANSWERED *out is the decoded answer, which the caller frees;
- * otherwise res says what happened. */
-enum attempt_outcome client_attempt(const struct client_endpoint *ep,
-                                    const void *frame, size_t frame_len,
-                                    int send_wait_ms, int reply_wait_ms,
-                                    Mcpb__Response **out, mc_result *res);
-
-/* Send req to the cluster and wait for the answer, retrying transport
+/* Start req as a call: send it to the cluster, retrying transport
  * failures and the answers UNAVAILABLE, NOT_LEADER and TIMEOUT with backoff
- * until deadline_ms (base_mono_ms). A request for a shard (a key, or LIST
- * of one shard) goes straight to the shard's leader (or, serializable, to
- * a replica) that the shard map names, asking it not to forward; the other
- * attempts go through the caller's endpoints, which forward. A write
- * (OP_PUT, OP_DELETE, OP_TXN) must carry its lane's (client_id, seq): every attempt
- * sends the same request with the same id; the two kinds differ only in
- * no_forward.
+ * until deadline_ms (base_mono_ms), then end it through done (copied).
+ * A request for a shard (a key, or LIST of one shard) goes straight to the
+ * shard's leader (or, serializable, to a replica) that the shard map names,
+ * asking it not to forward; the other attempts go through the caller's
+ * endpoints, which forward. A write (OP_PUT, OP_DELETE, OP_TXN) comes
+ * without a request id: the call takes a lane and gives every attempt the
+ * same (client_id, seq); the two kinds of attempt differ only in
+ * no_forward. req is borrowed until this returns (it is encoded at once).
  *
- * Returns the final code and fills res (which may be NULL) from the answer.
- * When the server answered, *out is its response (also for error codes);
- * the caller frees it with mcpb__response__free_unpacked(*out, NULL).
- * Otherwise *out is NULL and the code is UNAVAILABLE (nothing reached a
- * node), TIMEOUT (a request may have been taken: a write's outcome is
- * unknown), or INTERNAL. */
+ * The end: the final code, res from the answer, and when the server
+ * answered its response (also for error codes). Without an answer the code
+ * is UNAVAILABLE (nothing reached a node; "client closed" when
+ * mc_client_close ended the call), TIMEOUT (a request may have been taken:
+ * a write's outcome is unknown), or INTERNAL.
+ *
+ * Returns MC_OK when the call started: done->fn will run exactly once, on
+ * an nng thread, never on this one. Errors (then done->fn never runs; the
+ * message in res, which may be NULL): INTERNAL (out of memory),
+ * UNAVAILABLE (the client is closing). */
+mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
+                         int64_t deadline_ms, const struct client_done *done,
+                         mc_result *res);
+
+/* The synchronous call: the same steps as client_call_start's, but this
+ * thread waits for each operation and runs the next step itself. Returns
+ * the final code and fills res (which may be NULL). When the server
+ * answered, *out is its response (also for error codes); the caller frees
+ * it with mcpb__response__free_unpacked(*out, NULL); otherwise *out is
+ * NULL. Errors as client_call_start's, and those of the end. Must not run
+ * on an nng thread (in a callback). */
 mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
                    mc_result *res);
+
+/* Make the engine's part of a new client (the refresh's aio and frame).
+ * Errors: INTERNAL. client_engine_close ends every call in flight (their
+ * done functions see UNAVAILABLE "client closed", or TIMEOUT for a write
+ * that may have applied), waits for them and the refresh, and frees the
+ * call objects; then nothing of the engine runs. */
+mc_err client_engine_init(mc_client *c, mc_result *res);
+void client_engine_close(mc_client *c);
 
 /* The backoff before retry number attempt (0-based), jitter included. */
 int client_backoff_ms(mc_client *c, unsigned attempt);
@@ -293,6 +452,11 @@ void client_route_fini(struct client_route *r);
  * key; a transaction by its first key) or LIST or a watch of a prefix in
  * one shard. Needs no map. */
 bool client_route_wants(const Mcpb__Request *req);
+/* What of req routes it (its wants, shard or slot, serializable). */
+void client_route_key(const Mcpb__Request *req, struct route_key *out);
+/* client_route_pick by a route key (for a call whose request is gone). */
+bool client_route_pick_key(mc_client *c, const struct route_key *k,
+                           size_t *ep, uint32_t *shard);
 
 /* The socket for the next direct attempt of req, and req's shard: the
  * shard's leader or, for a serializable read, the first of the caller's
@@ -330,13 +494,6 @@ uint32_t client_route_shard_count(mc_client *c);
 /* Sockets open now: attempts wait less when there is another to try. */
 size_t client_route_sockets(mc_client *c);
 
-/* Refresh bookkeeping (refresh.c). begin is true for the one caller that
- * should refresh now: the map is missing or stale, nobody else refreshes,
- * and the last refresh began MC_CLIENT_REFRESH_MS_MIN ago or more. That
- * caller must call end; complete says it learned a leader for every
- * shard, which clears the stale mark unless a newer one came meanwhile. */
-bool client_route_refresh_begin(mc_client *c, unsigned *gen);
-void client_route_refresh_end(mc_client *c, unsigned gen, bool complete);
 /* Every shard has a leader whose socket is not suspect. */
 bool client_route_is_complete(mc_client *c);
 /* The next socket a refresh should ask, not in asked[0..
@@ -349,12 +506,27 @@ bool client_route_next_ask(mc_client *c, const bool *asked,
 /* ---- refresh.c ---- */
 
 /* Refresh the shard map when it is missing or stale (rate-limited, one
- * thread at a time; others go on with the map they have): ask nodes for
- * STATUS, one attempt each with short waits, until every shard has a
+ * refresh at a time; other calls go on with the map they have): ask nodes
+ * for STATUS, one attempt each with short waits, until every shard has a
  * leader, using at most half of the time left before deadline_ms. Best
  * effort: a failure leaves the map as it was, and calls still work through
- * forwarding. */
+ * forwarding. This one waits on the caller's thread for the refresh it
+ * started (for watch and admin calls); not on an nng thread. */
 void client_route_refresh(mc_client *c, int64_t deadline_ms);
+
+/* The refresh step of call k's target choice (call.c), on k's thread of
+ * the moment: when a refresh is due, start it and park k until it ends
+ * (at most half of what is left before k's deadline, and at most
+ * MC_CLIENT_REFRESH_MS_MAX); while one runs and the map knows no shard
+ * count, park k for it too. Returns true when k is parked (CALL_MAP; its
+ * callback runs when the refresh ends or the wait runs out); false when k
+ * should go on with the map as it is. */
+bool client_refresh_park(mc_client *c, struct client_call *k);
+
+/* Set up and tear down the refresh of a new client (its aio and frame).
+ * Errors: INTERNAL. */
+mc_err client_refresh_init(mc_client *c, mc_result *res);
+void client_refresh_fini(mc_client *c);
 
 /* ---- status.c ---- */
 
@@ -373,7 +545,7 @@ mc_err client_shard_count_refresh(mc_client *c, int64_t deadline_ms,
 /* Send the write req (PUT, DELETE, TXN) under a lane's request id, the
  * same for every retry, as client_call does. When out is not NULL it
  * takes the answer, if any, which the caller frees. Errors: those of
- * client_call, and of client_lane_take. */
+ * client_call. */
 mc_err client_write_call(mc_client *c, Mcpb__Request *req,
                          int64_t deadline_ms, Mcpb__Response **out,
                          mc_result *res);

@@ -1,10 +1,14 @@
-/* put, delete and get of libmemcoord, and the records they return.
+/* put, delete and get of libmemcoord, synchronous and asynchronous, and
+ * the records they return.
  *
  * Each call builds its request, checks it with the same validation the
  * node runs (proto_request_check), so that a bad key or an oversized value
- * fails without a round trip, then hands it to client_call. The node stays
- * authoritative: it checks again. Writes take a lane for their request id
- * (internal.h, invariant 1). */
+ * fails without a round trip, then hands it to the engine (call.c): the
+ * synchronous call waits for the end there (client_call), the asynchronous
+ * one starts it (client_call_start) and turns its end into the caller's
+ * callback. One builder per operation serves both, so they cannot differ.
+ * The node stays authoritative: it checks again. Writes get a lane for
+ * their request id from the engine (internal.h, invariant 1). */
 #include <string.h>
 
 #include "client/internal.h"
@@ -61,18 +65,8 @@ mc_err client_write_call(mc_client *c, Mcpb__Request *req,
                          int64_t deadline_ms, Mcpb__Response **out,
                          mc_result *res)
 {
-    struct client_lane *lane;
-    mc_err rv = client_lane_take(c, &lane, res);
-    if (rv != MC_OK) {
-        return rv;
-    }
-    req->has_client_id = true;
-    req->client_id = lane->client_id;
-    req->has_seq = true;
-    req->seq = ++lane->seq;
     Mcpb__Response *r;
-    rv = client_call(c, req, deadline_ms, &r, res);
-    client_lane_give(c, lane);
+    mc_err rv = client_call(c, req, deadline_ms, &r, res);
     if (out != NULL) {
         *out = r;
     } else if (r != NULL) {
@@ -81,13 +75,12 @@ mc_err client_write_call(mc_client *c, Mcpb__Request *req,
     return rv;
 }
 
-mc_err mc_put(mc_client *c, const char *ns, const char *key,
-              const void *value, size_t value_len, const mc_put_opts *opts,
-              mc_result *res)
+/* The request of a put, checked. Borrows ns, key and value. */
+static mc_err put_request(Mcpb__Request *req, const char *ns,
+                          const char *key, const void *value,
+                          size_t value_len, const mc_put_opts *opts,
+                          mc_result *res)
 {
-    ASSERT(c != NULL);
-    int64_t deadline_ms = client_deadline(c);
-    client_result_clear(res);
     static const mc_put_opts defaults = MC_PUT_OPTS_INIT;
     if (opts == NULL) {
         opts = &defaults;
@@ -102,28 +95,73 @@ mc_err mc_put(mc_client *c, const char *ns, const char *key,
                                  "tier %d is not short, mid or long",
                                  (int)opts->tier);
     }
-
-    Mcpb__Request req = MCPB__REQUEST__INIT;
-    req.op = MCPB__OP__OP_PUT;
-    mc_err rv = request_target(&req, ns, key, res);
+    mcpb__request__init(req);
+    req->op = MCPB__OP__OP_PUT;
+    mc_err rv = request_target(req, ns, key, res);
     if (rv == MC_OK) {
-        rv = expect_set(&req, opts->expect_version, res);
+        rv = expect_set(req, opts->expect_version, res);
     }
     if (rv != MC_OK) {
         return rv;
     }
-    req.has_value = true;
-    req.value.data = (uint8_t *)(value != NULL ? value : "");
-    req.value.len = value_len;
+    req->has_value = true;
+    req->value.data = (uint8_t *)(value != NULL ? value : "");
+    req->value.len = value_len;
     if (opts->tier != MC_TIER_DEFAULT) {
-        req.has_tier = true;
-        req.tier = (uint32_t)opts->tier;
+        req->has_tier = true;
+        req->tier = (uint32_t)opts->tier;
     }
     if (opts->ttl_ms > 0) {
-        req.has_ttl_ms = true;
-        req.ttl_ms = opts->ttl_ms;
+        req->has_ttl_ms = true;
+        req->ttl_ms = opts->ttl_ms;
     }
-    rv = request_check(&req, res);
+    return request_check(req, res);
+}
+
+/* The request of a delete, checked. */
+static mc_err delete_request(Mcpb__Request *req, const char *ns,
+                             const char *key, int64_t expect_version,
+                             mc_result *res)
+{
+    mcpb__request__init(req);
+    req->op = MCPB__OP__OP_DELETE;
+    mc_err rv = request_target(req, ns, key, res);
+    if (rv == MC_OK) {
+        rv = expect_set(req, expect_version, res);
+    }
+    if (rv == MC_OK) {
+        rv = request_check(req, res);
+    }
+    return rv;
+}
+
+/* The request of a get, checked. */
+static mc_err get_request(Mcpb__Request *req, const char *ns,
+                          const char *key, const mc_read_opts *opts,
+                          mc_result *res)
+{
+    mcpb__request__init(req);
+    req->op = MCPB__OP__OP_GET;
+    mc_err rv = request_target(req, ns, key, res);
+    if (rv == MC_OK) {
+        rv = request_check(req, res);
+    }
+    if (rv == MC_OK && opts != NULL && opts->serializable) {
+        req->has_serializable = true;
+        req->serializable = true;
+    }
+    return rv;
+}
+
+mc_err mc_put(mc_client *c, const char *ns, const char *key,
+              const void *value, size_t value_len, const mc_put_opts *opts,
+              mc_result *res)
+{
+    ASSERT(c != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req;
+    mc_err rv = put_request(&req, ns, key, value, value_len, opts, res);
     if (rv != MC_OK) {
         return rv;
     }
@@ -136,15 +174,8 @@ mc_err mc_delete(mc_client *c, const char *ns, const char *key,
     ASSERT(c != NULL);
     int64_t deadline_ms = client_deadline(c);
     client_result_clear(res);
-    Mcpb__Request req = MCPB__REQUEST__INIT;
-    req.op = MCPB__OP__OP_DELETE;
-    mc_err rv = request_target(&req, ns, key, res);
-    if (rv == MC_OK) {
-        rv = expect_set(&req, expect_version, res);
-    }
-    if (rv == MC_OK) {
-        rv = request_check(&req, res);
-    }
+    Mcpb__Request req;
+    mc_err rv = delete_request(&req, ns, key, expect_version, res);
     if (rv != MC_OK) {
         return rv;
     }
@@ -216,6 +247,22 @@ static mc_err record_new(const Mcpb__Record *w, mc_record **out,
     return MC_OK;
 }
 
+/* The record of a get's answer r (which may be NULL when code is not
+ * MC_OK) into *out; code, or the error of the copy into res. */
+static mc_err get_record(mc_err code, const Mcpb__Response *r,
+                         mc_record **out, mc_result *res)
+{
+    *out = NULL;
+    if (code != MC_OK) {
+        return code;
+    }
+    if (r->record == NULL) {
+        return client_result_set(res, MC_INTERNAL,
+                                 "the node answered a get without a record");
+    }
+    return record_new(r->record, out, res);
+}
+
 mc_err mc_get(mc_client *c, const char *ns, const char *key,
               const mc_read_opts *opts, mc_record **out, mc_result *res)
 {
@@ -226,31 +273,95 @@ mc_err mc_get(mc_client *c, const char *ns, const char *key,
         return client_result_set(res, MC_INVALID_ARGUMENT, "out is NULL");
     }
     *out = NULL;
-    Mcpb__Request req = MCPB__REQUEST__INIT;
-    req.op = MCPB__OP__OP_GET;
-    mc_err rv = request_target(&req, ns, key, res);
-    if (rv == MC_OK) {
-        rv = request_check(&req, res);
-    }
+    Mcpb__Request req;
+    mc_err rv = get_request(&req, ns, key, opts, res);
     if (rv != MC_OK) {
         return rv;
     }
-    if (opts != NULL && opts->serializable) {
-        req.has_serializable = true;
-        req.serializable = true;
-    }
     Mcpb__Response *r;
     rv = client_call(c, &req, deadline_ms, &r, res);
-    if (rv == MC_OK) {
-        if (r->record == NULL) {
-            rv = client_result_set(res, MC_INTERNAL,
-                                   "the node answered a get without a record");
-        } else {
-            rv = record_new(r->record, out, res);
-        }
-    }
+    rv = get_record(rv, r, out, res);
     if (r != NULL) {
         mcpb__response__free_unpacked(r, NULL);
     }
     return rv;
+}
+
+/* ---- asynchronous: the engine's end, handed to the caller's callback ---- */
+
+/* The end of a put or delete. */
+static void write_done(const struct client_done *d, mc_err code,
+                       Mcpb__Response *r, const mc_result *res)
+{
+    if (r != NULL) {
+        mcpb__response__free_unpacked(r, NULL);
+    }
+    d->user.done(d->user_arg, code, res);
+}
+
+/* The end of a get: the answer's record copied for the callback. */
+static void get_done(const struct client_done *d, mc_err code,
+                     Mcpb__Response *r, const mc_result *res)
+{
+    mc_result copy = *res;
+    mc_record *rec;
+    code = get_record(code, r, &rec, &copy);
+    if (r != NULL) {
+        mcpb__response__free_unpacked(r, NULL);
+    }
+    d->user.get(d->user_arg, code, rec, &copy);
+}
+
+mc_err mc_put_async(mc_client *c, const char *ns, const char *key,
+                    const void *value, size_t value_len,
+                    const mc_put_opts *opts, mc_result *res, mc_done_cb cb,
+                    void *arg)
+{
+    ASSERT(c != NULL);
+    ASSERT(cb != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req;
+    mc_err rv = put_request(&req, ns, key, value, value_len, opts, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    struct client_done d = {.fn = write_done, .user.done = cb,
+                            .user_arg = arg};
+    return client_call_start(c, &req, deadline_ms, &d, res);
+}
+
+mc_err mc_delete_async(mc_client *c, const char *ns, const char *key,
+                       int64_t expect_version, mc_result *res, mc_done_cb cb,
+                       void *arg)
+{
+    ASSERT(c != NULL);
+    ASSERT(cb != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req;
+    mc_err rv = delete_request(&req, ns, key, expect_version, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    struct client_done d = {.fn = write_done, .user.done = cb,
+                            .user_arg = arg};
+    return client_call_start(c, &req, deadline_ms, &d, res);
+}
+
+mc_err mc_get_async(mc_client *c, const char *ns, const char *key,
+                    const mc_read_opts *opts, mc_result *res, mc_get_cb cb,
+                    void *arg)
+{
+    ASSERT(c != NULL);
+    ASSERT(cb != NULL);
+    int64_t deadline_ms = client_deadline(c);
+    client_result_clear(res);
+    Mcpb__Request req;
+    mc_err rv = get_request(&req, ns, key, opts, res);
+    if (rv != MC_OK) {
+        return rv;
+    }
+    struct client_done d = {.fn = get_done, .user.get = cb, .user_arg = arg};
+    return client_call_start(c, &req, deadline_ms, &d, res);
 }

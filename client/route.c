@@ -15,6 +15,7 @@
  * Threads: everything is under route.mu, held for a few comparisons and,
  * once per member, for opening its socket; never across a network wait. */
 #include <string.h>
+#include <time.h>
 
 #include "client/internal.h"
 
@@ -24,11 +25,25 @@ mc_err client_route_init(struct client_route *r)
     if (pthread_mutex_init(&r->mu, NULL) != 0) {
         return MC_INTERNAL;
     }
+    /* Synchronous waits for a refresh are timed on the monotonic clock. */
+    pthread_condattr_t attr;
+    bool ok = pthread_condattr_init(&attr) == 0;
+    if (ok) {
+        ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+             pthread_cond_init(&r->refreshed, &attr) == 0;
+        pthread_condattr_destroy(&attr);
+    }
+    if (!ok) {
+        pthread_mutex_destroy(&r->mu);
+        return MC_INTERNAL;
+    }
     return MC_OK;
 }
 
 void client_route_fini(struct client_route *r)
 {
+    ASSERT(r->waiters == NULL);
+    pthread_cond_destroy(&r->refreshed);
     pthread_mutex_destroy(&r->mu);
 }
 
@@ -56,7 +71,8 @@ bool client_route_wants(const Mcpb__Request *req)
 
 static bool is_suspect(const struct client_endpoint *ep, int64_t now_ms)
 {
-    return ep->failed_ms != 0 && now_ms - ep->failed_ms < MC_CLIENT_SUSPECT_MS;
+    int64_t failed = atomic_load(&ep->failed_ms);
+    return failed != 0 && now_ms - failed < MC_CLIENT_SUSPECT_MS;
 }
 
 static struct route_member *member_find(struct client_route *r, uint64_t id)
@@ -146,40 +162,53 @@ static size_t replica_socket(mc_client *c, const struct route_shard *s,
     return CLIENT_EP_NONE;
 }
 
-/* req's shard under the map's shard count. Under route.mu. */
-static bool shard_of(const struct client_route *r, const Mcpb__Request *req,
-                     uint32_t *shard)
+void client_route_key(const Mcpb__Request *req, struct route_key *out)
 {
-    if (r->shard_count == 0) {
-        return false;
+    memset(out, 0, sizeof *out);
+    out->wants = client_route_wants(req);
+    out->serializable = req->serializable;
+    if (!out->wants) {
+        return;
     }
     const uint8_t *key;
     size_t key_len;
     if (req->op == MCPB__OP__OP_LIST ||
         (req->op == MCPB__OP__OP_WATCH && req->has_prefix)) {
-        *shard = req->shard;
+        out->by_shard = true;
+        out->shard = req->shard;
     } else if (proto_route_key(req, &key, &key_len)) {
         /* A transaction goes by its first key: mc_txn checked that all of
-         * them are in one shard. */
-        uint32_t slot = proto_slot(req->ns.data, req->ns.len, key, key_len);
-        *shard = proto_shard_of_slot(slot, r->shard_count);
+         * them are in one shard. The slot does not depend on the shard
+         * count, so it outlives a change of the map. */
+        out->slot = proto_slot(req->ns.data, req->ns.len, key, key_len);
     } else {
+        out->wants = false;
+    }
+}
+
+/* k's shard under the map's shard count. Under route.mu. */
+static bool shard_of(const struct client_route *r, const struct route_key *k,
+                     uint32_t *shard)
+{
+    if (r->shard_count == 0 || !k->wants) {
         return false;
     }
+    *shard = k->by_shard ? k->shard
+                         : proto_shard_of_slot(k->slot, r->shard_count);
     return *shard < r->shard_count;
 }
 
-bool client_route_pick(mc_client *c, const Mcpb__Request *req, size_t *ep,
-                       uint32_t *shard)
+bool client_route_pick_key(mc_client *c, const struct route_key *k,
+                           size_t *ep, uint32_t *shard)
 {
-    ASSERT(client_route_wants(req));
+    ASSERT(k->wants);
     struct client_route *r = &c->route;
     int64_t now = base_mono_ms();
     size_t i = CLIENT_EP_NONE;
     pthread_mutex_lock(&r->mu);
-    if (shard_of(r, req, shard)) {
+    if (shard_of(r, k, shard)) {
         const struct route_shard *s = &r->shards[*shard];
-        if (req->serializable) {
+        if (k->serializable) {
             i = replica_socket(c, s, now);
         }
         if (i == CLIENT_EP_NONE && s->leader_id != 0) {
@@ -196,6 +225,15 @@ bool client_route_pick(mc_client *c, const Mcpb__Request *req, size_t *ep,
     pthread_mutex_unlock(&r->mu);
     *ep = i;
     return i != CLIENT_EP_NONE;
+}
+
+bool client_route_pick(mc_client *c, const Mcpb__Request *req, size_t *ep,
+                       uint32_t *shard)
+{
+    ASSERT(client_route_wants(req));
+    struct route_key k;
+    client_route_key(req, &k);
+    return client_route_pick_key(c, &k, ep, shard);
 }
 
 /* ---- learning ---- */
@@ -308,9 +346,14 @@ void client_route_learn_hint(mc_client *c, uint32_t shard, uint64_t leader_id,
 
 void client_route_answered(mc_client *c, size_t ep)
 {
+    ASSERT(ep < MC_CLIENT_SOCKETS_MAX);
+    /* Most answers come through a socket without a mark: no lock then. */
+    if (atomic_load(&c->eps[ep].failed_ms) == 0) {
+        return;
+    }
     pthread_mutex_lock(&c->route.mu);
     ASSERT(ep < c->n_socks);
-    c->eps[ep].failed_ms = 0;
+    atomic_store(&c->eps[ep].failed_ms, 0);
     pthread_mutex_unlock(&c->route.mu);
 }
 
@@ -318,7 +361,7 @@ void client_route_failed(mc_client *c, size_t ep)
 {
     pthread_mutex_lock(&c->route.mu);
     ASSERT(ep < c->n_socks);
-    c->eps[ep].failed_ms = base_mono_ms();
+    atomic_store(&c->eps[ep].failed_ms, base_mono_ms());
     c->route.stale = true;
     c->route.stale_gen++;
     pthread_mutex_unlock(&c->route.mu);
@@ -348,38 +391,7 @@ size_t client_route_sockets(mc_client *c)
     return n;
 }
 
-/* ---- refresh bookkeeping ---- */
-
-bool client_route_refresh_begin(mc_client *c, unsigned *gen)
-{
-    struct client_route *r = &c->route;
-    int64_t now = base_mono_ms();
-    pthread_mutex_lock(&r->mu);
-    bool due = !r->refreshing && (r->shard_count == 0 || r->stale) &&
-               (r->refreshed_ms == 0 ||
-                now - r->refreshed_ms >= MC_CLIENT_REFRESH_MS_MIN);
-    if (due) {
-        r->refreshing = true;
-        r->refreshed_ms = now;
-        *gen = r->stale_gen;
-    }
-    pthread_mutex_unlock(&r->mu);
-    return due;
-}
-
-void client_route_refresh_end(mc_client *c, unsigned gen, bool complete)
-{
-    struct client_route *r = &c->route;
-    pthread_mutex_lock(&r->mu);
-    ASSERT(r->refreshing);
-    r->refreshing = false;
-    /* A stale mark made during the refresh may be about an answer the
-     * refresh did not see: keep it. */
-    if (complete && r->stale_gen == gen) {
-        r->stale = false;
-    }
-    pthread_mutex_unlock(&r->mu);
-}
+/* ---- what refresh.c asks ---- */
 
 uint64_t client_route_leader(mc_client *c, uint32_t shard)
 {

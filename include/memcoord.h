@@ -1,14 +1,18 @@
 /* memcoord: the public client API (libmemcoord).
  *
  * A client talks to one or more memcoord nodes over nng req/rep with
- * protobuf messages. Every call is synchronous and thread-safe: many threads
- * may share one mc_client. The library never logs; every call returns an
- * mc_err and, when the caller passes an mc_result, the message and the
- * version the server saw.
+ * protobuf messages. Every call is thread-safe: many threads may share one
+ * mc_client. Calls are synchronous, and put, get and delete also come
+ * asynchronous (mc_put_async and friends, below): they return at once and
+ * report through a callback, so one thread can keep many requests in
+ * flight. The library never logs; every call returns an mc_err and, when
+ * the caller passes an mc_result, the message and the version the server
+ * saw.
  *
  * Ownership: strings and buffers passed in are borrowed for the duration of
- * the call. Records and pages returned through out-parameters belong to the
- * caller, who frees them with mc_record_free / mc_page_free / mc_status_free.
+ * the call (of the start, for an asynchronous one). Records and pages
+ * returned through out-parameters belong to the caller, who frees them with
+ * mc_record_free / mc_page_free / mc_status_free.
  */
 #ifndef MEMCOORD_H
 #define MEMCOORD_H
@@ -133,6 +137,12 @@ typedef struct mc_options {
  * nng failure); res->message says which. */
 mc_err mc_client_open(const char *endpoints, const mc_options *opts,
                       mc_client **out, mc_result *res);
+/* Close c and free it. Synchronous calls must have returned (and watches
+ * been closed). Asynchronous calls still in flight are ended: each one's
+ * callback runs, with UNAVAILABLE "client closed" (TIMEOUT when a write
+ * was sent and may have applied), before mc_client_close returns; calls
+ * that those callbacks try to start are refused (UNAVAILABLE). Not from a
+ * callback of c's calls: it waits for them. Safe on NULL. */
 void mc_client_close(mc_client *c);
 
 typedef struct mc_put_opts {
@@ -162,6 +172,61 @@ typedef struct mc_read_opts {
 mc_err mc_get(mc_client *c, const char *ns, const char *key,
               const mc_read_opts *opts, mc_record **out, mc_result *res);
 void mc_record_free(mc_record *r);
+
+/* ---- asynchronous put, get and delete ----
+ *
+ * Each one starts the call and returns at once: MC_OK when it started, and
+ * then cb runs exactly once, later, with the outcome; or the error of a
+ * call that could not start, and then cb never runs. The call is the
+ * synchronous one in every respect but the wait: the same checks (a bad
+ * key or an oversized value is refused at the start, before anything is
+ * sent), routing straight to the shard's leader and following its hints,
+ * retries with backoff under the same request id for a write, the
+ * client's timeout as the deadline, and the same codes: cb sees what the
+ * synchronous call would have returned, TIMEOUT included when a write's
+ * outcome is unknown. In cb, res (never NULL) holds the message and the
+ * versions as mc_result does for the synchronous call; it is borrowed for
+ * the duration of cb.
+ *
+ * Ownership: ns, key, value and opts are borrowed only until the start
+ * returns (the request is encoded at once): the caller may reuse them. A
+ * get's record belongs to cb, which frees it with mc_record_free (NULL
+ * unless the code is MC_OK).
+ *
+ * Threads: cb runs on one of the library's threads (nng's), never on the
+ * thread that started the call; callbacks of different calls may run at
+ * the same time on different threads. cb must not block: no synchronous
+ * calls of libmemcoord and no mc_client_close in it, and no long work. It
+ * may start further asynchronous calls (the usual way to keep a number of
+ * requests in flight). Any number of calls may be in flight on one client;
+ * writes beyond the client's 1024 request ids wait for one, within their
+ * deadline.
+ *
+ * Errors at the start (res, which may be NULL, has the message):
+ * INVALID_ARGUMENT, TOO_LARGE (as for the synchronous call), INTERNAL (out
+ * of memory), UNAVAILABLE (the client is closing). */
+
+/* The end of an asynchronous put or delete: code and res as mc_put or
+ * mc_delete would return them. */
+typedef void (*mc_done_cb)(void *arg, mc_err code, const mc_result *res);
+/* The end of an asynchronous get: on MC_OK rec is the record, which the
+ * callback owns; otherwise NULL. */
+typedef void (*mc_get_cb)(void *arg, mc_err code, mc_record *rec,
+                          const mc_result *res);
+
+/* mc_put, asynchronously: a CAS when opts->expect_version is set. */
+mc_err mc_put_async(mc_client *c, const char *ns, const char *key,
+                    const void *value, size_t value_len,
+                    const mc_put_opts *opts, mc_result *res, mc_done_cb cb,
+                    void *arg);
+/* mc_get, asynchronously (linearizable, or serializable by opts). */
+mc_err mc_get_async(mc_client *c, const char *ns, const char *key,
+                    const mc_read_opts *opts, mc_result *res, mc_get_cb cb,
+                    void *arg);
+/* mc_delete, asynchronously. */
+mc_err mc_delete_async(mc_client *c, const char *ns, const char *key,
+                       int64_t expect_version, mc_result *res, mc_done_cb cb,
+                       void *arg);
 
 typedef struct mc_list_opts {
     const char *start_after; /* cursor: list keys greater than this */
