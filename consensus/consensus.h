@@ -39,10 +39,11 @@ void cons_fsm_init(struct cons_fsm *f, struct shard *s);
  * good). The guard wraps a raft_io and caps such answers at the message's
  * prev_log_index + n_entries, as later raft releases do. And followers
  * reject an AppendEntries whose prev_log_index their snapshot compacted,
- * which makes a leader walk back one index per heartbeat: the guard starts
- * such a message at the snapshot instead. Give g->io to raft_init (which
- * sets g->io.data to the raft); inner (borrowed) must outlive g, and g
- * must not move. */
+ * which makes a leader walk back one index per heartbeat, and crash on one
+ * from prev_log_index 0 (a leader resending its whole log): the guard
+ * starts such a message at the snapshot instead. Give g->io to raft_init
+ * (which sets g->io.data to the raft); inner (borrowed) must outlive g,
+ * and g must not move. */
 struct cons_io_guard {
     struct raft_io io;     /* what raft uses; io.impl points back to g */
     struct raft_io *inner; /* raft_uv, or a fixture server's io */

@@ -35,6 +35,18 @@
  * those the message carries and moves prev_log_index and prev_log_term to
  * the snapshot's before raft sees it, which raft then accepts.
  *
+ * The same goes for prev_log_index 0, a leader sending its whole log (a
+ * new leader whose first send to the follower failed: progressToProbe
+ * sets next_index to match_index + 1 = 1). raft accepts index 0 without a
+ * check, then in deleteConflictingEntries takes the first compacted index
+ * (logTermOf answers 0) for one it lacks: it appends the leader's entries
+ * 1.. after its own last entry, logAcquire finds none at index 1, and the
+ * error path's logTruncate(1) removes more entries than the log holds and
+ * reads NULL (replication.c, replicationAppend; log.c, removeSuffix and
+ * refsDecr). That crashed the follower (tests/fault/test_sim.c seed
+ * 5146; test_io_guard.c
+ * new_leader_resending_from_index_1_reaches_a_compacted_follower).
+ *
  * Every other call passes straight to the inner raft_io. */
 #include <string.h>
 
@@ -60,15 +72,17 @@ static void tick_cb(struct raft_io *inner)
     g->tick_cb(&g->io);
 }
 
-/* Bug 2: an AppendEntries whose prev_log_index lies in the compacted part
- * of r's log, below its snapshot's index, starts at the snapshot instead. */
+/* Bug 2: an AppendEntries that reaches into the compacted part of r's log,
+ * below its snapshot's index, starts at the snapshot instead. The first
+ * index raft looks up is prev_log_index, or 1 when that is 0 (raft skips
+ * the check at 0 and compares the entries from index 1 on). */
 static void append_rebase(struct cons_io_guard *g, const struct raft *r,
                           struct raft_append_entries *a)
 {
     raft_index snap = r->log.snapshot.last_index;
-    if (snap == 0 || a->prev_log_index == 0 || a->prev_log_index >= snap ||
-        a->prev_log_index > r->log.offset) {
-        return; /* raft finds prev_log_index's term itself */
+    raft_index first = a->prev_log_index > 0 ? a->prev_log_index : 1;
+    if (snap == 0 || a->prev_log_index >= snap || first > r->log.offset) {
+        return; /* raft finds every term it needs itself */
     }
     raft_index covered = snap - a->prev_log_index;
     if (covered >= a->n_entries) {

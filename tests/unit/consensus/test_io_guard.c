@@ -1,9 +1,13 @@
 /* consensus/io_guard.c: an AppendEntries whose prev_log_index lies in the
  * part of the follower's log its snapshot compacted is moved to start at
  * the snapshot (raft 0.15 would reject it, and the leader would walk back
- * one index per heartbeat). Drives the guard's receive path with a fake
- * inner raft_io and a raft whose log has a snapshot; no I/O. */
+ * one index per heartbeat; from prev_log_index 0 it would crash). Drives
+ * the guard's receive path with a fake inner raft_io and a raft whose log
+ * has a snapshot; no I/O. The last test runs three real rafts on
+ * raft/fixture.h (in memory, virtual time) behind guards, as test_sim.c
+ * does, through the crash a resend from index 1 causes without them. */
 #include <criterion/criterion.h>
+#include <raft/fixture.h>
 #include <string.h>
 
 #include "consensus/consensus.h"
@@ -127,4 +131,178 @@ Test(io_guard, append_without_a_snapshot_is_left_alone, .init = setup)
     cr_assert_eq(seen.append_entries.prev_log_index, 0);
     cr_assert_eq(seen.append_entries.n_entries, 3);
     cr_assert_eq(guard.rebased, 0);
+}
+
+/* A leader that has matched nothing of a follower (a send failed, so
+ * progressToProbe set next_index to match_index + 1 = 1) sends its whole
+ * log after prev_log_index 0. raft 0.15 skips its log matching check at
+ * index 0 and, in deleteConflictingEntries, takes the compacted indexes
+ * (logTermOf answers 0) for missing ones: it appends the leader's entries
+ * 1.. after its own last entry, finds none at index 1 and crashes undoing
+ * that (seed 5146 of tests/fault/test_sim.c). The guard starts it at the
+ * snapshot, as for any other prev_log_index the snapshot compacted. */
+Test(io_guard, append_from_the_start_starts_at_the_snapshot, .init = setup)
+{
+    deliver(0, 125); /* entries 1..125: 1..120 are in the snapshot */
+    cr_assert_eq(seen.append_entries.prev_log_index, 120);
+    cr_assert_eq(seen.append_entries.prev_log_term, 3);
+    cr_assert_eq(seen.append_entries.n_entries, 5);
+    cr_assert_eq(seen_first, 121);
+    cr_assert_eq(seen_last, 125);
+    cr_assert_eq(guard.rebased, 1);
+}
+
+Test(io_guard, heartbeat_from_the_start_starts_at_the_snapshot,
+     .init = setup)
+{
+    deliver(0, 0);
+    cr_assert_eq(seen.append_entries.prev_log_index, 120);
+    cr_assert_eq(seen.append_entries.prev_log_term, 3);
+    cr_assert_eq(seen.append_entries.n_entries, 0);
+    cr_assert_eq(guard.rebased, 1);
+}
+
+/* A snapshot that compacted nothing yet (its trailing entries reach back
+ * to index 1): raft finds every index itself. */
+Test(io_guard, append_from_the_start_of_a_whole_log_is_left_alone,
+     .init = setup)
+{
+    r.log.offset = 0;
+    deliver(0, 125);
+    cr_assert_eq(seen.append_entries.prev_log_index, 0);
+    cr_assert_eq(seen.append_entries.n_entries, 125);
+    cr_assert_eq(guard.rebased, 0);
+}
+
+/* ---- on real rafts: a new leader resends its whole log ----
+ *
+ * Three servers behind guards, a state machine that keeps nothing. The
+ * follower F alone compacts its log (snapshot threshold 4, trailing 2).
+ * Then a new leader C is elected while its link to F is down: its first
+ * AppendEntries to F fails to send, and raft 0.15's progressToProbe sets
+ * F's next_index to match_index + 1 = 1. Once the link is back, C sends
+ * F its whole log after prev_log_index 0. Without the guard F appends
+ * those entries after its own last one, finds none at index 1 and
+ * crashes in logTruncate (tests/fault/test_sim.c, seed 5146). */
+
+#define RESEND_SERVERS 3u
+
+static struct raft_fixture rf;
+static struct raft_fsm rfsm[RESEND_SERVERS];
+static struct cons_io_guard rguard[RESEND_SERVERS];
+
+static int nop_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+                     void **result)
+{
+    (void)fsm, (void)buf;
+    *result = NULL;
+    return 0;
+}
+
+/* Version 1: raft frees the buffers it is given. */
+static int nop_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                        unsigned *n_bufs)
+{
+    (void)fsm;
+    *bufs = raft_malloc(sizeof **bufs);
+    cr_assert_not_null(*bufs);
+    (*bufs)[0].len = 8;
+    (*bufs)[0].base = raft_calloc(1, 8);
+    cr_assert_not_null((*bufs)[0].base);
+    *n_bufs = 1;
+    return 0;
+}
+
+static int nop_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    (void)fsm;
+    raft_free(buf->base);
+    return 0;
+}
+
+static void resend_setup(void)
+{
+    memset(rguard, 0, sizeof rguard);
+    cr_assert_eq(raft_fixture_initialize(&rf), 0);
+    for (unsigned i = 0; i < RESEND_SERVERS; i++) {
+        rfsm[i] = (struct raft_fsm){.version = 1,
+                                    .apply = nop_apply,
+                                    .snapshot = nop_snapshot,
+                                    .restore = nop_restore};
+        cr_assert_eq(raft_fixture_grow(&rf, &rfsm[i]), 0);
+        /* As consensus/group.c sets it: the cut-off follower then keeps
+         * its term, and takes the new leader's messages. */
+        raft_set_pre_vote(raft_fixture_get(&rf, i), true);
+        /* Slip a guard between raft and the fixture's io, as test_sim.c
+         * does: the fixture calls back with its own io, whose data leads
+         * to the guard. */
+        struct raft *ri = raft_fixture_get(&rf, i);
+        struct raft_io *fio = ri->io;
+        cons_io_guard_init(&rguard[i], fio);
+        rguard[i].io.data = ri;
+        ri->io = &rguard[i].io;
+        fio->data = &rguard[i];
+    }
+    struct raft_configuration conf;
+    cr_assert_eq(raft_fixture_configuration(&rf, RESEND_SERVERS, &conf), 0);
+    cr_assert_eq(raft_fixture_bootstrap(&rf, &conf), 0);
+    raft_configuration_close(&conf);
+    cr_assert_eq(raft_fixture_start(&rf), 0);
+}
+
+static void resend_teardown(void)
+{
+    raft_fixture_close(&rf);
+}
+
+/* Apply one 8-byte entry on server l and step until every server in
+ * [0, RESEND_SERVERS) that is connected applied it. */
+static raft_index resend_apply(unsigned l, unsigned skip)
+{
+    static struct raft_apply req;
+    struct raft_buffer buf = {.base = raft_calloc(1, 8), .len = 8};
+    cr_assert_not_null(buf.base);
+    cr_assert_eq(raft_apply(raft_fixture_get(&rf, l), &req, &buf, 1, NULL),
+                 0);
+    for (unsigned i = 0; i < RESEND_SERVERS; i++) {
+        if (i != skip) {
+            cr_assert(raft_fixture_step_until_applied(&rf, i, req.index,
+                                                      5000),
+                      "server %u did not apply %llu", i,
+                      (unsigned long long)req.index);
+        }
+    }
+    return req.index;
+}
+
+Test(io_guard, new_leader_resending_from_index_1_reaches_a_compacted_follower,
+     .init = resend_setup, .fini = resend_teardown)
+{
+    cr_assert(raft_fixture_step_until_has_leader(&rf, 10000));
+    unsigned l = raft_fixture_leader_index(&rf);
+    unsigned f = (l + 1) % RESEND_SERVERS;    /* compacts its log */
+    unsigned c = (l + 2) % RESEND_SERVERS;    /* the next leader */
+    struct raft *fr = raft_fixture_get(&rf, f);
+    raft_set_snapshot_threshold(fr, 4);
+    raft_set_snapshot_trailing(fr, 2);
+    for (unsigned k = 0; k < 10; k++) {
+        resend_apply(l, RESEND_SERVERS);
+    }
+    raft_fixture_step_until_elapsed(&rf, 200); /* the snapshot completes */
+    cr_assert_gt(fr->log.offset, 0, "the follower compacted nothing");
+    cr_assert_eq(raft_fixture_get(&rf, c)->log.offset, 0);
+
+    raft_fixture_disconnect(&rf, c, f);
+    raft_fixture_disconnect(&rf, f, c);
+    raft_fixture_depose(&rf);
+    raft_fixture_elect(&rf, c);
+    raft_fixture_step_until_elapsed(&rf, 300); /* a send to f fails */
+    raft_fixture_reconnect(&rf, c, f);
+    raft_fixture_reconnect(&rf, f, c);
+
+    raft_index last = resend_apply(c, RESEND_SERVERS);
+    cr_assert_eq(raft_state(fr), RAFT_FOLLOWER);
+    cr_assert_geq(raft_last_applied(fr), last);
+    cr_assert_gt(rguard[f].rebased, 0,
+                 "no AppendEntries from index 1 reached the follower");
 }
