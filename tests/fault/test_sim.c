@@ -1025,3 +1025,24 @@ Test(sim, guard_keeps_a_follower_with_an_old_tail_catching_up)
     }
     cr_assert_gt(clamped, 0, "the guard corrected no answer in seed 7");
 }
+
+/* Regression for the raft 0.15 crash on an AppendEntries from index 1
+ * (consensus/io_guard.c, bug 2): in seed 5146 a leader of term 3, killed
+ * with the rest and healed, probes a follower from next_index 1 (a send
+ * to it had failed) while the follower's snapshot has compacted its log
+ * up to index 17. raft alone appends the entries after its last one and
+ * reads NULL undoing that (MEMCOORD_SIM_NO_GUARD=1 MEMCOORD_SIM_SEED=5146
+ * crashes). With the guard the message starts at the snapshot, the seed
+ * converges, and the guard did move messages. */
+Test(sim, guard_keeps_a_compacted_follower_alive_through_a_resend_from_1)
+{
+    signal(SIGABRT, on_crash);
+    signal(SIGSEGV, on_crash);
+    bool ok = sim_run(&S, 5146, false);
+    cr_assert(ok, "seed 5146: %s", S.err);
+    uint64_t rebased = 0;
+    for (unsigned i = 0; i < S.n; i++) {
+        rebased += S.srv[i].guard.rebased;
+    }
+    cr_assert_gt(rebased, 0, "the guard moved no AppendEntries in seed 5146");
+}
