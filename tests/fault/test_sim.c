@@ -95,14 +95,25 @@ struct fixio {
         unsigned n;
     } reqs[FIXIO_REQS_MAX];
     unsigned deferred;
-    /* Entries in the fixture's in-memory array: it counts positions from
-     * index 1 and never drops entries a snapshot covers, so after a
-     * snapshot install raft's indexes run past it, and a truncate there
-     * would read beyond the array (seed 2322). The fixture reads that
-     * array only to restart a server, which it never does: such a
-     * truncate is skipped. */
+    /* Entries in the fixture's in-memory array. It counts positions from
+     * index 1 and keeps the entries its own snapshots cover, but when it
+     * stores an installed snapshot (trailing 0) it empties the array by a
+     * truncate of its own that bypasses this shim, and the next entries
+     * land from position 0 on: raft's indexes then run past the array,
+     * and a truncate there would read beyond it (seed 2322). The fixture
+     * reads that array only to restart a server, which it never does:
+     * such a truncate is skipped. The count must follow the fixture's own
+     * truncate too (fixio_snapshot_put): a count left at its old value
+     * let truncates read past the array and crash later seeds in the same
+     * process (seed 8959 after 8709..8958). fixio_truncate_at checks the
+     * count against the array before each truncate. */
     uint64_t stored;
     unsigned skipped;
+    /* The one snapshot put raft may have in flight, to see it stored. */
+    struct raft_io_snapshot_put *snap_req;
+    raft_io_snapshot_put_cb snap_cb;
+    bool snap_install;
+    unsigned installs;
 };
 
 struct sim_server {
@@ -274,8 +285,45 @@ static struct fixio *fixio_of_req(struct sim *s, struct raft_io_append *req,
     return NULL;
 }
 
+/* How many entries the fixture's in-memory array holds, as its load
+ * answers (a copy, freed here). */
+static size_t fixio_held(struct fixio *x)
+{
+    raft_term term;
+    raft_id vote;
+    struct raft_snapshot *snap = NULL;
+    raft_index start;
+    struct raft_entry *entries = NULL;
+    size_t n = 0;
+    int rv = x->orig->load(x->orig, &term, &vote, &snap, &start, &entries, &n);
+    ASSERT(rv == 0); /* the simulation injects no fixture io faults */
+    if (n > 0) {
+        raft_free(entries[0].batch);
+    }
+    raft_free(entries);
+    if (snap != NULL) {
+        raft_configuration_close(&snap->configuration);
+        for (unsigned i = 0; i < snap->n_bufs; i++) {
+            raft_free(snap->bufs[i].base);
+        }
+        raft_free(snap->bufs);
+        raft_free(snap);
+    }
+    return n;
+}
+
 static int fixio_truncate_at(struct fixio *x, raft_index index)
 {
+    /* The shim's count is what keeps the truncate inside the fixture's
+     * array: check it against the array before trusting it. */
+    size_t held = fixio_held(x);
+    if (held != x->stored) {
+        fail(&S, "io shim: counts %" PRIu64 " entries in a fixture log "
+                 "that holds %zu (truncate at %llu)",
+             x->stored, held, (unsigned long long)index);
+        x->skipped++;
+        return 0;
+    }
     if (index - 1 > x->stored) {
         x->skipped++;
         return 0;
@@ -364,6 +412,51 @@ static int fixio_truncate(struct raft_io *io, raft_index index)
     return 0;
 }
 
+static void fixio_snapshot_put_cb(struct raft_io_snapshot_put *req,
+                                  int status)
+{
+    struct fixio *x = NULL;
+    for (unsigned i = 0; i < S.n && x == NULL; i++) {
+        if (S.srv[i].fixio.snap_req == req) {
+            x = &S.srv[i].fixio;
+        }
+    }
+    ASSERT(x != NULL);
+    raft_io_snapshot_put_cb cb = x->snap_cb;
+    if (x->snap_install) {
+        /* The fixture has just emptied its array (ioFlushSnapshotPut
+         * truncates at 1 before it calls back). */
+        x->stored = 0;
+        x->installs++;
+    }
+    x->snap_req = NULL;
+    cb(req, status);
+}
+
+static int fixio_snapshot_put(struct raft_io *io, unsigned trailing,
+                              struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot,
+                              raft_io_snapshot_put_cb cb)
+{
+    struct fixio *x = NULL;
+    for (unsigned i = 0; i < S.n && x == NULL; i++) {
+        if (S.srv[i].fixio.io.impl == io->impl) {
+            x = &S.srv[i].fixio;
+        }
+    }
+    ASSERT(x != NULL);
+    ASSERT(x->snap_req == NULL); /* raft puts one snapshot at a time */
+    x->snap_req = req;
+    x->snap_cb = cb;
+    x->snap_install = trailing == 0;
+    int rv = x->orig->snapshot_put(x->orig, trailing, req, snapshot,
+                                   fixio_snapshot_put_cb);
+    if (rv != 0) {
+        x->snap_req = NULL;
+    }
+    return rv;
+}
+
 static void fixio_init(struct fixio *x, struct raft_io *orig)
 {
     memset(x, 0, sizeof *x);
@@ -371,6 +464,7 @@ static void fixio_init(struct fixio *x, struct raft_io *orig)
     x->io = *orig;
     x->io.append = fixio_append;
     x->io.truncate = fixio_truncate;
+    x->io.snapshot_put = fixio_snapshot_put;
     x->stored = 1; /* the bootstrap configuration entry */
 }
 
@@ -1045,4 +1139,25 @@ Test(sim, guard_keeps_a_compacted_follower_alive_through_a_resend_from_1)
         rebased += S.srv[i].guard.rebased;
     }
     cr_assert_gt(rebased, 0, "the guard moved no AppendEntries in seed 5146");
+}
+
+/* Regression for the io shim's count of the fixture's stored entries:
+ * storing an installed snapshot empties the fixture's array by a truncate
+ * that bypasses the shim. With the count left as it was, later truncates
+ * read past the array, and garbage copied from there crashed a later seed
+ * of the same process (seed 8959 after 8709..8958). Seed 8959 installs a
+ * snapshot and truncates after it; fixio_truncate_at checks the count
+ * against the fixture before each truncate, so this fails without the
+ * fix whatever ran before. */
+Test(sim, io_shim_counts_the_fixture_log_across_a_snapshot_install)
+{
+    signal(SIGABRT, on_crash);
+    signal(SIGSEGV, on_crash);
+    bool ok = sim_run(&S, 8959, false);
+    cr_assert(ok, "seed 8959: %s", S.err);
+    unsigned installs = 0;
+    for (unsigned i = 0; i < S.n; i++) {
+        installs += S.srv[i].fixio.installs;
+    }
+    cr_assert_gt(installs, 0, "no snapshot install in seed 8959");
 }
