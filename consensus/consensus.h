@@ -41,7 +41,9 @@ void cons_fsm_init(struct cons_fsm *f, struct shard *s);
  * reject an AppendEntries whose prev_log_index their snapshot compacted,
  * which makes a leader walk back one index per heartbeat, and crash on one
  * from prev_log_index 0 (a leader resending its whole log): the guard
- * starts such a message at the snapshot instead. Give g->io to raft_init
+ * starts such a message at the snapshot instead. A leader whose last
+ * stored entry is of an older term would commit it by counting (#220):
+ * the guard caps followers' answers below it. Give g->io to raft_init
  * (which sets g->io.data to the raft); inner (borrowed) must outlive g,
  * and g must not move. */
 struct cons_io_guard {
@@ -55,6 +57,7 @@ struct cons_io_guard {
     raft_index append_end; /* its prev_log_index + n_entries */
     uint64_t clamped;      /* answers corrected so far */
     uint64_t rebased;      /* AppendEntries moved to the snapshot */
+    uint64_t held;         /* answers held below an older-term tail */
 };
 
 void cons_io_guard_init(struct cons_io_guard *g, struct raft_io *inner);

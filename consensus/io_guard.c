@@ -47,6 +47,24 @@
  * 5146; test_io_guard.c
  * new_leader_resending_from_index_1_reaches_a_compacted_follower).
  *
+ * 3. Commits of older terms by counting (raft 0.15 #220). A leader checks
+ * only its last stored index for a commit (replicationQuorum, called with
+ * r->last_stored) and counts the replicas that match it whatever its term,
+ * against Raft's rule (section 5.4.2, Figure 8) that a leader commits
+ * only entries of its own term by counting. A leader elected with an
+ * uncommitted tail of an older term, and no entry of its own yet stored,
+ * so committed that tail on a follower's answer; a server holding other
+ * entries at those indexes in a newer term could still be elected by the
+ * follower's vote (its last term is older), overwrote the committed
+ * entries and made that follower shut down ("conflicting terms ... for
+ * entry 7 (commit index 7)"; tests/fault/test_sim.c seed 8708). raft
+ * 0.17.1 refuses such commits (commit 524f735). While a leader's last
+ * stored entry is of an older term, the guard caps what a follower's
+ * success answer reports at last_stored - 1 (at commit_index once that
+ * is reached), so the count can never reach it; once the leader stores
+ * an entry of its own term, which every write and every read barrier
+ * brings, answers pass untouched and count as Raft says.
+ *
  * Every other call passes straight to the inner raft_io. */
 #include <string.h>
 
@@ -102,12 +120,57 @@ static void append_rebase(struct cons_io_guard *g, const struct raft *r,
     g->rebased++;
 }
 
+/* Entries in r's in-memory log (raft's circular buffer). */
+static size_t log_n_entries(const struct raft_log *l)
+{
+    return l->front <= l->back ? l->back - l->front
+                               : l->size - l->front + l->back;
+}
+
+/* The term raft's logTermOf answers for index: the snapshot's at its
+ * index, an entry's while the log holds it, else 0. */
+static raft_term log_term_of(const struct raft_log *l, raft_index index)
+{
+    if (index == 0) {
+        return 0;
+    }
+    if (index == l->snapshot.last_index) {
+        return l->snapshot.last_term;
+    }
+    size_t n = log_n_entries(l);
+    if (index <= l->offset || index > l->offset + n) {
+        return 0;
+    }
+    size_t pos = (l->front + (size_t)(index - 1 - l->offset)) % l->size;
+    return l->entries[pos].term;
+}
+
+/* Bug 3: a leader whose last stored entry is of an older term must not
+ * learn that a majority matches it. */
+static void result_hold(struct cons_io_guard *g, const struct raft *r,
+                        struct raft_append_entries_result *res)
+{
+    if (r->state != RAFT_LEADER || res->rejected != 0 ||
+        log_term_of(&r->log, r->last_stored) == r->current_term) {
+        return;
+    }
+    raft_index cap = r->last_stored > r->commit_index ? r->last_stored - 1
+                                                      : r->commit_index;
+    if (res->last_log_index > cap) {
+        res->last_log_index = cap;
+        g->held++;
+    }
+}
+
 static void recv_cb(struct raft_io *inner, struct raft_message *m)
 {
     struct cons_io_guard *g = inner->data;
     bool append = m->type == RAFT_IO_APPEND_ENTRIES;
     if (append && g->io.data != NULL) {
         append_rebase(g, g->io.data, &m->append_entries);
+    }
+    if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT && g->io.data != NULL) {
+        result_hold(g, g->io.data, &m->append_entries_result);
     }
     if (append) {
         g->in_append = true;

@@ -1161,3 +1161,24 @@ Test(sim, io_shim_counts_the_fixture_log_across_a_snapshot_install)
     }
     cr_assert_gt(installs, 0, "no snapshot install in seed 8959");
 }
+
+/* Regression for raft 0.15's commits of older terms by counting (#220;
+ * consensus/io_guard.c, bug 3): in seed 8708 a leader of term 6 with an
+ * uncommitted tail of term 2 committed it on one follower's answer; a
+ * server holding other entries there in term 4 was later elected with
+ * that follower's vote, and the follower shut down on the conflict with
+ * its commit index (MEMCOORD_SIM_NO_GUARD=1 MEMCOORD_SIM_SEED=8708 shows
+ * it, a server in state 0). With the guard the seed converges, and the
+ * guard did hold answers back. */
+Test(sim, guard_keeps_a_leader_from_committing_an_older_term_by_count)
+{
+    signal(SIGABRT, on_crash);
+    signal(SIGSEGV, on_crash);
+    bool ok = sim_run(&S, 8708, false);
+    cr_assert(ok, "seed 8708: %s", S.err);
+    uint64_t held = 0;
+    for (unsigned i = 0; i < S.n; i++) {
+        held += S.srv[i].guard.held;
+    }
+    cr_assert_gt(held, 0, "the guard held no answer in seed 8708");
+}

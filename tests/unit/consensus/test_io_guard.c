@@ -1,11 +1,14 @@
-/* consensus/io_guard.c: an AppendEntries whose prev_log_index lies in the
- * part of the follower's log its snapshot compacted is moved to start at
- * the snapshot (raft 0.15 would reject it, and the leader would walk back
- * one index per heartbeat; from prev_log_index 0 it would crash). Drives
- * the guard's receive path with a fake inner raft_io and a raft whose log
- * has a snapshot; no I/O. The last test runs three real rafts on
- * raft/fixture.h (in memory, virtual time) behind guards, as test_sim.c
- * does, through the crash a resend from index 1 causes without them. */
+/* consensus/io_guard.c, the receive side. An AppendEntries whose
+ * prev_log_index lies in the part of the follower's log its snapshot
+ * compacted is moved to start at the snapshot (raft 0.15 would reject it,
+ * and the leader would walk back one index per heartbeat; from
+ * prev_log_index 0 it would crash). A leader whose last stored entry is
+ * of an older term sees followers' answers capped below it (raft 0.15
+ * would commit it by counting, #220). The first tests drive the guard's
+ * receive path with a fake inner raft_io and a hand-made raft; no I/O.
+ * The last ones run three real rafts on raft/fixture.h (in memory,
+ * virtual time) behind guards, as test_sim.c does, through what raft 0.15
+ * does without them: a crash on a resend from index 1, and Figure 8. */
 #include <criterion/criterion.h>
 #include <raft/fixture.h>
 #include <string.h>
@@ -31,6 +34,9 @@ static void raft_recv(struct raft_io *io, struct raft_message *m)
     (void)io;
     seen = *m;
     seen_n++;
+    if (m->type != RAFT_IO_APPEND_ENTRIES) {
+        return;
+    }
     struct raft_append_entries *a = &m->append_entries;
     seen_first = a->n_entries > 0 ? a->entries[0].term : 0;
     seen_last = a->n_entries > 0 ? a->entries[a->n_entries - 1].term : 0;
@@ -174,22 +180,102 @@ Test(io_guard, append_from_the_start_of_a_whole_log_is_left_alone,
     cr_assert_eq(guard.rebased, 0);
 }
 
-/* ---- on real rafts: a new leader resends its whole log ----
- *
- * Three servers behind guards, a state machine that keeps nothing. The
- * follower F alone compacts its log (snapshot threshold 4, trailing 2).
- * Then a new leader C is elected while its link to F is down: its first
- * AppendEntries to F fails to send, and raft 0.15's progressToProbe sets
- * F's next_index to match_index + 1 = 1. Once the link is back, C sends
- * F its whole log after prev_log_index 0. Without the guard F appends
- * those entries after its own last one, finds none at index 1 and
- * crashes in logTruncate (tests/fault/test_sim.c, seed 5146). */
+/* ---- a leader's answers from followers ---- */
 
-#define RESEND_SERVERS 3u
+static struct raft_entry lentries[8];
+
+/* A leader of term 5 whose log holds entries 1..4 of terms 1, 2, 2, 2,
+ * all stored, committed up to 2. */
+static void leader_setup(void)
+{
+    setup();
+    memset(lentries, 0, sizeof lentries);
+    r.log.offset = 0;
+    r.log.snapshot.last_index = 0;
+    r.log.snapshot.last_term = 0;
+    r.log.entries = lentries;
+    r.log.size = 8;
+    r.log.front = 0;
+    r.log.back = 4;
+    const raft_term terms[] = {1, 2, 2, 2};
+    for (unsigned i = 0; i < 4; i++) {
+        lentries[i].term = terms[i];
+    }
+    r.state = RAFT_LEADER;
+    r.current_term = 5;
+    r.last_stored = 4;
+    r.commit_index = 2;
+}
+
+static void answer(raft_index last_log_index, raft_index rejected)
+{
+    struct raft_message m = {.type = RAFT_IO_APPEND_ENTRIES_RESULT,
+                             .server_id = 2,
+                             .server_address = "127.0.0.1:9002"};
+    m.append_entries_result.term = 5;
+    m.append_entries_result.rejected = rejected;
+    m.append_entries_result.last_log_index = last_log_index;
+    seen_n = 0;
+    guard_recv(&inner, &m);
+    cr_assert_eq(seen_n, 1);
+}
+
+Test(io_guard, answer_matching_an_older_term_tail_is_held_below_it,
+     .init = leader_setup)
+{
+    answer(4, 0); /* would commit 3 and 4, of term 2, by counting */
+    cr_assert_eq(seen.append_entries_result.last_log_index, 3);
+    answer(3, 0);
+    cr_assert_eq(seen.append_entries_result.last_log_index, 3);
+    cr_assert_eq(guard.held, 1);
+}
+
+Test(io_guard, answer_after_an_entry_of_the_leaders_term_passes,
+     .init = leader_setup)
+{
+    lentries[4].term = 5; /* the leader stored entry 5 of term 5 */
+    r.log.back = 5;
+    r.last_stored = 5;
+    answer(5, 0);
+    cr_assert_eq(seen.append_entries_result.last_log_index, 5);
+    cr_assert_eq(guard.held, 0);
+}
+
+Test(io_guard, answer_to_a_leader_with_all_committed_reaches_its_commit,
+     .init = leader_setup)
+{
+    r.commit_index = 4; /* nothing left to commit by counting */
+    answer(4, 0);
+    cr_assert_eq(seen.append_entries_result.last_log_index, 4);
+    /* Entry 4 was appended as a follower and its write completes only
+     * after the election: held at the commit index, not at 4. */
+    r.last_stored = 3;
+    r.commit_index = 3;
+    answer(4, 0);
+    cr_assert_eq(seen.append_entries_result.last_log_index, 3);
+    cr_assert_eq(guard.held, 1);
+}
+
+Test(io_guard, rejections_and_followers_are_left_alone, .init = leader_setup)
+{
+    answer(4, 4);
+    cr_assert_eq(seen.append_entries_result.last_log_index, 4);
+    r.state = RAFT_FOLLOWER;
+    answer(4, 0);
+    cr_assert_eq(seen.append_entries_result.last_log_index, 4);
+    cr_assert_eq(guard.held, 0);
+}
+
+/* ---- on real rafts: three servers behind guards ----
+ *
+ * raft/fixture.h servers in virtual time with a state machine that keeps
+ * nothing, each raft talking to the fixture's io through a guard. */
+
+#define RAFTS 3u
 
 static struct raft_fixture rf;
-static struct raft_fsm rfsm[RESEND_SERVERS];
-static struct cons_io_guard rguard[RESEND_SERVERS];
+static struct raft_fsm rfsm[RAFTS];
+static struct cons_io_guard rguard[RAFTS];
 
 static int nop_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
                      void **result)
@@ -220,11 +306,11 @@ static int nop_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     return 0;
 }
 
-static void resend_setup(void)
+static void rafts_setup(void)
 {
     memset(rguard, 0, sizeof rguard);
     cr_assert_eq(raft_fixture_initialize(&rf), 0);
-    for (unsigned i = 0; i < RESEND_SERVERS; i++) {
+    for (unsigned i = 0; i < RAFTS; i++) {
         rfsm[i] = (struct raft_fsm){.version = 1,
                                     .apply = nop_apply,
                                     .snapshot = nop_snapshot,
@@ -244,27 +330,27 @@ static void resend_setup(void)
         fio->data = &rguard[i];
     }
     struct raft_configuration conf;
-    cr_assert_eq(raft_fixture_configuration(&rf, RESEND_SERVERS, &conf), 0);
+    cr_assert_eq(raft_fixture_configuration(&rf, RAFTS, &conf), 0);
     cr_assert_eq(raft_fixture_bootstrap(&rf, &conf), 0);
     raft_configuration_close(&conf);
     cr_assert_eq(raft_fixture_start(&rf), 0);
 }
 
-static void resend_teardown(void)
+static void rafts_teardown(void)
 {
     raft_fixture_close(&rf);
 }
 
 /* Apply one 8-byte entry on server l and step until every server in
- * [0, RESEND_SERVERS) that is connected applied it. */
-static raft_index resend_apply(unsigned l, unsigned skip)
+ * [0, RAFTS) that is connected applied it. */
+static raft_index rafts_apply(unsigned l, unsigned skip)
 {
     static struct raft_apply req;
     struct raft_buffer buf = {.base = raft_calloc(1, 8), .len = 8};
     cr_assert_not_null(buf.base);
     cr_assert_eq(raft_apply(raft_fixture_get(&rf, l), &req, &buf, 1, NULL),
                  0);
-    for (unsigned i = 0; i < RESEND_SERVERS; i++) {
+    for (unsigned i = 0; i < RAFTS; i++) {
         if (i != skip) {
             cr_assert(raft_fixture_step_until_applied(&rf, i, req.index,
                                                       5000),
@@ -275,18 +361,67 @@ static raft_index resend_apply(unsigned l, unsigned skip)
     return req.index;
 }
 
+/* Cut the links between servers i and j, both ways; or join them. */
+static void cut(unsigned i, unsigned j)
+{
+    raft_fixture_disconnect(&rf, i, j);
+    raft_fixture_disconnect(&rf, j, i);
+}
+
+static void join(unsigned i, unsigned j)
+{
+    raft_fixture_reconnect(&rf, i, j);
+    raft_fixture_reconnect(&rf, j, i);
+}
+
+/* Propose one 8-byte entry on server i, which must lead; no waiting. */
+static raft_index propose(unsigned i)
+{
+    static struct raft_apply req;
+    struct raft_buffer buf = {.base = raft_calloc(1, 8), .len = 8};
+    cr_assert_not_null(buf.base);
+    cr_assert_eq(raft_apply(raft_fixture_get(&rf, i), &req, &buf, 1, NULL),
+                 0);
+    return req.index;
+}
+
+/* Step until server a or server b leads; which one. */
+static unsigned step_until_one_leads(unsigned a, unsigned b)
+{
+    for (unsigned k = 0; k < 100000; k++) {
+        if (raft_state(raft_fixture_get(&rf, a)) == RAFT_LEADER) {
+            return a;
+        }
+        if (raft_state(raft_fixture_get(&rf, b)) == RAFT_LEADER) {
+            return b;
+        }
+        raft_fixture_step(&rf);
+    }
+    cr_assert_fail("neither server %u nor %u was elected", a, b);
+    return a;
+}
+
+/* A new leader resends its whole log to a follower that compacted.
+ *
+ * The follower F alone compacts its log (snapshot threshold 4, trailing
+ * 2). Then a new leader C is elected while its link to F is down: its
+ * first AppendEntries to F fails to send, and raft 0.15's progressToProbe
+ * sets F's next_index to match_index + 1 = 1. Once the link is back, C
+ * sends F its whole log after prev_log_index 0. Without the guard F
+ * appends those entries after its own last one, finds none at index 1 and
+ * crashes in logTruncate (tests/fault/test_sim.c, seed 5146). */
 Test(io_guard, new_leader_resending_from_index_1_reaches_a_compacted_follower,
-     .init = resend_setup, .fini = resend_teardown)
+     .init = rafts_setup, .fini = rafts_teardown)
 {
     cr_assert(raft_fixture_step_until_has_leader(&rf, 10000));
     unsigned l = raft_fixture_leader_index(&rf);
-    unsigned f = (l + 1) % RESEND_SERVERS;    /* compacts its log */
-    unsigned c = (l + 2) % RESEND_SERVERS;    /* the next leader */
+    unsigned f = (l + 1) % RAFTS;    /* compacts its log */
+    unsigned c = (l + 2) % RAFTS;    /* the next leader */
     struct raft *fr = raft_fixture_get(&rf, f);
     raft_set_snapshot_threshold(fr, 4);
     raft_set_snapshot_trailing(fr, 2);
     for (unsigned k = 0; k < 10; k++) {
-        resend_apply(l, RESEND_SERVERS);
+        rafts_apply(l, RAFTS);
     }
     raft_fixture_step_until_elapsed(&rf, 200); /* the snapshot completes */
     cr_assert_gt(fr->log.offset, 0, "the follower compacted nothing");
@@ -300,9 +435,94 @@ Test(io_guard, new_leader_resending_from_index_1_reaches_a_compacted_follower,
     raft_fixture_reconnect(&rf, c, f);
     raft_fixture_reconnect(&rf, f, c);
 
-    raft_index last = resend_apply(c, RESEND_SERVERS);
+    raft_index last = rafts_apply(c, RAFTS);
     cr_assert_eq(raft_state(fr), RAFT_FOLLOWER);
     cr_assert_geq(raft_last_applied(fr), last);
     cr_assert_gt(rguard[f].rebased, 0,
                  "no AppendEntries from index 1 reached the follower");
+}
+
+/* Raft's Figure 8 on raft 0.15 (#220): a leader must not commit an entry
+ * of an older term by counting.
+ *
+ * O, alone, leads term 2 and stores entry 2 of term 2 that nobody else
+ * gets. A, without O, leads a later term and stores its own entry 2 that
+ * nobody else gets. Then O, reconnected to B alone, is elected (its last
+ * term, 2, beats B's): it sends B its entry 2, and raft 0.15 commits it
+ * on B's answer, though it is of an older term than O's. Then A, back
+ * with B, is elected (its last term beats B's 2) and overwrites entry 2
+ * on B, which B had been told was committed: B shuts down ("conflicting
+ * terms ... for entry 2 (commit index 2)"), and had the entry been
+ * applied, two servers would have applied different entries at index 2.
+ * With the guard O commits nothing before it stores an entry of its own
+ * term, B takes A's entry 2, and the three go on. (tests/fault/test_sim.c
+ * seed 8708 went the same way.) */
+Test(io_guard, leader_commits_no_older_term_entry_by_counting,
+     .init = rafts_setup, .fini = rafts_teardown)
+{
+    const unsigned o = 2;
+    unsigned a = 0, b = 1;
+    struct raft *ro = raft_fixture_get(&rf, o);
+    struct raft *rb = raft_fixture_get(&rf, b);
+    /* Without pre-vote: O, whose term falls behind B's while it is cut
+     * off, learns B's term from B's refusal (with pre-vote, raft 0.15
+     * deadlocks there instead; see pre_vote_... below). */
+    for (unsigned i = 0; i < RAFTS; i++) {
+        raft_set_pre_vote(raft_fixture_get(&rf, i), false);
+    }
+    raft_fixture_elect(&rf, o);
+    cut(o, a);
+    cut(o, b);
+    cr_assert_eq(propose(o), 2);
+    raft_fixture_step_until_elapsed(&rf, 100); /* stored on O alone */
+    cr_assert_eq(ro->last_stored, 2);
+
+    /* A or B leads a later term; call the leader A. */
+    raft_fixture_set_randomized_election_timeout(&rf, o, 100000);
+    unsigned l = step_until_one_leads(a, b);
+    if (l != a) {
+        b = a;
+        a = l;
+        rb = raft_fixture_get(&rf, b);
+    }
+    struct raft *ra = raft_fixture_get(&rf, a);
+    cut(a, b);
+    cr_assert_eq(propose(a), 2);
+    raft_fixture_step_until_elapsed(&rf, 100); /* stored on A alone */
+    cr_assert_eq(ra->last_stored, 2);
+    cr_assert_gt(ra->current_term, 2);
+    cr_assert_eq(rb->last_stored, 1);
+
+    /* O and B: only O can win (B's log is shorter), and it has no entry
+     * of its own term. */
+    raft_fixture_set_randomized_election_timeout(&rf, a, 100000);
+    raft_fixture_set_randomized_election_timeout(&rf, b, 100000);
+    raft_fixture_set_randomized_election_timeout(&rf, o, 1000);
+    join(o, b);
+    cr_assert_eq(step_until_one_leads(o, b), o);
+    raft_fixture_step_until_elapsed(&rf, 1000); /* B takes entry 2 */
+    cr_assert_eq(rb->last_stored, 2);
+    cr_assert_eq(ro->commit_index, 1,
+                 "the leader of term %llu committed entry 2 of term 2 by "
+                 "counting", (unsigned long long)ro->current_term);
+    cr_assert_eq(rb->commit_index, 1);
+    cr_assert_gt(rguard[o].held, 0);
+
+    /* A and B: A wins, and replaces entry 2 on B. */
+    cut(o, b);
+    raft_fixture_set_randomized_election_timeout(&rf, o, 100000);
+    raft_fixture_set_randomized_election_timeout(&rf, a, 1000);
+    join(a, b);
+    cr_assert_eq(step_until_one_leads(a, b), a);
+    raft_index last = propose(a);
+    cr_assert(raft_fixture_step_until_applied(&rf, b, last, 10000),
+              "B (state %d) did not apply %llu", raft_state(rb),
+              (unsigned long long)last);
+    cr_assert_eq(raft_state(rb), RAFT_FOLLOWER);
+
+    /* And O, reconnected, takes the same log. */
+    join(o, a);
+    join(o, b);
+    last = rafts_apply(a, RAFTS);
+    cr_assert_eq(raft_state(ro), RAFT_FOLLOWER);
 }
