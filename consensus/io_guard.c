@@ -65,6 +65,26 @@
  * an entry of its own term, which every write and every read barrier
  * brings, answers pass untouched and count as Raft says.
  *
+ * 4. Pre-votes refused for a stale term. raft 0.15 means to grant a
+ * pre-vote whatever the candidate's term, when the voter has no leader
+ * and the candidate's log is at least as up-to-date (election.c,
+ * electionVote, after Raft's dissertation 9.6), but recvRequestVote
+ * rejects it first when the candidate's term is lower than the voter's
+ * ("local term is higher"), and answers with the candidate's own term
+ * (a pre-vote answer mirrors the request's term), which a candidate in
+ * its pre-vote phase would not adopt anyway. So a server with the most
+ * up-to-date log but a stale term (an old leader cut off with a tail
+ * while the others moved on) and a server with a newer term but an older
+ * log refuse each other for good: the one for its log, the other for
+ * its term. With the third server down a shard has no leader again
+ * (tests/fault/test_sim.c seeds 14922, 16661, 16768, 18222, 19501,
+ * stuck for the 600 s of virtual time after healing). The guard grants
+ * such a pre-vote as electionVote would: the candidate then starts a
+ * real election at a term still below the voter's, the voter refuses it
+ * with its own term, which a real candidate adopts, and its next
+ * pre-vote, at a newer term, is granted as usual. Pre-votes change no
+ * state: safety rests on the real vote, which raft still decides.
+ *
  * Every other call passes straight to the inner raft_io. */
 #include <string.h>
 
@@ -162,9 +182,50 @@ static void result_hold(struct cons_io_guard *g, const struct raft *r,
     }
 }
 
+/* Bug 4: whether raft would grant the pre-vote v but for its stale term:
+ * the checks of recvRequestVote and electionVote bar the term's. */
+static bool prevote_stale_but_eligible(const struct raft *r,
+                                       const struct raft_request_vote *v)
+{
+    if (!v->pre_vote || v->term >= r->current_term) {
+        return false; /* raft decides the rest itself */
+    }
+    bool has_leader =
+        r->state == RAFT_LEADER ||
+        (r->state == RAFT_FOLLOWER &&
+         r->follower_state.current_leader.id != 0);
+    if (has_leader && !v->disrupt_leader) {
+        return false;
+    }
+    bool voter = false;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        const struct raft_server *srv = &r->configuration.servers[i];
+        if (srv->id == r->id) {
+            voter = srv->role == RAFT_VOTER;
+        }
+    }
+    if (!voter) {
+        return false;
+    }
+    raft_index last = r->log.offset + log_n_entries(&r->log);
+    if (last == 0) {
+        return true;
+    }
+    raft_term last_term = log_term_of(&r->log, last);
+    if (v->last_log_term != last_term) {
+        return v->last_log_term > last_term;
+    }
+    return v->last_log_index >= last;
+}
+
 static void recv_cb(struct raft_io *inner, struct raft_message *m)
 {
     struct cons_io_guard *g = inner->data;
+    if (m->type == RAFT_IO_REQUEST_VOTE && g->io.data != NULL &&
+        prevote_stale_but_eligible(g->io.data, &m->request_vote)) {
+        g->in_prevote = true;
+        g->prevote_from = m->server_id;
+    }
     bool append = m->type == RAFT_IO_APPEND_ENTRIES;
     if (append && g->io.data != NULL) {
         append_rebase(g, g->io.data, &m->append_entries);
@@ -182,6 +243,7 @@ static void recv_cb(struct raft_io *inner, struct raft_message *m)
     if (append) {
         g->in_append = false;
     }
+    g->in_prevote = false;
 }
 
 static void close_cb(struct raft_io *inner)
@@ -263,6 +325,16 @@ static int g_send(struct raft_io *io, struct raft_io_send *req,
         struct raft_message fixed = *m;
         fixed.append_entries_result.last_log_index = g->append_end;
         g->clamped++;
+        return pass_rv(g, g->inner->send(g->inner, req, &fixed, cb));
+    }
+    if (g->in_prevote && m->type == RAFT_IO_REQUEST_VOTE_RESULT &&
+        m->server_id == g->prevote_from &&
+        !m->request_vote_result.vote_granted) {
+        /* raft 0.15 answers a RequestVote synchronously, from inside the
+         * recv callback: this is the refusal of bug 4. */
+        struct raft_message fixed = *m;
+        fixed.request_vote_result.vote_granted = true;
+        g->prevotes++;
         return pass_rv(g, g->inner->send(g->inner, req, &fixed, cb));
     }
     return pass_rv(g, g->inner->send(g->inner, req, m, cb));

@@ -1182,3 +1182,24 @@ Test(sim, guard_keeps_a_leader_from_committing_an_older_term_by_count)
     }
     cr_assert_gt(held, 0, "the guard held no answer in seed 8708");
 }
+
+/* Regression for raft 0.15's pre-vote refused for a stale term
+ * (consensus/io_guard.c, bug 4): in seed 14922 a server cut off with a
+ * longer tail (term 2) and one with a newer term (4) but a shorter log
+ * are left when the leader of term 4 stops for good with a disk fault:
+ * each refuses the other's pre-vote, one for its term, the other for its
+ * log, for the 600 s of virtual time after healing (MEMCOORD_SIM_NO_GUARD=1
+ * MEMCOORD_SIM_SEED=14922). With the guard the seed converges, and the
+ * guard did grant such pre-votes. */
+Test(sim, guard_elects_a_stale_term_with_the_better_log_with_pre_vote)
+{
+    signal(SIGABRT, on_crash);
+    signal(SIGSEGV, on_crash);
+    bool ok = sim_run(&S, 14922, false);
+    cr_assert(ok, "seed 14922: %s", S.err);
+    uint64_t prevotes = 0;
+    for (unsigned i = 0; i < S.n; i++) {
+        prevotes += S.srv[i].guard.prevotes;
+    }
+    cr_assert_gt(prevotes, 0, "the guard granted no pre-vote in seed 14922");
+}

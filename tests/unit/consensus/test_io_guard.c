@@ -28,12 +28,29 @@ static int fake_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
     return 0;
 }
 
+static struct raft_message sent; /* what the guard passed on to send */
+static unsigned sent_n;
+
+static int fake_send(struct raft_io *io, struct raft_io_send *req,
+                     const struct raft_message *m, raft_io_send_cb cb)
+{
+    (void)io, (void)req, (void)cb;
+    sent = *m;
+    sent_n++;
+    return 0;
+}
+
+static void raft_reply_vote(struct raft_io *io, const struct raft_message *m);
+
 /* Take the message as raft does, and free it as raft does. */
 static void raft_recv(struct raft_io *io, struct raft_message *m)
 {
-    (void)io;
     seen = *m;
     seen_n++;
+    if (m->type == RAFT_IO_REQUEST_VOTE) {
+        raft_reply_vote(io, m);
+        return;
+    }
     if (m->type != RAFT_IO_APPEND_ENTRIES) {
         return;
     }
@@ -58,6 +75,8 @@ static void setup(void)
     memset(&r, 0, sizeof r);
     inner.version = 2;
     inner.start = fake_start;
+    inner.send = fake_send;
+    sent_n = 0;
     cons_io_guard_init(&guard, &inner);
     guard.io.data = &r; /* as raft_init does */
     r.log.offset = 100;
@@ -266,6 +285,107 @@ Test(io_guard, rejections_and_followers_are_left_alone, .init = leader_setup)
     cr_assert_eq(guard.held, 0);
 }
 
+/* ---- pre-votes ---- */
+
+/* What raft 0.15 answers a pre-vote from a candidate of an older term:
+ * refused, with the request's own term (recvRequestVote). */
+static void raft_reply_vote(struct raft_io *io, const struct raft_message *m)
+{
+    static struct raft_io_send req;
+    struct raft_message reply = {.type = RAFT_IO_REQUEST_VOTE_RESULT,
+                                 .server_id = m->server_id,
+                                 .server_address = m->server_address};
+    reply.request_vote_result.term = m->request_vote.term;
+    reply.request_vote_result.vote_granted = false;
+    reply.request_vote_result.pre_vote = m->request_vote.pre_vote
+                                             ? raft_tribool_true
+                                             : raft_tribool_false;
+    cr_assert_eq(io->send(io, &req, &reply, NULL), 0);
+}
+
+static struct raft_server vservers[3];
+
+/* A voter of term 7 without a leader (a candidate), in a configuration
+ * of three voters, whose log holds entries 1..3 of terms 1, 2, 2. */
+static void voter_setup(void)
+{
+    leader_setup();
+    r.log.back = 3;
+    r.last_stored = 3;
+    r.state = RAFT_CANDIDATE;
+    r.current_term = 7;
+    r.id = 1;
+    for (unsigned i = 0; i < 3; i++) {
+        vservers[i] = (struct raft_server){.id = i + 1,
+                                           .address = "127.0.0.1:9000",
+                                           .role = RAFT_VOTER};
+    }
+    r.configuration.servers = vservers;
+    r.configuration.n = 3;
+}
+
+/* Deliver a pre-vote (or vote) of term 3 from server 2 whose log ends at
+ * (last_index, last_term); the answer the guard sent on. */
+static bool ask(bool pre_vote, raft_index last_index, raft_term last_term)
+{
+    struct raft_message m = {.type = RAFT_IO_REQUEST_VOTE,
+                             .server_id = 2,
+                             .server_address = "127.0.0.1:9002"};
+    m.request_vote.term = 3;
+    m.request_vote.candidate_id = 2;
+    m.request_vote.last_log_index = last_index;
+    m.request_vote.last_log_term = last_term;
+    m.request_vote.pre_vote = pre_vote;
+    sent_n = 0;
+    guard_recv(&inner, &m);
+    cr_assert_eq(sent_n, 1);
+    cr_assert_eq(sent.type, RAFT_IO_REQUEST_VOTE_RESULT);
+    cr_assert_eq(sent.request_vote_result.term, 3);
+    return sent.request_vote_result.vote_granted;
+}
+
+Test(io_guard, prevote_of_an_older_term_with_a_better_log_is_granted,
+     .init = voter_setup)
+{
+    cr_assert(ask(true, 9, 2));  /* same last term, longer */
+    cr_assert(ask(true, 2, 3));  /* newer last term */
+    cr_assert(ask(true, 3, 2));  /* the same log */
+    cr_assert_eq(guard.prevotes, 3);
+}
+
+Test(io_guard, prevote_of_an_older_term_with_an_older_log_stays_refused,
+     .init = voter_setup)
+{
+    cr_assert_not(ask(true, 2, 2));
+    cr_assert_not(ask(true, 9, 1));
+    cr_assert_eq(guard.prevotes, 0);
+}
+
+Test(io_guard, prevote_to_a_server_with_a_leader_stays_refused,
+     .init = voter_setup)
+{
+    r.state = RAFT_FOLLOWER;
+    r.follower_state.current_leader.id = 3;
+    cr_assert_not(ask(true, 9, 2));
+    r.state = RAFT_LEADER;
+    cr_assert_not(ask(true, 9, 2));
+    r.state = RAFT_FOLLOWER; /* a follower that lost its leader */
+    r.follower_state.current_leader.id = 0;
+    cr_assert(ask(true, 9, 2));
+}
+
+Test(io_guard, votes_and_current_prevotes_are_left_to_raft,
+     .init = voter_setup)
+{
+    cr_assert_not(ask(false, 9, 2)); /* a real vote of an older term */
+    r.current_term = 3;              /* a pre-vote of the voter's term */
+    cr_assert_not(ask(true, 9, 2));  /* (raft itself would grant it) */
+    r.current_term = 7;
+    vservers[0].role = RAFT_STANDBY; /* not a voter */
+    cr_assert_not(ask(true, 9, 2));
+    cr_assert_eq(guard.prevotes, 0);
+}
+
 /* ---- on real rafts: three servers behind guards ----
  *
  * raft/fixture.h servers in virtual time with a state machine that keeps
@@ -385,10 +505,12 @@ static raft_index propose(unsigned i)
     return req.index;
 }
 
-/* Step until server a or server b leads; which one. */
+/* Step until server a or server b leads, within 60 s of virtual time;
+ * which one. */
 static unsigned step_until_one_leads(unsigned a, unsigned b)
 {
-    for (unsigned k = 0; k < 100000; k++) {
+    raft_time until = raft_fixture_time(&rf) + 60000;
+    while (raft_fixture_time(&rf) < until) {
         if (raft_state(raft_fixture_get(&rf, a)) == RAFT_LEADER) {
             return a;
         }
@@ -397,7 +519,11 @@ static unsigned step_until_one_leads(unsigned a, unsigned b)
         }
         raft_fixture_step(&rf);
     }
-    cr_assert_fail("neither server %u nor %u was elected", a, b);
+    cr_assert_fail("neither server %u (term %llu) nor %u (term %llu) was "
+                   "elected in 60 s", a,
+                   (unsigned long long)raft_fixture_get(&rf, a)->current_term,
+                   b,
+                   (unsigned long long)raft_fixture_get(&rf, b)->current_term);
     return a;
 }
 
@@ -478,7 +604,6 @@ Test(io_guard, leader_commits_no_older_term_entry_by_counting,
     cr_assert_eq(ro->last_stored, 2);
 
     /* A or B leads a later term; call the leader A. */
-    raft_fixture_set_randomized_election_timeout(&rf, o, 100000);
     unsigned l = step_until_one_leads(a, b);
     if (l != a) {
         b = a;
@@ -495,9 +620,6 @@ Test(io_guard, leader_commits_no_older_term_entry_by_counting,
 
     /* O and B: only O can win (B's log is shorter), and it has no entry
      * of its own term. */
-    raft_fixture_set_randomized_election_timeout(&rf, a, 100000);
-    raft_fixture_set_randomized_election_timeout(&rf, b, 100000);
-    raft_fixture_set_randomized_election_timeout(&rf, o, 1000);
     join(o, b);
     cr_assert_eq(step_until_one_leads(o, b), o);
     raft_fixture_step_until_elapsed(&rf, 1000); /* B takes entry 2 */
@@ -510,8 +632,6 @@ Test(io_guard, leader_commits_no_older_term_entry_by_counting,
 
     /* A and B: A wins, and replaces entry 2 on B. */
     cut(o, b);
-    raft_fixture_set_randomized_election_timeout(&rf, o, 100000);
-    raft_fixture_set_randomized_election_timeout(&rf, a, 1000);
     join(a, b);
     cr_assert_eq(step_until_one_leads(a, b), a);
     raft_index last = propose(a);
@@ -525,4 +645,58 @@ Test(io_guard, leader_commits_no_older_term_entry_by_counting,
     join(o, b);
     last = rafts_apply(a, RAFTS);
     cr_assert_eq(raft_state(ro), RAFT_FOLLOWER);
+}
+
+/* Pre-vote on raft 0.15: a server with the better log but an older term
+ * and a server with a newer term but an older log refuse each other for
+ * good, the first for its term, the second for its log.
+ *
+ * O, alone, leads term 2 and stores entry 2 that nobody else gets. The
+ * two others elect leaders twice without it (terms 3 and 4), adding no
+ * entry. Then the leader of term 4, Z, goes away for good and O comes
+ * back to the last one, Y: O's log is better than Y's (last term 2
+ * against 1), Y's term (4) is newer than O's pre-vote's (3). Without the
+ * guard neither is ever elected (tests/fault/test_sim.c seeds 14922,
+ * 16661, 16768, 18222, 19501); with it Y grants O's pre-vote, refuses
+ * the real vote at term 3 with its term 4, which O adopts, and elects O
+ * at term 5. */
+Test(io_guard, stale_term_with_the_better_log_is_elected_with_pre_vote,
+     .init = rafts_setup, .fini = rafts_teardown)
+{
+    const unsigned o = 2;
+    struct raft *ro = raft_fixture_get(&rf, o);
+    raft_fixture_elect(&rf, o);
+    cut(o, 0);
+    cut(o, 1);
+    cr_assert_eq(propose(o), 2);
+    raft_fixture_step_until_elapsed(&rf, 100); /* stored on O alone */
+    cr_assert_eq(ro->last_stored, 2);
+
+    /* Term 3 without O; then the two cut apart until neither leads, and
+     * joined again for term 4. */
+    unsigned z = step_until_one_leads(0, 1);
+    unsigned y = 1 - z;
+    cut(z, y);
+    raft_fixture_step_until_elapsed(&rf, 5000);
+    cr_assert_neq(raft_state(raft_fixture_get(&rf, z)), RAFT_LEADER);
+    join(z, y);
+    z = step_until_one_leads(0, 1);
+    y = 1 - z;
+    struct raft *ry = raft_fixture_get(&rf, y);
+    raft_fixture_step_until_elapsed(&rf, 200); /* Y follows Z */
+    cr_assert_geq(ry->current_term, ro->current_term + 2,
+                  "Y's term %llu is not two past O's %llu",
+                  (unsigned long long)ry->current_term,
+                  (unsigned long long)ro->current_term);
+    cr_assert_eq(ry->last_stored, 1);
+
+    /* Z goes for good; O comes back to Y. */
+    cut(z, o);
+    cut(z, y);
+    join(o, y);
+    cr_assert_eq(step_until_one_leads(o, y), o);
+    cr_assert_gt(rguard[y].prevotes, 0);
+    raft_index last = propose(o);
+    cr_assert(raft_fixture_step_until_applied(&rf, y, last, 5000),
+              "Y did not apply %llu", (unsigned long long)last);
 }
