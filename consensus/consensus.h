@@ -43,7 +43,8 @@ void cons_fsm_init(struct cons_fsm *f, struct shard *s);
  * from prev_log_index 0 (a leader resending its whole log): the guard
  * starts such a message at the snapshot instead. A leader whose last
  * stored entry is of an older term would commit it by counting (#220):
- * the guard caps followers' answers below it. And a voter refuses a
+ * the guard caps followers' answers below it, and has a new leader append
+ * a no-op entry so that it can commit. And a voter refuses a
  * pre-vote from a candidate with a better log but an older term, which
  * can leave a shard without a leader for good: the guard grants it, as
  * raft means to. Give g->io to raft_init
@@ -61,6 +62,10 @@ struct cons_io_guard {
     uint64_t clamped;      /* answers corrected so far */
     uint64_t rebased;      /* AppendEntries moved to the snapshot */
     uint64_t held;         /* answers held below an older-term tail */
+    struct raft_barrier noop; /* a new leader's no-op entry */
+    bool noop_busy;
+    raft_term noop_term;   /* the last term a no-op was tried in */
+    uint64_t noops;        /* no-ops appended */
     bool in_prevote;       /* raft is refusing a pre-vote for its term */
     raft_id prevote_from;
     uint64_t prevotes;     /* such pre-votes granted */

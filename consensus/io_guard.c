@@ -62,8 +62,12 @@
  * stored entry is of an older term, the guard caps what a follower's
  * success answer reports at last_stored - 1 (at commit_index once that
  * is reached), so the count can never reach it; once the leader stores
- * an entry of its own term, which every write and every read barrier
- * brings, answers pass untouched and count as Raft says.
+ * an entry of its own term, answers pass untouched and count as Raft
+ * says. So that such an entry comes without waiting for a write, the
+ * guard has a new leader append a no-op (a raft_barrier) once per term,
+ * as raft 0.17.1 does (commit 29bb302); without it a leader elected after
+ * the last write never committed the tail it inherited (seeds 77023 and
+ * 92082: every server stuck below the leader's last index).
  *
  * 4. Pre-votes refused for a stale term. raft 0.15 means to grant a
  * pre-vote whatever the candidate's term, when the voter has no leader
@@ -104,10 +108,48 @@ static int pass_rv(struct cons_io_guard *g, int rv)
     return rv;
 }
 
+static void noop_cb(struct raft_barrier *req, int status)
+{
+    struct cons_io_guard *g = req->data;
+    /* A no-op that failed (leadership lost, shutdown) needs nothing more:
+     * the next leader appends its own. Never call raft from here: raft
+     * 0.15 fails barriers while it steps down (node/replica.c). */
+    (void)status;
+    g->noop_busy = false;
+}
+
+/* Bug 3, liveness: a leader that has just won appends a no-op entry of
+ * its term, so that it can commit what its log holds without waiting for
+ * a write (raft 0.17.1 does this in convertToLeader, commit 29bb302).
+ * Called after raft's tick and recv callbacks return, where an election
+ * is won, once per term. */
+static void noop_maybe(struct cons_io_guard *g)
+{
+    struct raft *r = g->io.data;
+    if (r == NULL || r->state != RAFT_LEADER ||
+        g->noop_term == r->current_term || g->noop_busy) {
+        return;
+    }
+    g->noop_term = r->current_term;
+    unsigned voters = 0;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        voters += r->configuration.servers[i].role == RAFT_VOTER;
+    }
+    if (voters < 2) {
+        return; /* a lone voter commits all it stores as it wins */
+    }
+    g->noop.data = g;
+    if (raft_barrier(r, &g->noop, noop_cb) == 0) {
+        g->noop_busy = true;
+        g->noops++;
+    }
+}
+
 static void tick_cb(struct raft_io *inner)
 {
     struct cons_io_guard *g = inner->data;
     g->tick_cb(&g->io);
+    noop_maybe(g);
 }
 
 /* Bug 2: an AppendEntries that reaches into the compacted part of r's log,
@@ -244,6 +286,7 @@ static void recv_cb(struct raft_io *inner, struct raft_message *m)
         g->in_append = false;
     }
     g->in_prevote = false;
+    noop_maybe(g);
 }
 
 static void close_cb(struct raft_io *inner)
