@@ -720,6 +720,16 @@ static void action_retry(struct sim *s)
     propose(s, c, (unsigned)l);
 }
 
+/* Whether the link between servers i and j touches a server stopped for
+ * good by a disk fault. The fixture's kill only saturates a server's
+ * links (its ticks stop): a link desaturated later would deliver to it
+ * again, and it would answer, vote and store entries as a server whose
+ * timers stopped, not one that stopped. Such links stay down. */
+static bool down_for_good(const struct sim *s, unsigned i, unsigned j)
+{
+    return s->disk_fault[i] || s->disk_fault[j];
+}
+
 static void action_fault(struct sim *s)
 {
     unsigned i = below(s, s->n), j = below(s, s->n);
@@ -733,7 +743,7 @@ static void action_fault(struct sim *s)
         }
         break;
     case 1:
-        if (i != j) {
+        if (i != j && !down_for_good(s, i, j)) {
             raft_fixture_reconnect(&s->f, i, j);
             raft_fixture_reconnect(&s->f, j, i);
             trace(s, "heal: reconnect %u-%u", i, j);
@@ -747,7 +757,7 @@ static void action_fault(struct sim *s)
         }
         break;
     case 3:
-        if (i != j) {
+        if (i != j && !down_for_good(s, i, j)) {
             raft_fixture_desaturate(&s->f, i, j);
             trace(s, "heal: desaturate %u->%u", i, j);
         }
@@ -823,7 +833,7 @@ static void heal(struct sim *s)
         }
         raft_fixture_set_network_latency(&s->f, i, 15);
         for (unsigned j = 0; j < s->n; j++) {
-            if (i != j) {
+            if (i != j && !down_for_good(s, i, j)) {
                 raft_fixture_reconnect(&s->f, i, j);
                 raft_fixture_desaturate(&s->f, i, j);
             }
