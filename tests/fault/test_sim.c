@@ -1178,6 +1178,28 @@ Test(sim, seeds_the_sweeps_found_pass)
     }
 }
 
+/* Regression for raft 0.15's pre-votes refused for a stale term
+ * (consensus/io_guard.c, bug 4), on the schedules as they are with the
+ * guard's no-op: in seed 14793, once server 0 has stopped with a disk
+ * fault, server 2 (the longest log, a tail of term 2) and server 1 (term
+ * 9, a shorter log) refuse each other's pre-votes, one for its term, the
+ * other for its log, for the 600 s of virtual time after healing when
+ * the guard does not grant them (a sweep of 1..20000 with that part of
+ * the guard off found 14793, 17306 and 18796). With the guard the seed
+ * converges, and the guard did grant such pre-votes. */
+Test(sim, guard_elects_a_stale_term_with_the_better_log_with_pre_vote)
+{
+    signal(SIGABRT, on_crash);
+    signal(SIGSEGV, on_crash);
+    bool ok = sim_run(&S, 14793, false);
+    cr_assert(ok, "seed 14793: %s", S.err);
+    uint64_t prevotes = 0;
+    for (unsigned i = 0; i < S.n; i++) {
+        prevotes += S.srv[i].guard.prevotes;
+    }
+    cr_assert_gt(prevotes, 0, "the guard granted no pre-vote in seed 14793");
+}
+
 /* Regression for the io shim's count of the fixture's stored entries:
  * storing an installed snapshot empties the fixture's array by a truncate
  * that bypasses the shim. With the count left as it was, later truncates
