@@ -1,4 +1,4 @@
-/* A raft_io wrapper that works around two raft 0.15 bugs.
+/* A raft_io wrapper that works around four raft 0.15 bugs.
  *
  * 1. Over-reporting followers. A follower answers
  * an AppendEntries it accepts without writing anything (a heartbeat, or
