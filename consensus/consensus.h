@@ -49,10 +49,17 @@ void cons_fsm_init(struct cons_fsm *f, struct shard *s);
  * good). The guard wraps a raft_io and caps such answers at the message's
  * prev_log_index + n_entries, as later raft releases do. And followers
  * reject an AppendEntries whose prev_log_index their snapshot compacted,
- * which makes a leader walk back one index per heartbeat: the guard starts
- * such a message at the snapshot instead. Give g->io to raft_init (which
- * sets g->io.data to the raft); inner (borrowed) must outlive g, and g
- * must not move. */
+ * which makes a leader walk back one index per heartbeat, and crash on one
+ * from prev_log_index 0 (a leader resending its whole log): the guard
+ * starts such a message at the snapshot instead. A leader whose last
+ * stored entry is of an older term would commit it by counting (#220):
+ * the guard caps followers' answers below it, and has a new leader append
+ * a no-op entry so that it can commit. And a voter refuses a
+ * pre-vote from a candidate with a better log but an older term, which
+ * can leave a shard without a leader for good: the guard grants it, as
+ * raft means to. Give g->io to raft_init
+ * (which sets g->io.data to the raft); inner (borrowed) must outlive g,
+ * and g must not move. */
 struct cons_io_guard {
     struct raft_io io;     /* what raft uses; io.impl points back to g */
     struct raft_io *inner; /* raft_uv, or a fixture server's io */
@@ -64,6 +71,14 @@ struct cons_io_guard {
     raft_index append_end; /* its prev_log_index + n_entries */
     uint64_t clamped;      /* answers corrected so far */
     uint64_t rebased;      /* AppendEntries moved to the snapshot */
+    uint64_t held;         /* answers held below an older-term tail */
+    struct raft_barrier noop; /* a new leader's no-op entry */
+    bool noop_busy;
+    raft_term noop_term;   /* the last term a no-op was tried in */
+    uint64_t noops;        /* no-ops appended */
+    bool in_prevote;       /* raft is refusing a pre-vote for its term */
+    raft_id prevote_from;
+    uint64_t prevotes;     /* such pre-votes granted */
 };
 
 void cons_io_guard_init(struct cons_io_guard *g, struct raft_io *inner);

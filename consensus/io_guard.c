@@ -1,4 +1,4 @@
-/* A raft_io wrapper that works around two raft 0.15 bugs.
+/* A raft_io wrapper that works around four raft 0.15 bugs.
  *
  * 1. Over-reporting followers. A follower answers
  * an AppendEntries it accepts without writing anything (a heartbeat, or
@@ -35,6 +35,60 @@
  * those the message carries and moves prev_log_index and prev_log_term to
  * the snapshot's before raft sees it, which raft then accepts.
  *
+ * The same goes for prev_log_index 0, a leader sending its whole log (a
+ * new leader whose first send to the follower failed: progressToProbe
+ * sets next_index to match_index + 1 = 1). raft accepts index 0 without a
+ * check, then in deleteConflictingEntries takes the first compacted index
+ * (logTermOf answers 0) for one it lacks: it appends the leader's entries
+ * 1.. after its own last entry, logAcquire finds none at index 1, and the
+ * error path's logTruncate(1) removes more entries than the log holds and
+ * reads NULL (replication.c, replicationAppend; log.c, removeSuffix and
+ * refsDecr). That crashed the follower (tests/fault/test_sim.c seed
+ * 5146; test_io_guard.c
+ * new_leader_resending_from_index_1_reaches_a_compacted_follower).
+ *
+ * 3. Commits of older terms by counting (raft 0.15 #220). A leader checks
+ * only its last stored index for a commit (replicationQuorum, called with
+ * r->last_stored) and counts the replicas that match it whatever its term,
+ * against Raft's rule (section 5.4.2, Figure 8) that a leader commits
+ * only entries of its own term by counting. A leader elected with an
+ * uncommitted tail of an older term, and no entry of its own yet stored,
+ * so committed that tail on a follower's answer; a server holding other
+ * entries at those indexes in a newer term could still be elected by the
+ * follower's vote (its last term is older), overwrote the committed
+ * entries and made that follower shut down ("conflicting terms ... for
+ * entry 7 (commit index 7)"; tests/fault/test_sim.c seed 8708). raft
+ * 0.17.1 refuses such commits (commit 524f735). While a leader's last
+ * stored entry is of an older term, the guard caps what a follower's
+ * success answer reports at last_stored - 1 (at commit_index once that
+ * is reached), so the count can never reach it; once the leader stores
+ * an entry of its own term, answers pass untouched and count as Raft
+ * says. So that such an entry comes without waiting for a write, the
+ * guard has a new leader append a no-op (a raft_barrier) once per term,
+ * as raft 0.17.1 does (commit 29bb302); without it a leader elected after
+ * the last write never committed the tail it inherited (seeds 77023 and
+ * 92082: every server stuck below the leader's last index).
+ *
+ * 4. Pre-votes refused for a stale term. raft 0.15 means to grant a
+ * pre-vote whatever the candidate's term, when the voter has no leader
+ * and the candidate's log is at least as up-to-date (election.c,
+ * electionVote, after Raft's dissertation 9.6), but recvRequestVote
+ * rejects it first when the candidate's term is lower than the voter's
+ * ("local term is higher"), and answers with the candidate's own term
+ * (a pre-vote answer mirrors the request's term), which a candidate in
+ * its pre-vote phase would not adopt anyway. So a server with the most
+ * up-to-date log but a stale term (an old leader cut off with a tail
+ * while the others moved on) and a server with a newer term but an older
+ * log refuse each other for good: the one for its log, the other for
+ * its term. With the third server down a shard has no leader again
+ * (tests/fault/test_sim.c seeds 14922, 16661, 16768, 18222, 19501,
+ * stuck for the 600 s of virtual time after healing). The guard grants
+ * such a pre-vote as electionVote would: the candidate then starts a
+ * real election at a term still below the voter's, the voter refuses it
+ * with its own term, which a real candidate adopts, and its next
+ * pre-vote, at a newer term, is granted as usual. Pre-votes change no
+ * state: safety rests on the real vote, which raft still decides.
+ *
  * Every other call passes straight to the inner raft_io. */
 #include <string.h>
 
@@ -54,21 +108,61 @@ static int pass_rv(struct cons_io_guard *g, int rv)
     return rv;
 }
 
+static void noop_cb(struct raft_barrier *req, int status)
+{
+    struct cons_io_guard *g = req->data;
+    /* A no-op that failed (leadership lost, shutdown) needs nothing more:
+     * the next leader appends its own. Never call raft from here: raft
+     * 0.15 fails barriers while it steps down (node/replica.c). */
+    (void)status;
+    g->noop_busy = false;
+}
+
+/* Bug 3, liveness: a leader that has just won appends a no-op entry of
+ * its term, so that it can commit what its log holds without waiting for
+ * a write (raft 0.17.1 does this in convertToLeader, commit 29bb302).
+ * Called after raft's tick and recv callbacks return, where an election
+ * is won, once per term. */
+static void noop_maybe(struct cons_io_guard *g)
+{
+    struct raft *r = g->io.data;
+    if (r == NULL || r->state != RAFT_LEADER ||
+        g->noop_term == r->current_term || g->noop_busy) {
+        return;
+    }
+    g->noop_term = r->current_term;
+    unsigned voters = 0;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        voters += r->configuration.servers[i].role == RAFT_VOTER;
+    }
+    if (voters < 2) {
+        return; /* a lone voter commits all it stores as it wins */
+    }
+    g->noop.data = g;
+    if (raft_barrier(r, &g->noop, noop_cb) == 0) {
+        g->noop_busy = true;
+        g->noops++;
+    }
+}
+
 static void tick_cb(struct raft_io *inner)
 {
     struct cons_io_guard *g = inner->data;
     g->tick_cb(&g->io);
+    noop_maybe(g);
 }
 
-/* Bug 2: an AppendEntries whose prev_log_index lies in the compacted part
- * of r's log, below its snapshot's index, starts at the snapshot instead. */
+/* Bug 2: an AppendEntries that reaches into the compacted part of r's log,
+ * below its snapshot's index, starts at the snapshot instead. The first
+ * index raft looks up is prev_log_index, or 1 when that is 0 (raft skips
+ * the check at 0 and compares the entries from index 1 on). */
 static void append_rebase(struct cons_io_guard *g, const struct raft *r,
                           struct raft_append_entries *a)
 {
     raft_index snap = r->log.snapshot.last_index;
-    if (snap == 0 || a->prev_log_index == 0 || a->prev_log_index >= snap ||
-        a->prev_log_index > r->log.offset) {
-        return; /* raft finds prev_log_index's term itself */
+    raft_index first = a->prev_log_index > 0 ? a->prev_log_index : 1;
+    if (snap == 0 || a->prev_log_index >= snap || first > r->log.offset) {
+        return; /* raft finds every term it needs itself */
     }
     raft_index covered = snap - a->prev_log_index;
     if (covered >= a->n_entries) {
@@ -88,12 +182,98 @@ static void append_rebase(struct cons_io_guard *g, const struct raft *r,
     g->rebased++;
 }
 
+/* Entries in r's in-memory log (raft's circular buffer). */
+static size_t log_n_entries(const struct raft_log *l)
+{
+    return l->front <= l->back ? l->back - l->front
+                               : l->size - l->front + l->back;
+}
+
+/* The term raft's logTermOf answers for index: the snapshot's at its
+ * index, an entry's while the log holds it, else 0. */
+static raft_term log_term_of(const struct raft_log *l, raft_index index)
+{
+    if (index == 0) {
+        return 0;
+    }
+    if (index == l->snapshot.last_index) {
+        return l->snapshot.last_term;
+    }
+    size_t n = log_n_entries(l);
+    if (index <= l->offset || index > l->offset + n) {
+        return 0;
+    }
+    size_t pos = (l->front + (size_t)(index - 1 - l->offset)) % l->size;
+    return l->entries[pos].term;
+}
+
+/* Bug 3: a leader whose last stored entry is of an older term must not
+ * learn that a majority matches it. */
+static void result_hold(struct cons_io_guard *g, const struct raft *r,
+                        struct raft_append_entries_result *res)
+{
+    if (r->state != RAFT_LEADER || res->rejected != 0 ||
+        log_term_of(&r->log, r->last_stored) == r->current_term) {
+        return;
+    }
+    raft_index cap = r->last_stored > r->commit_index ? r->last_stored - 1
+                                                      : r->commit_index;
+    if (res->last_log_index > cap) {
+        res->last_log_index = cap;
+        g->held++;
+    }
+}
+
+/* Bug 4: whether raft would grant the pre-vote v but for its stale term:
+ * the checks of recvRequestVote and electionVote bar the term's. */
+static bool prevote_stale_but_eligible(const struct raft *r,
+                                       const struct raft_request_vote *v)
+{
+    if (!v->pre_vote || v->term >= r->current_term) {
+        return false; /* raft decides the rest itself */
+    }
+    bool has_leader =
+        r->state == RAFT_LEADER ||
+        (r->state == RAFT_FOLLOWER &&
+         r->follower_state.current_leader.id != 0);
+    if (has_leader && !v->disrupt_leader) {
+        return false;
+    }
+    bool voter = false;
+    for (unsigned i = 0; i < r->configuration.n; i++) {
+        const struct raft_server *srv = &r->configuration.servers[i];
+        if (srv->id == r->id) {
+            voter = srv->role == RAFT_VOTER;
+        }
+    }
+    if (!voter) {
+        return false;
+    }
+    raft_index last = r->log.offset + log_n_entries(&r->log);
+    if (last == 0) {
+        return true;
+    }
+    raft_term last_term = log_term_of(&r->log, last);
+    if (v->last_log_term != last_term) {
+        return v->last_log_term > last_term;
+    }
+    return v->last_log_index >= last;
+}
+
 static void recv_cb(struct raft_io *inner, struct raft_message *m)
 {
     struct cons_io_guard *g = inner->data;
+    if (m->type == RAFT_IO_REQUEST_VOTE && g->io.data != NULL &&
+        prevote_stale_but_eligible(g->io.data, &m->request_vote)) {
+        g->in_prevote = true;
+        g->prevote_from = m->server_id;
+    }
     bool append = m->type == RAFT_IO_APPEND_ENTRIES;
     if (append && g->io.data != NULL) {
         append_rebase(g, g->io.data, &m->append_entries);
+    }
+    if (m->type == RAFT_IO_APPEND_ENTRIES_RESULT && g->io.data != NULL) {
+        result_hold(g, g->io.data, &m->append_entries_result);
     }
     if (append) {
         g->in_append = true;
@@ -105,6 +285,8 @@ static void recv_cb(struct raft_io *inner, struct raft_message *m)
     if (append) {
         g->in_append = false;
     }
+    g->in_prevote = false;
+    noop_maybe(g);
 }
 
 static void close_cb(struct raft_io *inner)
@@ -186,6 +368,16 @@ static int g_send(struct raft_io *io, struct raft_io_send *req,
         struct raft_message fixed = *m;
         fixed.append_entries_result.last_log_index = g->append_end;
         g->clamped++;
+        return pass_rv(g, g->inner->send(g->inner, req, &fixed, cb));
+    }
+    if (g->in_prevote && m->type == RAFT_IO_REQUEST_VOTE_RESULT &&
+        m->server_id == g->prevote_from &&
+        !m->request_vote_result.vote_granted) {
+        /* raft 0.15 answers a RequestVote synchronously, from inside the
+         * recv callback: this is the refusal of bug 4. */
+        struct raft_message fixed = *m;
+        fixed.request_vote_result.vote_granted = true;
+        g->prevotes++;
         return pass_rv(g, g->inner->send(g->inner, req, &fixed, cb));
     }
     return pass_rv(g, g->inner->send(g->inner, req, m, cb));
