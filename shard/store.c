@@ -85,40 +85,26 @@ mc_err store_write_begin(struct shard *s)
     return MC_OK;
 }
 
-mc_err store_nest_begin(struct shard *s)
+mc_err store_txn_isolate(struct shard *s)
 {
-    ASSERT(s->txn != NULL);
-    ASSERT(s->nest_parent == NULL);
-    MDB_txn *child;
-    int rc = mdb_txn_begin(s->env, s->txn, 0, &child);
-    if (rc != 0) {
-        return store_fail(s, "nested txn", rc);
-    }
-    s->nest_parent = s->txn;
-    s->txn = child;
-    return MC_OK;
+    char err[sizeof s->result.message];
+    mc_err rv = store_commit(s, err, sizeof err);
+    return rv == MC_OK ? store_write_begin(s) : rv;
 }
 
-mc_err store_nest_end(struct shard *s, enum store_nest_end how)
+void store_txn_abort(struct shard *s)
 {
-    ASSERT(s->nest_parent != NULL);
-    MDB_txn *child = s->txn;
-    s->txn = s->nest_parent;
-    s->nest_parent = NULL;
-    if (how == STORE_NEST_ABORT) {
-        mdb_txn_abort(child);
-        return MC_OK;
-    }
-    int rc = mdb_txn_commit(child); /* frees child, also on failure */
-    if (rc != 0) {
-        return store_fail(s, "nested commit", rc);
-    }
-    return MC_OK;
+    ASSERT(s->txn != NULL);
+    ASSERT(pthread_equal(s->txn_thread, pthread_self()));
+    /* Under MDB_WRITEMAP the txn's pages were written in the map, but
+     * only at pages no committed tree uses (LMDB copies a page before it
+     * changes it): dropping the txn leaves the store as committed. */
+    mdb_txn_abort(s->txn);
+    s->txn = NULL;
 }
 
 mc_err store_commit(struct shard *s, char *err, size_t err_len)
 {
-    ASSERT(s->nest_parent == NULL);
     if (atomic_load(&s->broken)) {
         base_errf(err, err_len, "shard %u is broken", s->cfg.id);
         return MC_UNAVAILABLE;
@@ -286,9 +272,10 @@ err:
     return rc;
 }
 
-/* Create the LMDB environment of s in dir. */
-static int open_env(struct shard *s, const char *dir, char *err,
-                    size_t err_len)
+/* Create the LMDB environment of s in dir with flags beyond the usual
+ * ones. */
+static int open_env(struct shard *s, const char *dir, unsigned flags,
+                    char *err, size_t err_len)
 {
     int rc = mdb_env_create(&s->env);
     if (rc != 0) {
@@ -301,7 +288,7 @@ static int open_env(struct shard *s, const char *dir, char *err,
     if (rc == 0) {
         /* Unsynced: the raft log is the durability (DEPS-NOTES.md, LMDB);
          * NOTLS: read txns may be reused by whichever thread runs s. */
-        rc = mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_NOTLS,
+        rc = mdb_env_open(s->env, dir, MDB_NOSYNC | MDB_NOTLS | flags,
                           STORE_FILE_MODE);
     }
     if (rc != 0) {
@@ -341,7 +328,7 @@ mc_err shard_open(const char *dir, const struct shard_config *cfg,
     if (s->cfg.watch_ring_events == 0) {
         s->cfg.watch_ring_events = MC_WATCH_RING_EVENTS_DEFAULT;
     }
-    if (open_env(s, dir, err, err_len) != 0) {
+    if (open_env(s, dir, 0, err, err_len) != 0) {
         goto err_after_alloc;
     }
     if (open_dbs(s, err, err_len) != 0) {

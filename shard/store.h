@@ -11,13 +11,17 @@
  *   - Reads use s->txn when it is open, so they see every applied entry;
  *     otherwise a read-only txn that stays open until the next shard call
  *     (store_enter resets it), which keeps borrowed pointers valid.
- *   - A transaction (OP_TXN) writes in a txn nested in the write txn
- *     (store_nest_begin), so that all of its writes are kept or none:
- *     while it is open, s->txn is the nested txn and its parent waits in
- *     s->nest_parent (LMDB allows no use of a parent while a child lives).
+ *   - A transaction (OP_TXN) must keep all of its writes or none. LMDB
+ *     refuses nested txns under MDB_WRITEMAP, so store_txn_isolate commits
+ *     the turn's txn (the entries before it, with their applied index) and
+ *     begins a fresh one for the transaction alone; when an operation
+ *     fails, store_txn_abort drops it, and with it every page the
+ *     transaction wrote in the map (those pages belong to no committed
+ *     tree), and a fresh txn records the failure.
  *   - A failed LMDB call sets s->broken (store_fail). The write txn is left
  *     as it is and aborted by shard_close: callers may still hold cursors
- *     on it, and nothing of it will ever be committed. */
+ *     on it, and nothing of it will ever be committed.
+ */
 #ifndef MC_SHARD_STORE_H
 #define MC_SHARD_STORE_H
 
@@ -53,7 +57,6 @@ struct shard {
     MDB_env *env;
     MDB_dbi dbi[STORE_DB_COUNT];
     MDB_txn *txn;      /* write txn of this loop turn, or NULL */
-    MDB_txn *nest_parent; /* while a nested txn is s->txn: its parent */
     pthread_t txn_thread; /* the thread that began txn: it must end it */
     MDB_txn *read_txn; /* reused read-only txn, or NULL before first use */
     bool read_live;    /* read_txn is renewed and holds a snapshot */
@@ -94,16 +97,15 @@ mc_err store_write_begin(struct shard *s);
  * Errors: UNAVAILABLE (BROKEN), with the LMDB text in err. */
 mc_err store_commit(struct shard *s, char *err, size_t err_len);
 
-/* Begin a txn nested in the open write txn; it is s->txn until
- * store_nest_end. Errors: UNAVAILABLE. */
-mc_err store_nest_begin(struct shard *s);
+/* Before an OP_TXN: commit the write txn, if open (the entries before
+ * this one, with their applied index), and begin a fresh one, so that
+ * store_txn_abort can drop the transaction's writes and nothing else.
+ * Errors: UNAVAILABLE (BROKEN). */
+mc_err store_txn_isolate(struct shard *s);
 
-enum store_nest_end { STORE_NEST_COMMIT, STORE_NEST_ABORT };
-
-/* End the nested txn: commit its writes into the parent, or abort it so
- * that none of them stays. s->txn is the parent again either way.
- * Errors: UNAVAILABLE (the commit failed: the shard is BROKEN). */
-mc_err store_nest_end(struct shard *s, enum store_nest_end how);
+/* Abort the write txn: none of its writes stay, in LMDB or in the map.
+ * s->txn is NULL afterwards; store_write_begin opens the next. */
+void store_txn_abort(struct shard *s);
 
 /* Read db[key] through txn. *found = false when missing. v borrows LMDB
  * memory until the next write or the end of txn. Errors: UNAVAILABLE. */

@@ -477,3 +477,78 @@ Test(shard_txn, the_answer_travels_in_snapshots)
     t_close(&f);
     f = keep;
 }
+
+/* ---- a txn of its own in the middle of a turn ---- */
+
+/* A transaction runs in an LMDB txn of its own after the turn's txn is
+ * committed, and is aborted when an operation fails: all or nothing with
+ * other entries of the same turn around it. */
+
+struct seen_events {
+    size_t n;
+    char keys[16][16];
+    uint64_t revs[16];
+};
+
+static void collect_event(void *arg, const struct shard_event *e)
+{
+    struct seen_events *s = arg;
+    cr_assert_lt(s->n, 16);
+    snprintf(s->keys[s->n], sizeof s->keys[s->n], "%.*s", (int)e->key_len,
+             (const char *)e->key);
+    s->revs[s->n++] = e->revision;
+}
+
+/* The keys of every event after after_rev, in order, joined by ','. */
+static void events_after(uint64_t after_rev, char *out, size_t out_len)
+{
+    struct shard_watch_filter flt = {.ns = (const uint8_t *)T_NS,
+                                     .ns_len = strlen(T_NS),
+                                     .prefix = true};
+    struct seen_events seen = {0};
+    uint64_t through, compact;
+    cr_assert_eq(shard_watch_scan(f.s, after_rev, &flt, 100, 1 << 20,
+                                  collect_event, &seen, &through, &compact),
+                 MC_OK);
+    out[0] = '\0';
+    for (size_t i = 0; i < seen.n; i++) {
+        strncat(out, seen.keys[i], out_len - strlen(out) - 1);
+        strncat(out, ",", out_len - strlen(out) - 1);
+    }
+}
+
+Test(shard_txn, a_txn_between_entries_of_a_turn_keeps_them_all)
+{
+    cr_assert_eq(t_put(&f, "a", "1")->code, MC_OK);
+    t_commit(&f);
+    uint64_t committed = f.index;
+    cr_assert_eq(t_put(&f, "b", "1")->code, MC_OK); /* same turn */
+    struct tx *t = tx_new();
+    tx_version(t, "b", MCPB__TXN_CMP__TXN_CMP_EQ, 1);
+    PUT(t, THEN, "a", "2");
+    PUT(t, THEN, "c", "1");
+    ran(tx_apply(t), true, 2);
+    cr_assert_eq(t_put(&f, "d", "1")->code, MC_OK); /* after it */
+    /* A failing one later in the turn takes only itself with it. */
+    t = tx_new();
+    PUT(t, THEN, "e", "1");
+    GET(t, THEN, "bad\xff");
+    cr_assert_eq(tx_apply(t)->code, MC_INVALID_ARGUMENT);
+    cr_assert_eq(t_put(&f, "f", "1")->code, MC_OK);
+    uint64_t h = shard_state_hash(f.s);
+    t_commit(&f);
+    shard_close(f.s);
+    t_reopen(&f);
+    cr_assert_eq(shard_state_hash(f.s), h);
+    cr_assert_eq(shard_applied_index(f.s), f.index);
+    assert_value("a", "2");
+    assert_value("b", "1");
+    assert_value("c", "1");
+    assert_value("d", "1");
+    assert_value("f", "1");
+    struct shard_record rec;
+    cr_assert_eq(t_get(&f, T_STAMP, "e", &rec), MC_NOT_FOUND);
+    char evs[256];
+    events_after(committed, evs, sizeof evs);
+    cr_assert_str_eq(evs, "b,a,c,d,f,");
+}
