@@ -541,6 +541,9 @@ mc_err shard_apply(struct shard *s, uint64_t index, const void *buf,
         rv = store_write_begin(s);
     }
     if (rv == MC_OK) {
+        rv = space_entry(s); /* a full disk stops us here, between entries */
+    }
+    if (rv == MC_OK) {
         rv = apply_entry(s, index, buf, len);
     }
     if (rv != MC_OK) {

@@ -82,6 +82,9 @@ mc_err store_write_begin(struct shard *s)
         return store_fail(s, "write txn", rc);
     }
     s->txn_thread = pthread_self();
+    /* space.c reads how far the txn reached; the layout was checked at
+     * open (space_layout_ok). */
+    ASSERT(!s->writemap || space_txn_is_fresh(s));
     return MC_OK;
 }
 
@@ -124,6 +127,11 @@ mc_err store_commit(struct shard *s, char *err, size_t err_len)
                   s->cfg.id);
         return rv;
     }
+    rv = space_commit(s);
+    if (rv != MC_OK) {
+        base_errf(err, err_len, "shard %u: no space to commit", s->cfg.id);
+        return rv;
+    }
     int rc = mdb_txn_commit(s->txn);
     s->txn = NULL; /* a failed commit frees the txn too */
     if (rc != 0) {
@@ -150,6 +158,10 @@ mc_err store_put(struct shard *s, enum store_db db, const void *key,
                  size_t key_len, const void *val, size_t val_len)
 {
     ASSERT(s->txn != NULL);
+    mc_err rv = space_call(s, db, val_len);
+    if (rv != MC_OK) {
+        return rv;
+    }
     MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
     MDB_val v = {.mv_size = val_len, .mv_data = (void *)val};
     int rc = mdb_put(s->txn, s->dbi[db], &k, &v, 0);
@@ -163,6 +175,10 @@ mc_err store_append(struct shard *s, enum store_db db, const void *key,
                     size_t key_len, const void *val, size_t val_len)
 {
     ASSERT(s->txn != NULL);
+    mc_err rv = space_call(s, db, val_len);
+    if (rv != MC_OK) {
+        return rv;
+    }
     MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
     MDB_val v = {.mv_size = val_len, .mv_data = (void *)val};
     int rc = mdb_put(s->txn, s->dbi[db], &k, &v, MDB_APPEND);
@@ -176,6 +192,10 @@ mc_err store_drop_data(struct shard *s)
 {
     ASSERT(s->txn != NULL);
     for (unsigned db = 0; db < STORE_DATA_DBS; db++) {
+        mc_err rv = space_call(s, (enum store_db)db, 0);
+        if (rv != MC_OK) {
+            return rv;
+        }
         int rc = mdb_drop(s->txn, s->dbi[db], 0);
         if (rc != 0) {
             return store_fail(s, "drop", rc);
@@ -188,6 +208,10 @@ mc_err store_reserve(struct shard *s, enum store_db db, const void *key,
                      size_t key_len, size_t val_len, uint8_t **space)
 {
     ASSERT(s->txn != NULL);
+    mc_err rv = space_call(s, db, val_len);
+    if (rv != MC_OK) {
+        return rv;
+    }
     MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
     MDB_val v = {.mv_size = val_len, .mv_data = NULL};
     int rc = mdb_put(s->txn, s->dbi[db], &k, &v, MDB_RESERVE);
@@ -203,6 +227,10 @@ mc_err store_del(struct shard *s, enum store_db db, const void *key,
                  size_t key_len)
 {
     ASSERT(s->txn != NULL);
+    mc_err rv = space_call(s, db, 0);
+    if (rv != MC_OK) {
+        return rv;
+    }
     MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
     int rc = mdb_del(s->txn, s->dbi[db], &k, NULL);
     if (rc != 0) {
@@ -328,8 +356,25 @@ mc_err shard_open(const char *dir, const struct shard_config *cfg,
     if (s->cfg.watch_ring_events == 0) {
         s->cfg.watch_ring_events = MC_WATCH_RING_EVENTS_DEFAULT;
     }
-    if (open_env(s, dir, 0, err, err_len) != 0) {
+    if (space_lock_file(dir, err, err_len) != MC_OK) {
         goto err_after_alloc;
+    }
+    /* MDB_WRITEMAP: LMDB writes its pages in the map, and a commit makes
+     * no system call (each commit of a turn wrote ~13 pages with pwrite
+     * before). It needs the data file allocated ahead (space.c). */
+    if (open_env(s, dir, MDB_WRITEMAP, err, err_len) != 0) {
+        goto err_after_alloc;
+    }
+    if (!space_layout_ok(s)) {
+        LOG_WARN("shard %u: this LMDB's write txns are not laid out as "
+                 "0.9's; running without MDB_WRITEMAP", s->cfg.id);
+        mdb_env_close(s->env);
+        if (open_env(s, dir, 0, err, err_len) != 0) {
+            goto err_after_alloc;
+        }
+    }
+    if (space_open(s, dir, err, err_len) != MC_OK) {
+        goto err_after_env_open;
     }
     if (open_dbs(s, err, err_len) != 0) {
         goto err_after_env_open;
@@ -435,5 +480,6 @@ bool shard_is_nearly_full(struct shard *s)
         return true; /* unknown: refusing writes is the safe answer */
     }
     uint64_t used = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-    return used * 100u > (uint64_t)info.me_mapsize * STORE_FULL_PERCENT;
+    return used * 100u > (uint64_t)info.me_mapsize * STORE_FULL_PERCENT ||
+           space_is_short(s);
 }

@@ -21,7 +21,17 @@
  *   - A failed LMDB call sets s->broken (store_fail). The write txn is left
  *     as it is and aborted by shard_close: callers may still hold cursors
  *     on it, and nothing of it will ever be committed.
- */
+ *
+ * Space (MDB_WRITEMAP): LMDB writes pages through a shared map of the data
+ * file, which it sizes to the whole map (4 GiB, a sparse file). A page
+ * written in a hole of a full filesystem is a SIGBUS, not an error. So
+ * the store keeps the file allocated (posix_fallocate) ahead of the
+ * write txn's next page: before each LMDB call that writes, by what that
+ * call can take at most (space_call, space_commit), and before each
+ * entry, by what an entry of the largest value can take (space_entry). A
+ * failed allocation is an error that breaks the shard like a full map,
+ * and the leader refuses writes early (shard_is_nearly_full) when it
+ * cannot keep twice that much allocated ahead (space_is_short). */
 #ifndef MC_SHARD_STORE_H
 #define MC_SHARD_STORE_H
 
@@ -61,6 +71,12 @@ struct shard {
     MDB_txn *read_txn; /* reused read-only txn, or NULL before first use */
     bool read_live;    /* read_txn is renewed and holds a snapshot */
     atomic_bool broken; /* shard_sync may set it from another thread */
+    bool writemap;      /* MDB_WRITEMAP: the space rules above apply */
+    int fd;             /* of data.mdb, for posix_fallocate */
+    uint64_t page_bytes;
+    uint64_t alloc_bytes; /* data.mdb is allocated from 0 up to here */
+    uint64_t entry_pages; /* space_entry keeps this many ahead */
+    bool space_short;     /* the last admission check found no room */
     uint64_t applied_index; /* of the last applied entry, committed or not */
     uint64_t applied_entries;
     uint64_t skipped_entries;
@@ -146,5 +162,49 @@ mc_err store_cursor_get(struct shard *s, MDB_cursor *c, MDB_val *k,
  * mdb_cursor_close before the next shard call. Errors: UNAVAILABLE. */
 mc_err store_cursor_open(struct shard *s, MDB_txn *txn, enum store_db db,
                          MDB_cursor **out);
+
+/* ---- space.c: the data file allocated ahead of LMDB ---- */
+
+/* Whether this LMDB's MDB_txn reads as space.c expects (see there): a
+ * fresh write txn's next page must be the committed last page + 1.
+ * Begins and aborts a write txn. */
+bool space_layout_ok(struct shard *s);
+
+/* The same check on s->txn, just begun (store_write_begin asserts it). */
+bool space_txn_is_fresh(struct shard *s);
+
+/* After the env is open, before anything is written: note the data
+ * file's descriptor and page size, allocate the lock file and what
+ * opening a new store writes, and try to allocate an entry's room ahead
+ * (a full disk then only refuses writes). Errors: INTERNAL with the
+ * reason in err (no space to open the store). */
+mc_err space_open(struct shard *s, const char *dir, char *err,
+                  size_t err_len);
+
+/* Before LMDB opens the env in dir: allocate its lock file, which LMDB
+ * writes through a shared map as well. Errors: INTERNAL with the reason
+ * in err. */
+mc_err space_lock_file(const char *dir, char *err, size_t err_len);
+
+/* Before an LMDB call that writes val_len bytes into db in s->txn: keep
+ * the file allocated for what the call can take. Errors: UNAVAILABLE
+ * (the allocation failed: the shard is BROKEN). */
+mc_err space_call(struct shard *s, enum store_db db, size_t val_len);
+
+/* Before mdb_txn_commit: room for the main DB records and the free list
+ * the commit writes. Errors: UNAVAILABLE (BROKEN). */
+mc_err space_commit(struct shard *s);
+
+/* Before each entry, in s->txn: keep the file allocated ahead of the
+ * txn's next page by what one entry can take (a value of the limit, its
+ * event copy, tree splits, trims), so that a full disk stops a replica
+ * between entries. Errors: UNAVAILABLE (the allocation failed, e.g. a
+ * full disk: the shard is BROKEN). */
+mc_err space_entry(struct shard *s);
+
+/* The leader's check before it accepts a write: true when the file
+ * cannot be kept allocated SPACE_ADMIT_ENTRIES entries ahead (the disk
+ * is full). Breaks nothing. */
+bool space_is_short(struct shard *s);
 
 #endif

@@ -7,6 +7,7 @@
  * answered from the dedupe table with its first answer, across a
  * snapshot too. Each test drives a real LMDB store through framed
  * commands, as raft would. */
+#include "shard/store.h"
 #include "tests/unit/shard/shard_test.h"
 
 static struct tshard f;
@@ -478,11 +479,12 @@ Test(shard_txn, the_answer_travels_in_snapshots)
     f = keep;
 }
 
-/* ---- a txn of its own in the middle of a turn ---- */
+/* ---- under MDB_WRITEMAP: no nested txns ---- */
 
-/* A transaction runs in an LMDB txn of its own after the turn's txn is
- * committed, and is aborted when an operation fails: all or nothing with
- * other entries of the same turn around it. */
+/* The store runs with MDB_WRITEMAP, where LMDB refuses nested txns: a
+ * transaction runs in a txn of its own after the turn's txn is committed,
+ * and is aborted when an operation fails. These check that this keeps
+ * all or nothing with other entries of the same turn around it. */
 
 struct seen_events {
     size_t n;
@@ -517,8 +519,83 @@ static void events_after(uint64_t after_rev, char *out, size_t out_len)
     }
 }
 
+static void assert_writemap(void)
+{
+    unsigned flags = 0;
+    cr_assert(f.s->writemap, "the store runs without MDB_WRITEMAP");
+    cr_assert_eq(mdb_env_get_flags(f.s->env, &flags), 0);
+    cr_assert(flags & MDB_WRITEMAP);
+}
+
+Test(shard_txn, a_failing_txn_leaves_no_trace_under_writemap)
+{
+    t_close(&f);
+    t_open(&f, 1, 100, 0);
+    assert_writemap();
+    static char big[81];
+    memset(big, 'b', 80);
+    cr_assert_eq(t_put(&f, "big1", big)->code, MC_OK);
+    cr_assert_eq(t_put(&f, "big2", big)->code, MC_OK);
+    cr_assert_eq(t_put(&f, "keep", "k")->code, MC_OK);
+    cr_assert_eq(t_put(&f, "gone", "g")->code, MC_OK);
+    t_commit(&f);
+    uint64_t committed = f.index;
+    /* One loop turn, nothing committed until its end: two entries, the
+     * transaction that fails at its last operation after three writes,
+     * and an entry after it. */
+    cr_assert_eq(t_put(&f, "x", "1")->code, MC_OK);
+    cr_assert_eq(t_apply(&f, &(struct tcmd){.op = T_DELETE, .key = "gone"})
+                     ->code,
+                 MC_OK);
+    struct tx *t = tx_new();
+    t->client_id = 7;
+    t->seq = 1;
+    PUT(t, THEN, "new", "n");
+    DEL(t, THEN, "keep");
+    PUT(t, THEN, "x", "changed");
+    GET(t, THEN, "big1");
+    GET(t, THEN, "big2");
+    const struct shard_result *r = tx_apply(t);
+    cr_assert_eq(r->code, MC_TOO_LARGE, "%s", mc_errname(r->code));
+    cr_assert_null(r->txn);
+    char first[sizeof r->message];
+    snprintf(first, sizeof first, "%s", r->message);
+    cr_assert(strstr(first, "then_ops[4]") != NULL, "%s", first);
+    uint64_t txn_index = f.index;
+    cr_assert_eq(shard_applied_index(f.s), txn_index);
+    cr_assert_eq(t_put(&f, "after", "a")->code, MC_OK);
+    struct shard_record rec;
+    cr_assert_eq(t_get(&f, T_STAMP, "new", &rec), MC_NOT_FOUND);
+    cr_assert_eq(t_get(&f, T_STAMP, "gone", &rec), MC_NOT_FOUND);
+    assert_value("keep", "k");
+    assert_value("x", "1");
+    assert_value("after", "a");
+    char evs[256];
+    events_after(committed, evs, sizeof evs);
+    cr_assert_str_eq(evs, "x,gone,after,", "no event of the transaction");
+    /* A retry gets the same failure, and changes nothing. */
+    uint64_t with_answer = shard_state_hash(f.s);
+    r = tx_apply(t);
+    cr_assert_eq(r->code, MC_TOO_LARGE);
+    cr_assert_str_eq(r->message, first);
+    cr_assert_eq(shard_state_hash(f.s), with_answer);
+    /* The same after the turn's commit and a restart. */
+    t_commit(&f);
+    shard_close(f.s);
+    t_reopen(&f);
+    assert_writemap();
+    cr_assert_eq(shard_applied_index(f.s), f.index);
+    cr_assert_eq(shard_state_hash(f.s), with_answer);
+    cr_assert_eq(t_get(&f, T_STAMP, "new", &rec), MC_NOT_FOUND);
+    assert_value("keep", "k");
+    assert_value("x", "1");
+    events_after(committed, evs, sizeof evs);
+    cr_assert_str_eq(evs, "x,gone,after,");
+}
+
 Test(shard_txn, a_txn_between_entries_of_a_turn_keeps_them_all)
 {
+    assert_writemap();
     cr_assert_eq(t_put(&f, "a", "1")->code, MC_OK);
     t_commit(&f);
     uint64_t committed = f.index;
