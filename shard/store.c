@@ -18,6 +18,20 @@ static const char *const db_names[STORE_DB_COUNT] = {
     [STORE_DB_META] = "meta",
 };
 
+/* The DBs whose keys come in order: the ring's revisions. A put beyond
+ * the last key goes in with MDB_APPEND, whose split leaves the full page
+ * full and starts a new one, where a plain put leaves the left page about
+ * as full as the ring's events happen to fall (the ring took 4% fewer
+ * pages in make bench). LMDB checks the order itself: a key that is not
+ * beyond the last one is refused with MDB_KEYEXIST, before any change,
+ * and goes in the plain way. Keys that come only mostly in order (records
+ * of a bulk load with many writers in flight, expiry keys of one stamp)
+ * took 14% more pages this way: a key just below the last one splits a
+ * full page in halves. */
+static const bool db_in_order[STORE_DB_COUNT] = {
+    [STORE_DB_EVENTS] = true,
+};
+
 /* Where meta keeps the index of the last applied entry, a u64 LE. */
 static const char meta_applied_key[] = "applied_index";
 #define META_INDEX_BYTES 8u
@@ -154,6 +168,19 @@ mc_err store_get(struct shard *s, MDB_txn *txn, enum store_db db,
     return MC_OK;
 }
 
+/* mdb_put, appending when the key is beyond db's last (db_in_order). */
+static int put_in_order(struct shard *s, enum store_db db, MDB_val *k,
+                        MDB_val *v, unsigned flags)
+{
+    if (db_in_order[db]) {
+        int rc = mdb_put(s->txn, s->dbi[db], k, v, flags | MDB_APPEND);
+        if (rc != MDB_KEYEXIST) {
+            return rc;
+        }
+    }
+    return mdb_put(s->txn, s->dbi[db], k, v, flags);
+}
+
 mc_err store_put(struct shard *s, enum store_db db, const void *key,
                  size_t key_len, const void *val, size_t val_len)
 {
@@ -164,7 +191,7 @@ mc_err store_put(struct shard *s, enum store_db db, const void *key,
     }
     MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
     MDB_val v = {.mv_size = val_len, .mv_data = (void *)val};
-    int rc = mdb_put(s->txn, s->dbi[db], &k, &v, 0);
+    int rc = put_in_order(s, db, &k, &v, 0);
     if (rc != 0) {
         return store_fail(s, "put", rc);
     }
@@ -214,7 +241,7 @@ mc_err store_reserve(struct shard *s, enum store_db db, const void *key,
     }
     MDB_val k = {.mv_size = key_len, .mv_data = (void *)key};
     MDB_val v = {.mv_size = val_len, .mv_data = NULL};
-    int rc = mdb_put(s->txn, s->dbi[db], &k, &v, MDB_RESERVE);
+    int rc = put_in_order(s, db, &k, &v, MDB_RESERVE);
     if (rc != 0) {
         return store_fail(s, "put", rc);
     }
