@@ -51,6 +51,11 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct cons_fsm *f = fsm->data;
+    if (!shard_restore_is_needed(f->shard, buf->base, buf->len)) {
+        /* raft's own last snapshot at a start: LMDB has it already. */
+        raft_free(buf->base);
+        return 0;
+    }
     mc_err rv = shard_restore(f->shard, buf->base, buf->len);
     if (rv != MC_OK) {
         LOG_ERROR("restore failed err=%s", mc_errname(rv));

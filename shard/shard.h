@@ -191,6 +191,14 @@ mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
  * INVALID_ARGUMENT and leaves the store as it was. Borrowed. */
 mc_err shard_restore(struct shard *s, const void *buf, size_t len);
 
+/* False when buf's header says it holds the state at an applied index the
+ * store has reached already, so that shard_restore would change nothing;
+ * true otherwise (a header that does not read is for shard_restore to
+ * refuse). Reads the header only: raft hands a node its own last snapshot
+ * at every start, a whole shard that LMDB holds already, and checking
+ * every byte of it was a sixth of a restart. Borrowed. */
+bool shard_restore_is_needed(struct shard *s, const void *buf, size_t len);
+
 /* ---- the watch event ring ----
  *
  * Apply records an event for every change of a key: put, delete, expire,
