@@ -68,6 +68,14 @@ struct cons_io_guard {
 
 void cons_io_guard_init(struct cons_io_guard *g, struct raft_io *inner);
 
+/* ---- raft's heap (heap.c) ---- */
+
+/* Make raft_malloc give blocks of 2 MiB and more (snapshots) mappings of
+ * their own in transparent huge pages, and hand them back to the OS when
+ * freed; smaller ones stay glibc's. Process-wide: call once, before any
+ * raft group starts. */
+void cons_heap_init(void);
+
 /* ---- errors ---- */
 /* NOTLEADER -> NOT_LEADER; LEADERSHIPLOST, SHUTDOWN, IOERR, NOSPACE,
  * CANCELED, TOOMANY -> UNAVAILABLE; others -> INTERNAL. For a call that

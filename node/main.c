@@ -49,6 +49,7 @@ int main(int argc, char **argv)
     }
     base_log_level = cfg.log_level;
     malloc_policy();
+    cons_heap_init(); /* before any raft group: snapshots in huge pages */
 
     /* Every thread inherits this mask; only sigwait below sees the
      * signals, so no handler runs on a loop or nng thread. */
