@@ -118,6 +118,18 @@ static inline size_t bytes_get_varint(const uint8_t *p, size_t len,
     return 0;
 }
 
+/* Zigzag: signed numbers as unsigned ones that are small when the signed
+ * one is near 0 (0, -1, 1, -2, ... as 0, 1, 2, 3, ...), for varints. */
+static inline uint64_t bytes_zigzag(int64_t v)
+{
+    return (uint64_t)v << 1 ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t bytes_unzigzag(uint64_t z)
+{
+    return (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+}
+
 /* Byte-wise order, shorter first on a common prefix: LMDB's default key
  * order, and the order callers of shard_list see. */
 static inline int bytes_cmp(const uint8_t *a, size_t a_len, const uint8_t *b,

@@ -98,9 +98,9 @@ static uint64_t expires_code(const struct record *r)
     if (r->expires_at == 0) {
         return 0;
     }
-    uint64_t d = (uint64_t)r->expires_at - (uint64_t)r->updated_at;
-    uint64_t zigzag = d << 1 ^ (uint64_t)((int64_t)d >> 63);
-    ASSERT(zigzag != UINT64_MAX); /* both are in 0..INT64_MAX */
+    /* Both are in 0..INT64_MAX: the difference fits, and so does + 1. */
+    uint64_t zigzag = bytes_zigzag(r->expires_at - r->updated_at);
+    ASSERT(zigzag != UINT64_MAX);
     return zigzag + 1;
 }
 
@@ -198,8 +198,7 @@ static bool header_read(const uint8_t *v, size_t v_len, size_t k_len,
     out->updated_at = (int64_t)f[4];
     out->expires_at = 0;
     if (f[5] != 0) {
-        uint64_t z = f[5] - 1;
-        int64_t d = (int64_t)(z >> 1) ^ -(int64_t)(z & 1);
+        int64_t d = bytes_unzigzag(f[5] - 1);
         if ((d > 0 && out->updated_at > INT64_MAX - d) ||
             out->updated_at + d <= 0) {
             return false;
