@@ -20,7 +20,7 @@ VERSION := 0.1.0
 # Debian packages the build and the tests need (DEPS-NOTES.md).
 DEB_PACKAGES := build-essential pkg-config libraft-dev libuv1-dev libnng-dev \
                 liblmdb-dev libprotobuf-c-dev protobuf-c-compiler \
-                libcriterion-dev python3 iproute2 iptables
+                libcriterion-dev python3 iproute2 iptables lmdb-utils
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
         -Wstrict-prototypes -Wno-unused-parameter

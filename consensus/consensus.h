@@ -182,6 +182,14 @@ void cons_mux_register(struct cons_mux *m, struct cons_lane_io *io);
 void cons_mux_forget(struct cons_mux *m, struct cons_lane_io *io);
 const char *cons_lane_io_address(const struct cons_lane_io *io, uint64_t id);
 
+/* ---- raft's heap (heap.c) ---- */
+
+/* Make raft_malloc give blocks of 2 MiB and more (snapshots) mappings of
+ * their own in transparent huge pages, and hand them back to the OS when
+ * freed; smaller ones stay glibc's. Process-wide: call once, before any
+ * raft group starts. */
+void cons_heap_init(void);
+
 /* ---- errors ---- */
 /* NOTLEADER -> NOT_LEADER; LEADERSHIPLOST, SHUTDOWN, IOERR, NOSPACE,
  * CANCELED, TOOMANY -> UNAVAILABLE; others -> INTERNAL. For a call that

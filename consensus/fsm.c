@@ -66,6 +66,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         raft_free(buf->base);
         return 0;
     }
+    if (!shard_restore_is_needed(f->shard, buf->base, buf->len)) {
+        /* A snapshot LMDB has already (raft_uv's own at a start). */
+        raft_free(buf->base);
+        return 0;
+    }
     mc_err rv = shard_restore(f->shard, buf->base, buf->len);
     if (rv != MC_OK) {
         LOG_ERROR("restore failed err=%s", mc_errname(rv));

@@ -4,8 +4,11 @@
  * drains the whole queue. A uv_check handle commits every replica's LMDB
  * transaction once per loop turn (DEPS-NOTES.md, LMDB).
  *
- *   INIT     -> RUNNING   [loop_run]
+ *   INIT     -> OPENING   [loop_run: the thread opens its replicas]
+ *   OPENING  -> RUNNING   [every replica open: the thread runs the loop]
+ *   OPENING  -> FAILED    [a replica did not open: the thread waits]
  *   RUNNING  -> STOPPING  [loop_stop: sets stopping and wakes the loop]
+ *   FAILED   -> STOPPING  [loop_stop]
  *   STOPPING -> STOPPED   [every raft group closed, handles closed, the
  *                          loop empty: the thread commits and exits] */
 #define _GNU_SOURCE /* pthread_setname_np */
@@ -196,6 +199,7 @@ mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx, char *err,
         return MC_INTERNAL;
     }
     pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->opened_cond, NULL);
     uv_async_init(&l->loop, &l->wake, wake_cb);
     uv_check_init(&l->loop, &l->turn);
     uv_timer_init(&l->loop, &l->sweep);
@@ -207,16 +211,66 @@ mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx, char *err,
     return mrv == MC_OK ? mux_open(l, err, err_len) : mrv;
 }
 
+/* Open the replicas placed on l, on its thread: raft_start loads each
+ * group's snapshot and log (seconds for a large node), and raft_uv waits
+ * ~35 ms per group in io_destroy; the loops do it side by side. Stops at
+ * the first failure; the replicas after it stay unopened. */
+static mc_err open_replicas(struct node_loop *l, char *err, size_t err_len)
+{
+    for (unsigned i = 0; i < l->n_replicas; i++) {
+        struct node_replica *r = l->replicas[i];
+        mc_err rv = replica_open(r, l->node, r->id, l, err, err_len);
+        if (rv != MC_OK) {
+            return rv;
+        }
+    }
+    return MC_OK;
+}
+
 static void *loop_main(void *arg)
 {
     struct node_loop *l = arg;
     char name[16]; /* what top -H and perf show */
     snprintf(name, sizeof name, "mc:loop%u", l->idx);
     pthread_setname_np(pthread_self(), name);
+    char err[sizeof l->open_err];
+    mc_err rv = open_replicas(l, err, sizeof err);
+    pthread_mutex_lock(&l->mu);
+    l->open_rv = rv;
+    snprintf(l->open_err, sizeof l->open_err, "%s", rv == MC_OK ? "" : err);
+    l->opened = true;
+    pthread_cond_broadcast(&l->opened_cond);
+    while (rv != MC_OK && !l->stopping) {
+        pthread_cond_wait(&l->opened_cond, &l->mu); /* node_serve stops us */
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (rv != MC_OK) {
+        /* Close what opened; no turn or sweep runs on replicas that did
+         * not open. */
+        uv_check_stop(&l->turn);
+        uv_timer_stop(&l->sweep);
+        begin_stop(l);
+        uv_run(&l->loop, UV_RUN_DEFAULT);
+        return NULL;
+    }
     uv_run(&l->loop, UV_RUN_DEFAULT);
     /* Closed: commit what the last turn applied. */
     turn_cb(&l->turn);
     return NULL;
+}
+
+mc_err loop_wait_open(struct node_loop *l, char *err, size_t err_len)
+{
+    pthread_mutex_lock(&l->mu);
+    while (!l->opened) {
+        pthread_cond_wait(&l->opened_cond, &l->mu);
+    }
+    mc_err rv = l->open_rv;
+    if (rv != MC_OK) {
+        base_errf(err, err_len, "%s", l->open_err);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return rv;
 }
 
 mc_err loop_run(struct node_loop *l, char *err, size_t err_len)
@@ -257,6 +311,7 @@ void loop_stop(struct node_loop *l)
     if (l->running) {
         uv_async_send(&l->wake);
     }
+    pthread_cond_broadcast(&l->opened_cond); /* a loop that failed to open */
     pthread_mutex_unlock(&l->mu);
     if (l->running) {
         pthread_join(l->thread, NULL);
@@ -277,5 +332,6 @@ void loop_fini(struct node_loop *l)
     if (rv != 0) {
         LOG_WARN("uv_loop_close loop=%u: %s", l->idx, uv_strerror(rv));
     }
+    pthread_cond_destroy(&l->opened_cond);
     pthread_mutex_destroy(&l->mu);
 }

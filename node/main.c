@@ -2,6 +2,7 @@
  * single-node cluster on the embedded default. SIGTERM or SIGINT stop it
  * cleanly: no new requests, in-flight ones finished, raft closed, LMDB
  * committed, exit 0. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,25 @@
  * often the node says what it waits for. */
 #define MAP_WAIT_TICK_MS 50
 #define MAP_WAIT_LOG_MS 5000
+
+/* Large blocks from glibc in mappings of their own, given back when freed,
+ * and the free top of every arena given back beyond a few MiB.
+ * Setting these turns off glibc's dynamic thresholds, which rose with the
+ * first multi-MiB block freed (a snapshot, compressed or read by raft_uv
+ * on its thread pool) and then kept each such block, once freed, in the
+ * freeing thread's arena: the pool's arenas grew with the shards, 48 B of
+ * resident memory per record in make bench, and malloc_trim does not
+ * trim another thread's arena's top. */
+#define MALLOC_MMAP_BYTES (1 << 20)
+#define MALLOC_TRIM_BYTES (2 << 20)
+
+static void malloc_policy(void)
+{
+    if (mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES) != 1 ||
+        mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_BYTES) != 1) {
+        LOG_WARN("mallopt refused; freed memory may stay in glibc's arenas");
+    }
+}
 
 int main(int argc, char **argv)
 {
@@ -28,6 +48,8 @@ int main(int argc, char **argv)
         return 0;
     }
     base_log_level = cfg.log_level;
+    malloc_policy();
+    cons_heap_init(); /* before any raft group: snapshots in huge pages */
 
     /* Every thread inherits this mask; only sigwait below sees the
      * signals, so no handler runs on a loop or nng thread. */

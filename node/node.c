@@ -1,7 +1,7 @@
 /* The node: starts its replica of the meta group, waits for the cluster
- * map, opens the shard replicas the map places here (a single-node cluster
- * hosts them all), spreads them over the loop threads, then starts the
- * front end. Stops in the reverse order. */
+ * map, spreads the shard replicas the map places here (a single-node
+ * cluster hosts them all) over the loop threads, which open them side by
+ * side, then starts the front end. Stops in the reverse order. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,7 +55,9 @@ static void node_free_replicas(struct node *n)
     }
 }
 
-static mc_err open_replicas(struct node *n, char *err, size_t err_len)
+/* Place the replicas the map gives this node on the loops, unopened: each
+ * loop's thread opens its own (loop_run). */
+static mc_err place_replicas(struct node *n, char *err, size_t err_len)
 {
     for (uint32_t s = 0; s < n->map.shard_count; s++) {
         if (!meta_map_hosts(&n->map, s, n->cfg.node_id)) {
@@ -69,17 +71,9 @@ static mc_err open_replicas(struct node *n, char *err, size_t err_len)
             base_errf(err, err_len, "out of memory");
             return MC_INTERNAL;
         }
+        r->id = s;
         n->replicas[s] = r;
         l->replicas[l->n_replicas++] = r;
-        mc_err rv = replica_open(r, n, s, l, err, err_len);
-        if (rv != MC_OK) {
-            if (r->store == NULL) { /* nothing to close: forget it */
-                l->n_replicas--;
-                n->replicas[s] = NULL;
-                mc_free(r);
-            }
-            return rv;
-        }
     }
     return MC_OK;
 }
@@ -206,10 +200,22 @@ mc_err node_serve(struct node *n, char *err, size_t err_len)
         rv = loop_init(&n->loops[i], n, i, err, err_len);
     }
     if (rv == MC_OK) {
-        rv = open_replicas(n, err, err_len);
+        rv = place_replicas(n, err, err_len);
     }
-    for (unsigned i = 0; i < n->n_loops && rv == MC_OK; i++) {
-        rv = loop_run(&n->loops[i], err, err_len);
+    unsigned started = 0;
+    while (started < n->n_loops && rv == MC_OK) {
+        rv = loop_run(&n->loops[started], err, err_len);
+        started += rv == MC_OK;
+    }
+    /* Every started loop is waited for, so that none still opens when
+     * node_stop frees the replicas. */
+    for (unsigned i = 0; i < started; i++) {
+        char why[sizeof n->loops[i].open_err];
+        mc_err orv = loop_wait_open(&n->loops[i], why, sizeof why);
+        if (orv != MC_OK && rv == MC_OK) {
+            rv = orv;
+            base_errf(err, err_len, "%s", why);
+        }
     }
     if (rv == MC_OK) {
         rv = frontend_start(&n->fe, n, err, err_len);

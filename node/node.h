@@ -270,6 +270,12 @@ struct node_loop {
     unsigned sweeps;
     uv_work_t sync_req;
     bool sync_busy;
+    /* Opening: the loop's thread opens its replicas before it runs the
+     * loop (the loops open theirs side by side); node_serve waits. */
+    pthread_cond_t opened_cond; /* with mu */
+    bool opened;                /* under mu: open_rv and open_err are set */
+    mc_err open_rv;
+    char open_err[256];
     uv_timer_t watch_timer; /* the next deadline of a parked request */
     unsigned n_parked;      /* parked requests of all its replicas */
     unsigned parked_max;    /* its share of the node's parking room */
@@ -278,7 +284,12 @@ struct node_loop {
 
 mc_err loop_init(struct node_loop *l, struct node *n, unsigned idx,
                  char *err, size_t err_len);
+/* Start the loop's thread: it opens the replicas placed on l (each with
+ * r->id set, the rest zeroed), then runs the loop. */
 mc_err loop_run(struct node_loop *l, char *err, size_t err_len);
+/* Wait until l's thread opened its replicas. Errors: what replica_open
+ * said, with its text in err; the loop then only waits for loop_stop. */
+mc_err loop_wait_open(struct node_loop *l, char *err, size_t err_len);
 /* Hand w to the loop; false when the loop is stopping or full. Any thread. */
 bool loop_submit(struct node_loop *l, struct node_work *w);
 /* Stop and join the thread (closes the replicas' raft groups). */

@@ -13,9 +13,9 @@
  * Every change of a record goes through write_record (a put) or
  * remove_record (a delete or an expiry), which write its watch event in
  * the same txn (invariant 4 of shard.h), through s->txn: inside a
- * transaction that is the nested txn, so the events of a transaction
- * that aborts go with it. A new command that changes records must use
- * them, and gets its events. */
+ * transaction that is the transaction's own txn (txn.c), so the events of
+ * a transaction that aborts go with it. A new command that changes
+ * records must use them, and gets its events. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -539,6 +539,9 @@ mc_err shard_apply(struct shard *s, uint64_t index, const void *buf,
     }
     if (rv == MC_OK) {
         rv = store_write_begin(s);
+    }
+    if (rv == MC_OK) {
+        rv = space_entry(s); /* a full disk stops us here, between entries */
     }
     if (rv == MC_OK) {
         rv = apply_entry(s, index, buf, len);

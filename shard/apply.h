@@ -35,18 +35,19 @@ mc_err apply_dedupe(struct shard *s, const Mcpb__Command *cmd,
  * it for each of their puts and deletes. The outcome goes to s->result;
  * ns and key must be valid. Errors: UNAVAILABLE (storage).
  *
- * Inside a transaction, s->txn is a nested LMDB txn that may still be
- * aborted after this returns (a later operation fails): whatever a key
- * write records must live in LMDB through s->txn, or be kept aside until
- * the transaction commits, or it would outlive a write that never was. */
+ * Inside a transaction, s->txn is the transaction's own LMDB txn, which
+ * may still be aborted after this returns (a later operation fails):
+ * whatever a key write records must live in LMDB through s->txn, or be
+ * kept aside until the transaction commits, or it would outlive a write
+ * that never was. */
 mc_err apply_key_write(struct shard *s, uint64_t index,
                        const Mcpb__Command *cmd);
 
 /* ---- txn.c ---- */
 
 /* Apply an OP_TXN command at index: check it, dedupe it, evaluate its
- * compares and run the chosen operation list in a nested txn, all of it
- * or none; s->result and s->txn_answer say what happened. Errors:
+ * compares and run the chosen operation list in an LMDB txn of its own,
+ * all of it or none; s->result and s->txn_answer say what happened. Errors:
  * UNAVAILABLE (storage, or memory: then nothing was applied). */
 mc_err txn_apply(struct shard *s, uint64_t index, const Mcpb__Command *cmd);
 

@@ -6,7 +6,7 @@
 
 #include "shard/record.h"
 
-/* Offsets in the record header (record.h). */
+/* Offsets in the header of format 1 (record.h). */
 enum {
     OFF_FORMAT = 0,
     OFF_TIER = 1,
@@ -17,7 +17,8 @@ enum {
     OFF_EXPIRES_AT = 28,
     OFF_UPDATED_AT = 36,
 };
-_Static_assert(OFF_UPDATED_AT + 8 == RECORD_HEADER_BYTES, "header layout");
+_Static_assert(OFF_UPDATED_AT + 8 == RECORD_FIXED_HEADER_BYTES,
+               "header layout");
 
 void record_key_make(const uint8_t *ns, size_t ns_len, const uint8_t *key,
                      size_t key_len, struct record_key *out)
@@ -90,26 +91,55 @@ static bool rkey_is_long(size_t rkey_len)
     return rkey_len > SHARD_DBKEY_INLINE_MAX;
 }
 
+/* The expiry time as format 2 keeps it: relative to updated_at, zigzag
+ * (a restored store may hold anything), + 1 so that 0 says never. */
+static uint64_t expires_code(const struct record *r)
+{
+    if (r->expires_at == 0) {
+        return 0;
+    }
+    /* Both are in 0..INT64_MAX: the difference fits, and so does + 1. */
+    uint64_t zigzag = bytes_zigzag(r->expires_at - r->updated_at);
+    ASSERT(zigzag != UINT64_MAX);
+    return zigzag + 1;
+}
+
+/* The header of r in format 2, into h; returns its length. */
+static size_t header_make(const struct record *r,
+                          uint8_t h[RECORD_HEADER_BYTES_MAX])
+{
+    ASSERT(r->tier >= MC_TIER_SHORT);
+    ASSERT(r->tier <= MC_TIER_LONG);
+    ASSERT(r->rkey_len <= RECORD_KEY_BYTES_MAX);
+    ASSERT(r->mod_rev >= r->create_rev);
+    ASSERT(r->updated_at >= 0);
+    ASSERT(r->expires_at >= 0);
+    size_t n = 0;
+    h[n++] = RECORD_FORMAT;
+    h[n++] = r->tier;
+    n += bytes_put_varint(h + n, rkey_is_long(r->rkey_len) ? r->rkey_len : 0);
+    n += bytes_put_varint(h + n, r->version);
+    n += bytes_put_varint(h + n, r->create_rev);
+    n += bytes_put_varint(h + n, r->mod_rev - r->create_rev);
+    n += bytes_put_varint(h + n, (uint64_t)r->updated_at);
+    n += bytes_put_varint(h + n, expires_code(r));
+    ASSERT(n <= RECORD_HEADER_BYTES_MAX);
+    return n;
+}
+
 size_t record_encoded_bytes(const struct record *r)
 {
-    size_t n = RECORD_HEADER_BYTES + r->value_len;
+    uint8_t h[RECORD_HEADER_BYTES_MAX];
+    size_t n = header_make(r, h) + r->value_len;
     return rkey_is_long(r->rkey_len) ? n + r->rkey_len : n;
 }
 
 void record_encode(const struct record *r, uint8_t *out)
 {
-    ASSERT(r->tier >= MC_TIER_SHORT);
-    ASSERT(r->tier <= MC_TIER_LONG);
-    ASSERT(r->rkey_len <= RECORD_KEY_BYTES_MAX);
-    out[OFF_FORMAT] = RECORD_FORMAT;
-    out[OFF_TIER] = r->tier;
-    bytes_put_u16le(out + OFF_RKEY_LEN, (uint16_t)r->rkey_len);
-    bytes_put_u64le(out + OFF_VERSION, r->version);
-    bytes_put_u64le(out + OFF_CREATE_REV, r->create_rev);
-    bytes_put_u64le(out + OFF_MOD_REV, r->mod_rev);
-    bytes_put_u64le(out + OFF_EXPIRES_AT, (uint64_t)r->expires_at);
-    bytes_put_u64le(out + OFF_UPDATED_AT, (uint64_t)r->updated_at);
-    uint8_t *p = out + RECORD_HEADER_BYTES;
+    uint8_t h[RECORD_HEADER_BYTES_MAX];
+    size_t n = header_make(r, h);
+    memcpy(out, h, n);
+    uint8_t *p = out + n;
     if (rkey_is_long(r->rkey_len)) {
         memcpy(p, r->rkey, r->rkey_len);
         p += r->rkey_len;
@@ -119,10 +149,12 @@ void record_encode(const struct record *r, uint8_t *out)
     }
 }
 
-bool record_decode(const uint8_t *k, size_t k_len, const uint8_t *v,
-                   size_t v_len, struct record *out)
+/* Format 1's header: the fields and the length of the record key.
+ * *head is the header's length. */
+static bool header_read_fixed(const uint8_t *v, size_t v_len,
+                              struct record *out, size_t *head)
 {
-    if (v_len < RECORD_HEADER_BYTES || v[OFF_FORMAT] != RECORD_FORMAT) {
+    if (v_len < RECORD_FIXED_HEADER_BYTES) {
         return false;
     }
     out->tier = v[OFF_TIER];
@@ -132,11 +164,67 @@ bool record_decode(const uint8_t *k, size_t k_len, const uint8_t *v,
     out->mod_rev = bytes_get_u64le(v + OFF_MOD_REV);
     out->expires_at = (int64_t)bytes_get_u64le(v + OFF_EXPIRES_AT);
     out->updated_at = (int64_t)bytes_get_u64le(v + OFF_UPDATED_AT);
+    *head = RECORD_FIXED_HEADER_BYTES;
+    return true;
+}
+
+/* Format 2's header. The record key's length is k_len unless the header
+ * gives one. */
+static bool header_read(const uint8_t *v, size_t v_len, size_t k_len,
+                        struct record *out, size_t *head)
+{
+    uint64_t f[6]; /* long_len, version, create_rev, mod delta, updated,
+                      expires */
+    size_t n = 2;
+    if (v_len < n) {
+        return false;
+    }
+    for (unsigned i = 0; i < 6; i++) {
+        size_t len = bytes_get_varint(v + n, v_len - n, &f[i]);
+        if (len == 0) {
+            return false;
+        }
+        n += len;
+    }
+    if ((f[0] != 0 && !rkey_is_long(f[0])) || f[0] > RECORD_KEY_BYTES_MAX ||
+        f[3] > UINT64_MAX - f[2] || f[4] > INT64_MAX) {
+        return false;
+    }
+    out->tier = v[1];
+    out->rkey_len = f[0] != 0 ? f[0] : k_len;
+    out->version = f[1];
+    out->create_rev = f[2];
+    out->mod_rev = f[2] + f[3];
+    out->updated_at = (int64_t)f[4];
+    out->expires_at = 0;
+    if (f[5] != 0) {
+        int64_t d = bytes_unzigzag(f[5] - 1);
+        if ((d > 0 && out->updated_at > INT64_MAX - d) ||
+            out->updated_at + d <= 0) {
+            return false;
+        }
+        out->expires_at = out->updated_at + d;
+    }
+    *head = n;
+    return true;
+}
+
+bool record_decode(const uint8_t *k, size_t k_len, const uint8_t *v,
+                   size_t v_len, struct record *out)
+{
+    size_t head;
+    if (v_len < 1 ||
+        !(v[OFF_FORMAT] == RECORD_FORMAT
+              ? header_read(v, v_len, k_len, out, &head)
+              : v[OFF_FORMAT] == RECORD_FORMAT_FIXED &&
+                    header_read_fixed(v, v_len, out, &head))) {
+        return false;
+    }
     if (out->tier < MC_TIER_SHORT || out->tier > MC_TIER_LONG ||
         out->expires_at < 0 || out->rkey_len > RECORD_KEY_BYTES_MAX) {
         return false;
     }
-    size_t rest = v_len - RECORD_HEADER_BYTES;
+    size_t rest = v_len - head;
     if (!rkey_is_long(out->rkey_len)) {
         if (out->rkey_len != k_len) {
             return false;
@@ -146,7 +234,7 @@ bool record_decode(const uint8_t *k, size_t k_len, const uint8_t *v,
         if (rest < out->rkey_len || k_len != SHARD_DBKEY_INLINE_MAX) {
             return false;
         }
-        out->rkey = v + RECORD_HEADER_BYTES;
+        out->rkey = v + head;
         rest -= out->rkey_len;
         struct record_dbkey dk;
         record_dbkey_make(out->rkey, out->rkey_len, &dk);

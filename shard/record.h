@@ -3,15 +3,26 @@
  * the value encoding, the expiry index key, and lookups and writes that
  * keep a record and its expiry entry together.
  *
- * Record value, little-endian, RECORD_HEADER_BYTES then the rest:
- *   u8  format        RECORD_FORMAT
- *   u8  tier          MC_TIER_SHORT..MC_TIER_LONG
- *   u16 rkey_len      length of the full record key
- *   u64 version, u64 create_rev, u64 mod_rev
- *   i64 expires_at    ms since the epoch, 0 = never
- *   i64 updated_at
- *   [rkey]            only when rkey_len > SHARD_DBKEY_INLINE_MAX
- *   value             the rest
+ * Record value, format 2 (RECORD_FORMAT), written by this build:
+ *   u8     format      2
+ *   u8     tier        MC_TIER_SHORT..MC_TIER_LONG
+ *   varint long_len    0: the record key is the LMDB key; else the length
+ *                      of the record key, which follows the header
+ *   varint version, varint create_rev, varint mod_rev - create_rev
+ *   varint updated_at  ms since the epoch
+ *   varint expires     0 = never; else zigzag(expires_at - updated_at) + 1
+ *   [rkey]             only when long_len > 0
+ *   value              the rest
+ * Varints are LEB128 (base/bytes.h). A mid-tier record's header takes
+ * about 19 bytes, a long-tier one's 15: in a store of small values the
+ * header was a quarter of each record.
+ *
+ * Format 1, of earlier builds, is still read (stores and snapshots keep
+ * their records until they are written again), little-endian:
+ *   u8 format (1), u8 tier, u16 rkey_len (of the full record key),
+ *   u64 version, u64 create_rev, u64 mod_rev, i64 expires_at (0 =
+ *   never), i64 updated_at, [rkey] (when rkey_len >
+ *   SHARD_DBKEY_INLINE_MAX), value.
  *
  * Long keys: a record key longer than SHARD_DBKEY_INLINE_MAX is stored
  * under its first SHARD_DBKEY_PREFIX bytes and the 8-byte FNV-1a of the
@@ -27,8 +38,11 @@
 /* ns '\0' key: the namespace, its terminator and the longest key. */
 #define RECORD_KEY_BYTES_MAX (MC_NS_BYTES_MAX + 1u + MC_KEY_BYTES_MAX)
 
-#define RECORD_FORMAT 1u
-#define RECORD_HEADER_BYTES 44u
+#define RECORD_FORMAT 2u
+#define RECORD_FORMAT_FIXED 1u
+#define RECORD_FIXED_HEADER_BYTES 44u
+/* The longest format 2 header: format, tier and six varints. */
+#define RECORD_HEADER_BYTES_MAX (2u + 6u * BYTES_VARINT_MAX)
 
 /* The hash that ends a long LMDB key. */
 #define RECORD_KEY_HASH_BYTES 8u

@@ -18,8 +18,9 @@
  * that share the prefix, so callers always see byte-wise key order.
  *
  *   CLOSED  -> OPEN     [shard_open]
- *   OPEN    -> BROKEN   [an LMDB write fails: every later call says
- *                        UNAVAILABLE until the node restarts]
+ *   OPEN    -> BROKEN   [an LMDB write fails, or the disk space it
+ *                        needs cannot be allocated: every later call
+ *                        says UNAVAILABLE until the node restarts]
  *   *       -> CLOSED   [shard_close]
  *
  * Invariants:
@@ -190,6 +191,14 @@ mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
  * INVALID_ARGUMENT and leaves the store as it was. Borrowed. */
 mc_err shard_restore(struct shard *s, const void *buf, size_t len);
 
+/* False when buf's header says it holds the state at an applied index the
+ * store has reached already, so that shard_restore would change nothing;
+ * true otherwise (a header that does not read is for shard_restore to
+ * refuse). Reads the header only: raft hands a node its own last snapshot
+ * at every start, a whole shard that LMDB holds already, and checking
+ * every byte of it was a sixth of a restart. Borrowed. */
+bool shard_restore_is_needed(struct shard *s, const void *buf, size_t len);
+
 /* ---- the watch event ring ----
  *
  * Apply records an event for every change of a key: put, delete, expire,
@@ -265,8 +274,11 @@ void shard_counts(struct shard *s, uint64_t counts[4]);
  * order: equal
  * on replicas that applied the same entries. */
 uint64_t shard_state_hash(struct shard *s);
-/* True when the store is above 90% of its map: the leader refuses new
- * writes with QUOTA_EXCEEDED before LMDB would fail with MDB_MAP_FULL. */
+/* True when the store is above 90% of its map, or when its disk is full
+ * (the data file cannot be kept allocated ahead of LMDB, store.h): the
+ * leader refuses new writes with QUOTA_EXCEEDED before LMDB would fail
+ * with MDB_MAP_FULL, or the allocation before an entry would. May
+ * allocate disk space; call it on the shard's thread. */
 bool shard_is_nearly_full(struct shard *s);
 
 #endif

@@ -369,6 +369,18 @@ static mc_err read_snapshot(struct shard *s, const uint8_t *buf, size_t len,
     return MC_OK;
 }
 
+bool shard_restore_is_needed(struct shard *s, const void *buf, size_t len)
+{
+    ASSERT(s != NULL);
+    const uint8_t *b = buf;
+    if (len < SNAP_HEADER_BYTES + SNAP_CHECKSUM_BYTES ||
+        memcmp(b, snap_magic, sizeof snap_magic) != 0 ||
+        bytes_get_u32le(b + 12) != s->cfg.id) {
+        return true;
+    }
+    return bytes_get_u64le(b + 16) > s->applied_index;
+}
+
 mc_err shard_restore(struct shard *s, const void *buf, size_t len)
 {
     ASSERT(s != NULL);

@@ -11,13 +11,27 @@
  *   - Reads use s->txn when it is open, so they see every applied entry;
  *     otherwise a read-only txn that stays open until the next shard call
  *     (store_enter resets it), which keeps borrowed pointers valid.
- *   - A transaction (OP_TXN) writes in a txn nested in the write txn
- *     (store_nest_begin), so that all of its writes are kept or none:
- *     while it is open, s->txn is the nested txn and its parent waits in
- *     s->nest_parent (LMDB allows no use of a parent while a child lives).
+ *   - A transaction (OP_TXN) must keep all of its writes or none. LMDB
+ *     refuses nested txns under MDB_WRITEMAP, so store_txn_isolate commits
+ *     the turn's txn (the entries before it, with their applied index) and
+ *     begins a fresh one for the transaction alone; when an operation
+ *     fails, store_txn_abort drops it, and with it every page the
+ *     transaction wrote in the map (those pages belong to no committed
+ *     tree), and a fresh txn records the failure.
  *   - A failed LMDB call sets s->broken (store_fail). The write txn is left
  *     as it is and aborted by shard_close: callers may still hold cursors
- *     on it, and nothing of it will ever be committed. */
+ *     on it, and nothing of it will ever be committed.
+ *
+ * Space (MDB_WRITEMAP): LMDB writes pages through a shared map of the data
+ * file, which it sizes to the whole map (4 GiB, a sparse file). A page
+ * written in a hole of a full filesystem is a SIGBUS, not an error. So
+ * the store keeps the file allocated (posix_fallocate) ahead of the
+ * write txn's next page: before each LMDB call that writes, by what that
+ * call can take at most (space_call, space_commit), and before each
+ * entry, by what an entry of the largest value can take (space_entry). A
+ * failed allocation is an error that breaks the shard like a full map,
+ * and the leader refuses writes early (shard_is_nearly_full) when it
+ * cannot keep twice that much allocated ahead (space_is_short). */
 #ifndef MC_SHARD_STORE_H
 #define MC_SHARD_STORE_H
 
@@ -53,11 +67,16 @@ struct shard {
     MDB_env *env;
     MDB_dbi dbi[STORE_DB_COUNT];
     MDB_txn *txn;      /* write txn of this loop turn, or NULL */
-    MDB_txn *nest_parent; /* while a nested txn is s->txn: its parent */
     pthread_t txn_thread; /* the thread that began txn: it must end it */
     MDB_txn *read_txn; /* reused read-only txn, or NULL before first use */
     bool read_live;    /* read_txn is renewed and holds a snapshot */
     atomic_bool broken; /* shard_sync may set it from another thread */
+    bool writemap;      /* MDB_WRITEMAP: the space rules above apply */
+    int fd;             /* of data.mdb, for posix_fallocate */
+    uint64_t page_bytes;
+    uint64_t alloc_bytes; /* data.mdb is allocated from 0 up to here */
+    uint64_t entry_pages; /* space_entry keeps this many ahead */
+    bool space_short;     /* the last admission check found no room */
     uint64_t applied_index; /* of the last applied entry, committed or not */
     uint64_t applied_entries;
     uint64_t skipped_entries;
@@ -94,16 +113,15 @@ mc_err store_write_begin(struct shard *s);
  * Errors: UNAVAILABLE (BROKEN), with the LMDB text in err. */
 mc_err store_commit(struct shard *s, char *err, size_t err_len);
 
-/* Begin a txn nested in the open write txn; it is s->txn until
- * store_nest_end. Errors: UNAVAILABLE. */
-mc_err store_nest_begin(struct shard *s);
+/* Before an OP_TXN: commit the write txn, if open (the entries before
+ * this one, with their applied index), and begin a fresh one, so that
+ * store_txn_abort can drop the transaction's writes and nothing else.
+ * Errors: UNAVAILABLE (BROKEN). */
+mc_err store_txn_isolate(struct shard *s);
 
-enum store_nest_end { STORE_NEST_COMMIT, STORE_NEST_ABORT };
-
-/* End the nested txn: commit its writes into the parent, or abort it so
- * that none of them stays. s->txn is the parent again either way.
- * Errors: UNAVAILABLE (the commit failed: the shard is BROKEN). */
-mc_err store_nest_end(struct shard *s, enum store_nest_end how);
+/* Abort the write txn: none of its writes stay, in LMDB or in the map.
+ * s->txn is NULL afterwards; store_write_begin opens the next. */
+void store_txn_abort(struct shard *s);
 
 /* Read db[key] through txn. *found = false when missing. v borrows LMDB
  * memory until the next write or the end of txn. Errors: UNAVAILABLE. */
@@ -144,5 +162,49 @@ mc_err store_cursor_get(struct shard *s, MDB_cursor *c, MDB_val *k,
  * mdb_cursor_close before the next shard call. Errors: UNAVAILABLE. */
 mc_err store_cursor_open(struct shard *s, MDB_txn *txn, enum store_db db,
                          MDB_cursor **out);
+
+/* ---- space.c: the data file allocated ahead of LMDB ---- */
+
+/* Whether this LMDB's MDB_txn reads as space.c expects (see there): a
+ * fresh write txn's next page must be the committed last page + 1.
+ * Begins and aborts a write txn. */
+bool space_layout_ok(struct shard *s);
+
+/* The same check on s->txn, just begun (store_write_begin asserts it). */
+bool space_txn_is_fresh(struct shard *s);
+
+/* After the env is open, before anything is written: note the data
+ * file's descriptor and page size, allocate the lock file and what
+ * opening a new store writes, and try to allocate an entry's room ahead
+ * (a full disk then only refuses writes). Errors: INTERNAL with the
+ * reason in err (no space to open the store). */
+mc_err space_open(struct shard *s, const char *dir, char *err,
+                  size_t err_len);
+
+/* Before LMDB opens the env in dir: allocate its lock file, which LMDB
+ * writes through a shared map as well. Errors: INTERNAL with the reason
+ * in err. */
+mc_err space_lock_file(const char *dir, char *err, size_t err_len);
+
+/* Before an LMDB call that writes val_len bytes into db in s->txn: keep
+ * the file allocated for what the call can take. Errors: UNAVAILABLE
+ * (the allocation failed: the shard is BROKEN). */
+mc_err space_call(struct shard *s, enum store_db db, size_t val_len);
+
+/* Before mdb_txn_commit: room for the main DB records and the free list
+ * the commit writes. Errors: UNAVAILABLE (BROKEN). */
+mc_err space_commit(struct shard *s);
+
+/* Before each entry, in s->txn: keep the file allocated ahead of the
+ * txn's next page by what one entry can take (a value of the limit, its
+ * event copy, tree splits, trims), so that a full disk stops a replica
+ * between entries. Errors: UNAVAILABLE (the allocation failed, e.g. a
+ * full disk: the shard is BROKEN). */
+mc_err space_entry(struct shard *s);
+
+/* The leader's check before it accepts a write: true when the file
+ * cannot be kept allocated SPACE_ADMIT_ENTRIES entries ahead (the disk
+ * is full). Breaks nothing. */
+bool space_is_short(struct shard *s);
 
 #endif

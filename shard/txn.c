@@ -1,11 +1,14 @@
 /* Transactions: an OP_TXN command holds compares and two operation lists.
  * Apply evaluates every compare against the state before the transaction;
  * when all hold, the then_ops run, else the else_ops, in list order, each
- * seeing the writes of the ones before it. All of it happens in one LMDB
- * txn nested in the loop turn's write txn (store_nest_begin): when an
- * operation fails (a put refused for its size or its key), the nested txn
- * is aborted and nothing of the transaction stays; otherwise it is
- * committed into the turn's txn with everything else of the entry.
+ * seeing the writes of the ones before it. All of it happens in an LMDB
+ * txn of its own: the turn's write txn is committed first, with the
+ * entries before this one (store_txn_isolate; LMDB has no nested txns
+ * under MDB_WRITEMAP). When an operation fails (a put refused for its
+ * size or its key), that txn is aborted, so nothing of the transaction
+ * stays and everything before it does, and the failure's answer (dedupe
+ * entry, applied index) is written in a fresh txn; otherwise the txn goes
+ * on as the turn's, committed with the entries after it.
  *
  * Puts and deletes go through apply_key_write, the code of single writes,
  * so versions, tiers, TTLs and everything that hooks a write of a key are
@@ -303,12 +306,13 @@ static mc_err answer_make(struct txn_run *t, uint8_t **packed, size_t *len)
     return rv;
 }
 
-/* Run t in a nested txn and keep all of it or none. On MC_OK s->result
- * (and, when it ran, *packed) say what happened. */
-static mc_err txn_nested(struct txn_run *t, uint8_t **packed, size_t *len)
+/* Run t in a write txn of its own and keep all of it or none. On MC_OK
+ * s->result (and, when it ran, *packed) say what happened, and s->txn is
+ * open for what comes after: the transaction's txn, or a fresh one. */
+static mc_err txn_isolated(struct txn_run *t, uint8_t **packed, size_t *len)
 {
     struct shard *s = t->s;
-    mc_err rv = store_nest_begin(s);
+    mc_err rv = store_txn_isolate(s);
     if (rv != MC_OK) {
         return rv;
     }
@@ -318,16 +322,10 @@ static mc_err txn_nested(struct txn_run *t, uint8_t **packed, size_t *len)
     }
     if (rv != MC_OK || t->failed) {
         /* Nothing stays: an operation failed, or storage or memory did
-         * (then the entry is not applied at all). */
-        (void)store_nest_end(s, STORE_NEST_ABORT); /* aborting cannot fail */
-        return rv;
-    }
-    rv = store_nest_end(s, STORE_NEST_COMMIT);
-    if (rv != MC_OK) {
-        txn_answer_free(s);
-        mc_free(*packed);
-        *packed = NULL;
-        return rv;
+         * (then the entry is not applied at all, and the next try begins
+         * a txn of its own). */
+        store_txn_abort(s);
+        return rv == MC_OK ? store_write_begin(s) : rv;
     }
     memset(&s->result, 0, sizeof s->result);
     s->result.code = MC_OK;
@@ -363,7 +361,7 @@ mc_err txn_apply(struct shard *s, uint64_t index, const Mcpb__Command *cmd)
     t->index = index;
     uint8_t *packed = NULL;
     size_t packed_len = 0;
-    rv = txn_nested(t, &packed, &packed_len);
+    rv = txn_isolated(t, &packed, &packed_len);
     for (size_t i = 0; i < t->n_copies; i++) {
         mc_free(t->copies[i]);
     }

@@ -13,7 +13,7 @@
 
 #include "shard/watch.h"
 
-/* Offsets in the event header (watch.h). */
+/* Offsets in the event header of format 1 (watch.h). */
 enum {
     OFF_FORMAT = 0,
     OFF_TYPE = 1,
@@ -26,7 +26,7 @@ enum {
     OFF_EXPIRES_AT = 24,
     OFF_UPDATED_AT = 32,
 };
-_Static_assert(OFF_UPDATED_AT + 8 == WATCH_EVENT_HEADER_BYTES,
+_Static_assert(OFF_UPDATED_AT + 8 == WATCH_EVENT_FIXED_HEADER_BYTES,
                "event header layout");
 
 static const uint8_t control_key[WATCH_KEY_BYTES];
@@ -64,40 +64,127 @@ static bool type_has_value(uint8_t type)
     return type == MC_EVENT_PUT || type == MC_EVENT_PROMOTE;
 }
 
-/* Decode the event v under key k. False when malformed; out and *ns borrow
- * k and v. */
-static bool event_decode(const uint8_t *k, size_t k_len, const uint8_t *v,
-                         size_t v_len, struct shard_event *out,
-                         const uint8_t **ns, size_t *ns_len)
+/* Format 1's header into out; *head is its length. */
+static bool header_read_fixed(const uint8_t *v, size_t v_len,
+                              struct shard_event *out, size_t *ns_len,
+                              size_t *head)
 {
-    if (k_len != WATCH_KEY_BYTES || key_rev(k) == 0 ||
-        v_len < WATCH_EVENT_HEADER_BYTES || v[OFF_FORMAT] != WATCH_EVENT_FORMAT) {
+    if (v_len < WATCH_EVENT_FIXED_HEADER_BYTES ||
+        bytes_get_u16le(v + OFF_ZERO) != 0) {
         return false;
     }
-    out->revision = key_rev(k);
-    out->seq = key_seq(k);
-    out->type = v[OFF_TYPE];
-    out->tier = v[OFF_TIER];
     *ns_len = v[OFF_NS_LEN];
     out->key_len = bytes_get_u16le(v + OFF_KEY_LEN);
     out->version = bytes_get_u64le(v + OFF_VERSION);
     out->create_rev = bytes_get_u64le(v + OFF_CREATE_REV);
     out->expires_at = (int64_t)bytes_get_u64le(v + OFF_EXPIRES_AT);
     out->updated_at = (int64_t)bytes_get_u64le(v + OFF_UPDATED_AT);
-    size_t head = WATCH_EVENT_HEADER_BYTES + *ns_len + out->key_len;
+    *head = WATCH_EVENT_FIXED_HEADER_BYTES;
+    return true;
+}
+
+/* Format 2's header into out (out->revision set); *head is its length. */
+static bool header_read(const uint8_t *v, size_t v_len,
+                        struct shard_event *out, size_t *ns_len,
+                        size_t *head)
+{
+    uint64_t f[5]; /* key_len, version, created, updated, expires */
+    size_t n = 4;
+    if (v_len < n) {
+        return false;
+    }
+    for (unsigned i = 0; i < 5; i++) {
+        size_t len = bytes_get_varint(v + n, v_len - n, &f[i]);
+        if (len == 0) {
+            return false;
+        }
+        n += len;
+    }
+    int64_t created = bytes_unzigzag(f[2]);
+    if (f[0] > MC_KEY_BYTES_MAX || f[3] > INT64_MAX ||
+        (created > 0 && (uint64_t)created > out->revision) ||
+        (created < 0 && -(uint64_t)created > UINT64_MAX - out->revision)) {
+        return false;
+    }
+    *ns_len = v[OFF_NS_LEN];
+    out->key_len = f[0];
+    out->version = f[1];
+    out->create_rev = out->revision - (uint64_t)created;
+    out->updated_at = (int64_t)f[3];
+    out->expires_at = 0;
+    if (f[4] != 0) {
+        int64_t d = bytes_unzigzag(f[4] - 1);
+        if ((d > 0 && out->updated_at > INT64_MAX - d) ||
+            out->updated_at + d <= 0) {
+            return false;
+        }
+        out->expires_at = out->updated_at + d;
+    }
+    *head = n;
+    return true;
+}
+
+/* Decode the event v under key k. False when malformed; out and *ns borrow
+ * k and v. */
+static bool event_decode(const uint8_t *k, size_t k_len, const uint8_t *v,
+                         size_t v_len, struct shard_event *out,
+                         const uint8_t **ns, size_t *ns_len)
+{
+    if (k_len != WATCH_KEY_BYTES || key_rev(k) == 0 || v_len < 1) {
+        return false;
+    }
+    out->revision = key_rev(k);
+    out->seq = key_seq(k);
+    size_t head;
+    if (!(v[OFF_FORMAT] == WATCH_EVENT_FORMAT
+              ? header_read(v, v_len, out, ns_len, &head)
+              : v[OFF_FORMAT] == WATCH_EVENT_FORMAT_FIXED &&
+                    header_read_fixed(v, v_len, out, ns_len, &head))) {
+        return false;
+    }
+    out->type = v[OFF_TYPE];
+    out->tier = v[OFF_TIER];
+    size_t end = head + *ns_len + out->key_len;
     if (!type_valid(out->type) || out->tier < MC_TIER_SHORT ||
         out->tier > MC_TIER_LONG || *ns_len == 0 ||
         *ns_len > MC_NS_BYTES_MAX || out->key_len == 0 ||
-        out->key_len > MC_KEY_BYTES_MAX ||
-        bytes_get_u16le(v + OFF_ZERO) != 0 || out->expires_at < 0 ||
-        head > v_len || (!type_has_value(out->type) && head != v_len)) {
+        out->key_len > MC_KEY_BYTES_MAX || out->expires_at < 0 ||
+        end > v_len || (!type_has_value(out->type) && end != v_len)) {
         return false;
     }
-    *ns = v + WATCH_EVENT_HEADER_BYTES;
+    *ns = v + head;
     out->key = *ns + *ns_len;
-    out->value = v + head;
-    out->value_len = v_len - head;
+    out->value = v + end;
+    out->value_len = v_len - end;
     return true;
+}
+
+/* The format 2 header of an event of r of type at revision rev, into h;
+ * returns its length. */
+static size_t header_make(uint64_t rev, uint8_t type, const struct record *r,
+                          size_t ns_len, size_t key_len,
+                          uint8_t h[WATCH_EVENT_HEADER_BYTES_MAX])
+{
+    ASSERT(r->updated_at >= 0);
+    ASSERT(r->expires_at >= 0);
+    size_t n = 0;
+    h[n++] = WATCH_EVENT_FORMAT;
+    h[n++] = type;
+    h[n++] = r->tier;
+    h[n++] = (uint8_t)ns_len;
+    n += bytes_put_varint(h + n, key_len);
+    n += bytes_put_varint(h + n, r->version);
+    /* A record is created at or before any event of it; zigzag keeps a
+     * restored oddity encodable all the same. */
+    n += bytes_put_varint(h + n, bytes_zigzag((int64_t)(rev - r->create_rev)));
+    n += bytes_put_varint(h + n, (uint64_t)r->updated_at);
+    uint64_t expires = 0;
+    if (r->expires_at != 0) {
+        expires = bytes_zigzag(r->expires_at - r->updated_at) + 1;
+    }
+    n += bytes_put_varint(h + n, expires);
+    ASSERT(n <= WATCH_EVENT_HEADER_BYTES_MAX);
+    return n;
 }
 
 /* ---- the control entry ---- */
@@ -208,7 +295,9 @@ mc_err watch_emit(struct shard *s, uint64_t rev, uint8_t type,
     ASSERT(ns_len > 0 && ns_len <= MC_NS_BYTES_MAX);
     ASSERT(key_len > 0 && key_len <= MC_KEY_BYTES_MAX);
     size_t value_len = type_has_value(type) ? r->value_len : 0;
-    size_t n = WATCH_EVENT_HEADER_BYTES + ns_len + key_len + value_len;
+    uint8_t h[WATCH_EVENT_HEADER_BYTES_MAX];
+    size_t head = header_make(rev, type, r, ns_len, key_len, h);
+    size_t n = head + ns_len + key_len + value_len;
 
     uint8_t k[WATCH_KEY_BYTES];
     key_make(k, rev, seq);
@@ -217,21 +306,11 @@ mc_err watch_emit(struct shard *s, uint64_t rev, uint8_t type,
     if (rv != MC_OK) {
         return rv;
     }
-    p[OFF_FORMAT] = WATCH_EVENT_FORMAT;
-    p[OFF_TYPE] = type;
-    p[OFF_TIER] = r->tier;
-    p[OFF_NS_LEN] = (uint8_t)ns_len;
-    bytes_put_u16le(p + OFF_KEY_LEN, (uint16_t)key_len);
-    bytes_put_u16le(p + OFF_ZERO, 0);
-    bytes_put_u64le(p + OFF_VERSION, r->version);
-    bytes_put_u64le(p + OFF_CREATE_REV, r->create_rev);
-    bytes_put_u64le(p + OFF_EXPIRES_AT, (uint64_t)r->expires_at);
-    bytes_put_u64le(p + OFF_UPDATED_AT, (uint64_t)r->updated_at);
-    memcpy(p + WATCH_EVENT_HEADER_BYTES, r->rkey, ns_len);
-    memcpy(p + WATCH_EVENT_HEADER_BYTES + ns_len, nul + 1, key_len);
+    memcpy(p, h, head);
+    memcpy(p + head, r->rkey, ns_len);
+    memcpy(p + head + ns_len, nul + 1, key_len);
     if (value_len > 0) {
-        memcpy(p + WATCH_EVENT_HEADER_BYTES + ns_len + key_len, r->value,
-               value_len);
+        memcpy(p + head + ns_len + key_len, r->value, value_len);
     }
 
     struct control c;

@@ -2,16 +2,22 @@
  * written by apply, trimmed, validated in snapshots, and read by watches.
  * The public half (what a watch reads) is in shard.h.
  *
- * events[u64 BE revision][u16 BE seq] = little-endian
- *   u8  format        WATCH_EVENT_FORMAT
- *   u8  type          mc_event_type
- *   u8  tier          MC_TIER_SHORT..MC_TIER_LONG
- *   u8  ns_len        1..MC_NS_BYTES_MAX
- *   u16 key_len       1..MC_KEY_BYTES_MAX
- *   u16 zero
- *   u64 version, u64 create_rev
- *   i64 expires_at, i64 updated_at
- *   ns, key, value    value: the rest (put and promote only)
+ * events[u64 BE revision][u16 BE seq] = format 2 (WATCH_EVENT_FORMAT):
+ *   u8     format      2
+ *   u8     type        mc_event_type
+ *   u8     tier        MC_TIER_SHORT..MC_TIER_LONG
+ *   u8     ns_len      1..MC_NS_BYTES_MAX
+ *   varint key_len     1..MC_KEY_BYTES_MAX
+ *   varint version
+ *   varint created     zigzag(revision - create_rev)
+ *   varint updated_at
+ *   varint expires     0 = never; else zigzag(expires_at - updated_at) + 1
+ *   ns, key, value     value: the rest (put and promote only)
+ * (varints as in record.h: a header of 14 to 19 bytes where format 1's
+ * was 40, in a ring of 100 000 events per shard). Format 1, of earlier
+ * builds, is still read, little-endian: u8 format (1), u8 type, u8 tier,
+ * u8 ns_len, u16 key_len, u16 zero, u64 version, u64 create_rev, i64
+ * expires_at, i64 updated_at, ns, key, value.
  *
  * The control entry sits under revision 0, seq 0 (no raft entry has index
  * 0, so no event does), and rides in snapshots and the state hash with the
@@ -26,8 +32,11 @@
 
 #include "shard/record.h"
 
-#define WATCH_EVENT_FORMAT 1u
-#define WATCH_EVENT_HEADER_BYTES 40u
+#define WATCH_EVENT_FORMAT 2u
+#define WATCH_EVENT_FORMAT_FIXED 1u
+#define WATCH_EVENT_FIXED_HEADER_BYTES 40u
+/* The longest format 2 header: four bytes and five varints. */
+#define WATCH_EVENT_HEADER_BYTES_MAX (4u + 5u * BYTES_VARINT_MAX)
 #define WATCH_KEY_BYTES 10u
 #define WATCH_CONTROL_BYTES 24u
 

@@ -4,14 +4,19 @@
  * duplicate apply would show as version 2. A clean SIGTERM must exit 0,
  * keep everything, and the restart must skip what LMDB already holds
  * instead of replaying the whole log. */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "memcoord.h"
 #include "tests/lib/harness.h"
@@ -264,4 +269,49 @@ Test(durability, store_behind_the_log_catches_up_and_serves,
     cr_assert_eq(page->n, 3 * n, "%zu keys after the catch-up", page->n);
     mc_page_free(page);
     mc_client_close(c);
+}
+
+/* The loop threads open their shards side by side at start. One that
+ * cannot open its shard (here: another process holds the shard's raft
+ * port) must stop the node with an error naming it, exit 1 and not hang;
+ * freed, the next start serves everything. */
+Test(durability, a_shard_that_cannot_open_stops_the_start,
+     .fini = harness_fini, .timeout = 60)
+{
+    cr_assert_eq(harness_node_start(&node, NULL), 0);
+    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
+    mc_client *c = open_client(5000);
+    put_keys(c, "open", 50);
+    mc_client_close(c);
+    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+
+    int port = node.raft_port + 1 + 3; /* shard 3: the second loop's */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0,
+                 "port %d: %s", port, strerror(errno));
+    cr_assert_eq(listen(fd, 1), 0);
+    cr_assert_eq(harness_node_restart(&node), 0);
+    int status = harness_node_wait_exit(&node, 20000);
+    cr_assert_eq(status, 1, "exit status %d (a hang is -1)", status);
+    char cmd[HARNESS_PATH_BYTES_MAX + 64];
+    snprintf(cmd, sizeof cmd, "grep -q 'start on 127.0.0.1:%d' '%s'", port,
+             node.log);
+    cr_assert_eq(system(cmd), 0, "the log does not name port %d", port);
+    close(fd);
+
+    cr_assert_eq(harness_node_restart(&node), 0);
+    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
+    c = open_client(5000);
+    mc_page *page;
+    mc_list_opts lo = {.limit = MC_LIST_PAGE_MAX, .keys_only = true};
+    mc_result res;
+    cr_assert_eq(mc_list(c, "durability", "open/", &lo, &page, &res), MC_OK);
+    cr_assert_eq(page->n, 50);
+    mc_page_free(page);
+    mc_client_close(c);
+    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
 }

@@ -7,6 +7,7 @@
  * answered from the dedupe table with its first answer, across a
  * snapshot too. Each test drives a real LMDB store through framed
  * commands, as raft would. */
+#include "shard/store.h"
 #include "tests/unit/shard/shard_test.h"
 
 static struct tshard f;
@@ -476,4 +477,155 @@ Test(shard_txn, the_answer_travels_in_snapshots)
                  0);
     t_close(&f);
     f = keep;
+}
+
+/* ---- under MDB_WRITEMAP: no nested txns ---- */
+
+/* The store runs with MDB_WRITEMAP, where LMDB refuses nested txns: a
+ * transaction runs in a txn of its own after the turn's txn is committed,
+ * and is aborted when an operation fails. These check that this keeps
+ * all or nothing with other entries of the same turn around it. */
+
+struct seen_events {
+    size_t n;
+    char keys[16][16];
+    uint64_t revs[16];
+};
+
+static void collect_event(void *arg, const struct shard_event *e)
+{
+    struct seen_events *s = arg;
+    cr_assert_lt(s->n, 16);
+    snprintf(s->keys[s->n], sizeof s->keys[s->n], "%.*s", (int)e->key_len,
+             (const char *)e->key);
+    s->revs[s->n++] = e->revision;
+}
+
+/* The keys of every event after after_rev, in order, joined by ','. */
+static void events_after(uint64_t after_rev, char *out, size_t out_len)
+{
+    struct shard_watch_filter flt = {.ns = (const uint8_t *)T_NS,
+                                     .ns_len = strlen(T_NS),
+                                     .prefix = true};
+    struct seen_events seen = {0};
+    uint64_t through, compact;
+    cr_assert_eq(shard_watch_scan(f.s, after_rev, &flt, 100, 1 << 20,
+                                  collect_event, &seen, &through, &compact),
+                 MC_OK);
+    out[0] = '\0';
+    for (size_t i = 0; i < seen.n; i++) {
+        strncat(out, seen.keys[i], out_len - strlen(out) - 1);
+        strncat(out, ",", out_len - strlen(out) - 1);
+    }
+}
+
+static void assert_writemap(void)
+{
+    unsigned flags = 0;
+    cr_assert(f.s->writemap, "the store runs without MDB_WRITEMAP");
+    cr_assert_eq(mdb_env_get_flags(f.s->env, &flags), 0);
+    cr_assert(flags & MDB_WRITEMAP);
+}
+
+Test(shard_txn, a_failing_txn_leaves_no_trace_under_writemap)
+{
+    t_close(&f);
+    t_open(&f, 1, 100, 0);
+    assert_writemap();
+    static char big[81];
+    memset(big, 'b', 80);
+    cr_assert_eq(t_put(&f, "big1", big)->code, MC_OK);
+    cr_assert_eq(t_put(&f, "big2", big)->code, MC_OK);
+    cr_assert_eq(t_put(&f, "keep", "k")->code, MC_OK);
+    cr_assert_eq(t_put(&f, "gone", "g")->code, MC_OK);
+    t_commit(&f);
+    uint64_t committed = f.index;
+    /* One loop turn, nothing committed until its end: two entries, the
+     * transaction that fails at its last operation after three writes,
+     * and an entry after it. */
+    cr_assert_eq(t_put(&f, "x", "1")->code, MC_OK);
+    cr_assert_eq(t_apply(&f, &(struct tcmd){.op = T_DELETE, .key = "gone"})
+                     ->code,
+                 MC_OK);
+    struct tx *t = tx_new();
+    t->client_id = 7;
+    t->seq = 1;
+    PUT(t, THEN, "new", "n");
+    DEL(t, THEN, "keep");
+    PUT(t, THEN, "x", "changed");
+    GET(t, THEN, "big1");
+    GET(t, THEN, "big2");
+    const struct shard_result *r = tx_apply(t);
+    cr_assert_eq(r->code, MC_TOO_LARGE, "%s", mc_errname(r->code));
+    cr_assert_null(r->txn);
+    char first[sizeof r->message];
+    snprintf(first, sizeof first, "%s", r->message);
+    cr_assert(strstr(first, "then_ops[4]") != NULL, "%s", first);
+    uint64_t txn_index = f.index;
+    cr_assert_eq(shard_applied_index(f.s), txn_index);
+    cr_assert_eq(t_put(&f, "after", "a")->code, MC_OK);
+    struct shard_record rec;
+    cr_assert_eq(t_get(&f, T_STAMP, "new", &rec), MC_NOT_FOUND);
+    cr_assert_eq(t_get(&f, T_STAMP, "gone", &rec), MC_NOT_FOUND);
+    assert_value("keep", "k");
+    assert_value("x", "1");
+    assert_value("after", "a");
+    char evs[256];
+    events_after(committed, evs, sizeof evs);
+    cr_assert_str_eq(evs, "x,gone,after,", "no event of the transaction");
+    /* A retry gets the same failure, and changes nothing. */
+    uint64_t with_answer = shard_state_hash(f.s);
+    r = tx_apply(t);
+    cr_assert_eq(r->code, MC_TOO_LARGE);
+    cr_assert_str_eq(r->message, first);
+    cr_assert_eq(shard_state_hash(f.s), with_answer);
+    /* The same after the turn's commit and a restart. */
+    t_commit(&f);
+    shard_close(f.s);
+    t_reopen(&f);
+    assert_writemap();
+    cr_assert_eq(shard_applied_index(f.s), f.index);
+    cr_assert_eq(shard_state_hash(f.s), with_answer);
+    cr_assert_eq(t_get(&f, T_STAMP, "new", &rec), MC_NOT_FOUND);
+    assert_value("keep", "k");
+    assert_value("x", "1");
+    events_after(committed, evs, sizeof evs);
+    cr_assert_str_eq(evs, "x,gone,after,");
+}
+
+Test(shard_txn, a_txn_between_entries_of_a_turn_keeps_them_all)
+{
+    assert_writemap();
+    cr_assert_eq(t_put(&f, "a", "1")->code, MC_OK);
+    t_commit(&f);
+    uint64_t committed = f.index;
+    cr_assert_eq(t_put(&f, "b", "1")->code, MC_OK); /* same turn */
+    struct tx *t = tx_new();
+    tx_version(t, "b", MCPB__TXN_CMP__TXN_CMP_EQ, 1);
+    PUT(t, THEN, "a", "2");
+    PUT(t, THEN, "c", "1");
+    ran(tx_apply(t), true, 2);
+    cr_assert_eq(t_put(&f, "d", "1")->code, MC_OK); /* after it */
+    /* A failing one later in the turn takes only itself with it. */
+    t = tx_new();
+    PUT(t, THEN, "e", "1");
+    GET(t, THEN, "bad\xff");
+    cr_assert_eq(tx_apply(t)->code, MC_INVALID_ARGUMENT);
+    cr_assert_eq(t_put(&f, "f", "1")->code, MC_OK);
+    uint64_t h = shard_state_hash(f.s);
+    t_commit(&f);
+    shard_close(f.s);
+    t_reopen(&f);
+    cr_assert_eq(shard_state_hash(f.s), h);
+    cr_assert_eq(shard_applied_index(f.s), f.index);
+    assert_value("a", "2");
+    assert_value("b", "1");
+    assert_value("c", "1");
+    assert_value("d", "1");
+    assert_value("f", "1");
+    struct shard_record rec;
+    cr_assert_eq(t_get(&f, T_STAMP, "e", &rec), MC_NOT_FOUND);
+    char evs[256];
+    events_after(committed, evs, sizeof evs);
+    cr_assert_str_eq(evs, "b,a,c,d,f,");
 }

@@ -4,10 +4,13 @@
  * key and prefix, answers cut only between revisions, trimming to the
  * ring's bounds (events and bytes) with the compaction point and the
  * COMPACTED answer, and the ring carried through snapshots (also from a
- * snapshot of format 1, which had no ring) and restarts. Each test drives
+ * snapshot of format 1, which had no ring) and restarts; every field of
+ * an event kept by its encoding, and events of format 1 still read. Each
+ * test drives
  * a real LMDB store in a temporary folder through framed commands. A
  * transaction's writes make their events in its one revision; one that
  * fails leaves none. */
+#include "shard/watch.h"
 #include "tests/unit/shard/shard_test.h"
 
 static struct tshard f;
@@ -39,6 +42,7 @@ struct ev {
     uint64_t version;
     uint64_t create_rev;
     int64_t updated_at;
+    int64_t expires_at;
     char key[64];
     char value[64];
 };
@@ -60,6 +64,7 @@ static void collect(void *arg, const struct shard_event *e)
     c->version = e->version;
     c->create_rev = e->create_rev;
     c->updated_at = e->updated_at;
+    c->expires_at = e->expires_at;
     snprintf(c->key, sizeof c->key, "%.*s", (int)e->key_len,
              (const char *)e->key);
     snprintf(c->value, sizeof c->value, "%.*s", (int)e->value_len,
@@ -673,4 +678,99 @@ Test(shard_watch, restart_keeps_the_ring_and_replay_adds_nothing)
     scan_all(&f, 0, &after);
     cr_assert_eq(after.n, before.n);
     cr_assert_eq(shard_skipped_entries(f.s), 5);
+}
+
+/* ---- the event encoding ---- */
+
+Test(shard_watch, events_keep_every_field)
+{
+    cr_assert_eq(t_apply(&f, &(struct tcmd){.op = T_PUT, .key = "k",
+                                            .value = "v1",
+                                            .tier = MC_TIER_MID,
+                                            .ttl_ms = 5000})
+                     ->code,
+                 MC_OK);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(t_put(&f, "other", "x")->code, MC_OK);
+    }
+    cr_assert_eq(t_apply(&f, &(struct tcmd){.op = T_PUT, .key = "k",
+                                            .value = "v2",
+                                            .stamp = T_STAMP + 7})
+                     ->code,
+                 MC_OK);
+    struct evs a;
+    scan_all(&f, 0, &a);
+    cr_assert_eq(a.n, 5);
+    struct ev *e = &a.e[4];
+    assert_event(e, MC_EVENT_PUT, "k", 2, "v2");
+    cr_assert_eq(e->revision, 5);
+    cr_assert_eq(e->create_rev, 1, "created four revisions before");
+    cr_assert_eq(e->tier, MC_TIER_MID);
+    cr_assert_eq(e->updated_at, T_STAMP + 7);
+    cr_assert_eq(e->expires_at, T_STAMP + 7 + MC_TTL_MID_MS);
+    cr_assert_eq(a.e[0].expires_at, T_STAMP + 5000);
+    cr_assert_eq(a.e[1].expires_at, 0, "the long tier never expires");
+}
+
+/* A ring written by an earlier build holds events of format 1 (watch.h):
+ * they are read, and travel in snapshots, as they are. */
+Test(shard_watch, events_of_format_1_still_read)
+{
+    cr_assert_eq(t_put(&f, "new", "n")->code, MC_OK);
+    t_commit(&f);
+    /* Revision 9, seq 0: an event of format 1 after the ring's last. */
+    uint8_t k[WATCH_KEY_BYTES] = {0};
+    bytes_put_u64be(k, 9);
+    uint8_t v[64];
+    memset(v, 0, sizeof v);
+    v[0] = WATCH_EVENT_FORMAT_FIXED;
+    v[1] = MC_EVENT_PUT;
+    v[2] = MC_TIER_SHORT;
+    v[3] = 1;                        /* ns "t" */
+    bytes_put_u16le(v + 4, 3);       /* key "old" */
+    bytes_put_u64le(v + 8, 4);       /* version */
+    bytes_put_u64le(v + 16, 2);      /* create_rev */
+    bytes_put_u64le(v + 24, T_STAMP + 60000);
+    bytes_put_u64le(v + 32, T_STAMP);
+    memcpy(v + 40, "told", 4);       /* ns, key */
+    memcpy(v + 44, "value", 5);
+    size_t v_len = 49;
+    /* ... and the control entry that counts it. */
+    uint8_t control_key[WATCH_KEY_BYTES] = {0};
+    cr_assert_eq(store_write_begin(f.s), MC_OK);
+    MDB_val c;
+    bool found;
+    cr_assert_eq(store_get(f.s, f.s->txn, STORE_DB_EVENTS, control_key,
+                           sizeof control_key, &c, &found),
+                 MC_OK);
+    cr_assert(found);
+    uint8_t ctl[WATCH_CONTROL_BYTES];
+    memcpy(ctl, c.mv_data, sizeof ctl);
+    bytes_put_u64le(ctl + 8, bytes_get_u64le(ctl + 8) + 1);
+    bytes_put_u64le(ctl + 16, bytes_get_u64le(ctl + 16) + sizeof k + v_len);
+    cr_assert_eq(store_put(f.s, STORE_DB_EVENTS, k, sizeof k, v, v_len),
+                 MC_OK);
+    cr_assert_eq(store_put(f.s, STORE_DB_EVENTS, control_key,
+                           sizeof control_key, ctl, sizeof ctl),
+                 MC_OK);
+    f.index = 9;
+    cr_assert_eq(t_put(&f, "after", "a")->code, MC_OK); /* index 10 */
+    struct evs a;
+    scan_all(&f, 1, &a);
+    cr_assert_eq(a.n, 2);
+    assert_event(&a.e[0], MC_EVENT_PUT, "old", 4, "value");
+    cr_assert_eq(a.e[0].revision, 9);
+    cr_assert_eq(a.e[0].create_rev, 2);
+    cr_assert_eq(a.e[0].expires_at, T_STAMP + 60000);
+    assert_event(&a.e[1], MC_EVENT_PUT, "after", 1, "a");
+    /* A snapshot carries both formats. */
+    void *snap;
+    size_t len;
+    cr_assert_eq(shard_snapshot(f.s, malloc, &snap, &len), MC_OK);
+    cr_assert_eq(shard_restore(g.s, snap, len), MC_OK);
+    free(snap);
+    cr_assert_eq(shard_state_hash(g.s), shard_state_hash(f.s));
+    scan_all(&g, 1, &a);
+    cr_assert_eq(a.n, 2);
+    assert_event(&a.e[0], MC_EVENT_PUT, "old", 4, "value");
 }
