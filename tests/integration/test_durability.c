@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -272,9 +273,9 @@ Test(durability, store_behind_the_log_catches_up_and_serves,
 }
 
 /* The loop threads open their shards side by side at start. One that
- * cannot open its shard (here: another process holds the shard's raft
- * port) must stop the node with an error naming it, exit 1 and not hang;
- * freed, the next start serves everything. */
+ * cannot open its shard (here: its LMDB file cannot be opened) must stop
+ * the node with an error naming it, exit 1 and not hang; mended, the next
+ * start serves everything. */
 Test(durability, a_shard_that_cannot_open_stops_the_start,
      .fini = harness_fini, .timeout = 60)
 {
@@ -285,7 +286,50 @@ Test(durability, a_shard_that_cannot_open_stops_the_start,
     mc_client_close(c);
     cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
 
-    int port = node.raft_port + 1 + 3; /* shard 3: the second loop's */
+    /* Shard 3's LMDB file cannot be opened: a folder stands where the
+     * file was. */
+    char file[HARNESS_PATH_BYTES_MAX + 64], moved[HARNESS_PATH_BYTES_MAX + 80];
+    snprintf(file, sizeof file, "%s/shard-3/state/data.mdb", node.dir);
+    snprintf(moved, sizeof moved, "%s.moved", file);
+    cr_assert_eq(rename(file, moved), 0, "%s: %s", file, strerror(errno));
+    cr_assert_eq(mkdir(file, 0755), 0);
+    cr_assert_eq(harness_node_restart(&node), 0);
+    int status = harness_node_wait_exit(&node, 20000);
+    cr_assert_eq(status, 1, "exit status %d (a hang is -1)", status);
+    char cmd[HARNESS_PATH_BYTES_MAX + 128];
+    snprintf(cmd, sizeof cmd, "grep -q 'opening LMDB in .*shard-3' '%s'",
+             node.log);
+    cr_assert_eq(system(cmd), 0, "the log does not name shard 3's store");
+    cr_assert_eq(rmdir(file), 0);
+    cr_assert_eq(rename(moved, file), 0);
+
+    cr_assert_eq(harness_node_restart(&node), 0);
+    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
+    c = open_client(5000);
+    mc_page *page;
+    mc_list_opts lo = {.limit = MC_LIST_PAGE_MAX, .keys_only = true};
+    mc_result res;
+    cr_assert_eq(mc_list(c, "durability", "open/", &lo, &page, &res), MC_OK);
+    cr_assert_eq(page->n, 50);
+    mc_page_free(page);
+    mc_client_close(c);
+    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+}
+
+/* The raft port of the second loop's lane is taken by another process:
+ * the node stops with an error naming the address, exits 1 and does not
+ * hang; freed, the next start serves everything. */
+Test(durability, a_busy_raft_lane_port_stops_the_start,
+     .fini = harness_fini, .timeout = 60)
+{
+    cr_assert_eq(harness_node_start(&node, NULL), 0);
+    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
+    mc_client *c = open_client(5000);
+    put_keys(c, "lane", 20);
+    mc_client_close(c);
+    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+
+    int port = node.raft_port + 1 + 1; /* loop 1's lane */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -298,7 +342,7 @@ Test(durability, a_shard_that_cannot_open_stops_the_start,
     int status = harness_node_wait_exit(&node, 20000);
     cr_assert_eq(status, 1, "exit status %d (a hang is -1)", status);
     char cmd[HARNESS_PATH_BYTES_MAX + 64];
-    snprintf(cmd, sizeof cmd, "grep -q 'start on 127.0.0.1:%d' '%s'", port,
+    snprintf(cmd, sizeof cmd, "grep -q 'listen on 127.0.0.1:%d' '%s'", port,
              node.log);
     cr_assert_eq(system(cmd), 0, "the log does not name port %d", port);
     close(fd);
@@ -309,8 +353,8 @@ Test(durability, a_shard_that_cannot_open_stops_the_start,
     mc_page *page;
     mc_list_opts lo = {.limit = MC_LIST_PAGE_MAX, .keys_only = true};
     mc_result res;
-    cr_assert_eq(mc_list(c, "durability", "open/", &lo, &page, &res), MC_OK);
-    cr_assert_eq(page->n, 50);
+    cr_assert_eq(mc_list(c, "durability", "lane/", &lo, &page, &res), MC_OK);
+    cr_assert_eq(page->n, 20);
     mc_page_free(page);
     mc_client_close(c);
     cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
