@@ -151,6 +151,10 @@ mc_err cons_wal_open(uv_loop_t *loop, const char *dir, uint32_t lane,
                      struct cons_wal **out, char *err, size_t err_len);
 /* After every group on it closed (and its mux): sync and free. */
 void cons_wal_close(struct cons_wal *w);
+/* True when the disk has no room for the log's next segment (asked again
+ * at most once a second): leaders on this lane refuse writes
+ * (QUOTA_EXCEEDED) until it has. */
+bool cons_wal_space_low(struct cons_wal *w);
 
 /* The raft_io of a group on a lane. */
 struct cons_lane_io {

@@ -72,6 +72,12 @@ struct cons_wal {
     struct wal_closing closing[MC_SHARDS_MAX];
     uint64_t remove_seq; /* a segment to remove at the next sync; 0: none */
     uint64_t segment_bytes;
+    /* The next segment, made (allocated, synced) once the newest is half
+     * full, so that a disk without room for it shows while writes can
+     * still be refused (space_low) rather than when a sync needs it. */
+    int next_fd;
+    bool space_low;
+    int64_t next_tried_ms;
     struct cons_wal_stats stats;
 };
 
@@ -444,14 +450,14 @@ static bool replay(struct cons_wal *w, uint64_t seq, uint8_t type,
  * A bad record: in the newest segment the end of the log, elsewhere an
  * error. */
 static mc_err replay_segment(struct cons_wal *w, uint64_t seq,
-                             const uint8_t *map, size_t size, bool newest,
+                             const uint8_t *map, size_t size, bool torn_ok,
                              uint64_t *end, char *err, size_t err_len)
 {
     char path[MC_PATH_BYTES_MAX + 32];
     seg_path(w, seq, path, sizeof path);
     if (size < WAL_SEG_HEAD_BYTES || bytes_get_u64le(map) != WAL_MAGIC ||
         bytes_get_u64le(map + 8) != seq) {
-        if (newest && size < WAL_SEG_HEAD_BYTES) {
+        if (torn_ok && size < WAL_SEG_HEAD_BYTES) {
             *end = 0; /* created, its header never written: rewrite it */
             return MC_OK;
         }
@@ -469,7 +475,7 @@ static mc_err replay_segment(struct cons_wal *w, uint64_t seq,
         bool fits = len >= REC_HEAD_BYTES - 8 && len % 8 == 0 &&
                     len <= size - off - 8;
         if (!fits || base_crc32c(0, r + 8, len) != bytes_get_u32le(r)) {
-            if (newest) {
+            if (torn_ok) {
                 break; /* a torn write, never acknowledged */
             }
             base_errf(err, err_len, "%s: damaged record at offset %" PRIu64,
@@ -589,8 +595,9 @@ static mc_err list_dir(struct cons_wal *w, uint64_t **seqs, size_t *n,
     return MC_OK;
 }
 
-/* Start segment seq: header, preallocated, synced, named in the folder. */
-static int seg_create(struct cons_wal *w, uint64_t seq)
+/* Make segment seq: header, allocated, synced, named in the folder. On
+ * failure nothing of it is left. Returns 0 or an errno. */
+static int seg_make(struct cons_wal *w, uint64_t seq, int *out)
 {
     char path[MC_PATH_BYTES_MAX + 32];
     seg_path(w, seq, path, sizeof path);
@@ -614,14 +621,71 @@ static int seg_create(struct cons_wal *w, uint64_t seq)
     }
     if (rv != 0) {
         close(fd);
+        (void)unlink(path);
         return rv;
+    }
+    *out = fd;
+    w->stats.segments++;
+    return 0;
+}
+
+/* Write from now on into segment seq (made ahead, or now). */
+static int seg_switch(struct cons_wal *w, uint64_t seq)
+{
+    int fd = w->next_fd;
+    w->next_fd = -1;
+    if (fd < 0) {
+        int rv = seg_make(w, seq, &fd);
+        if (rv != 0) {
+            return rv;
+        }
     }
     if (w->fd >= 0) {
         close(w->fd);
     }
     w->fd = fd;
-    w->stats.segments++;
     return 0;
+}
+
+/* Bytes [end, size) of a segment's map after its last good record: a torn
+ * write left some, or nothing but the allocated zeros. Zero what is not,
+ * so that it never reads as a record, once another segment follows. */
+static int wipe_tail(int fd, const uint8_t *map, uint64_t end, uint64_t size)
+{
+    uint64_t last = end;
+    for (uint64_t i = end; i < size; i++) {
+        if (map[i] != 0) {
+            last = i + 1;
+        }
+    }
+    if (last == end) {
+        return 0;
+    }
+    static const uint8_t zeros[4096];
+    for (uint64_t off = end; off < last; off += sizeof zeros) {
+        size_t n = last - off < sizeof zeros ? (size_t)(last - off)
+                                             : sizeof zeros;
+        int rv = write_all(fd, zeros, n, off);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return fdatasync(fd) == 0 ? 0 : errno;
+}
+
+/* True when segment file path holds a record (or cannot be read: then
+ * replay says what is wrong). */
+static bool seg_has_records(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return true;
+    }
+    uint8_t head[8];
+    ssize_t got = pread(fd, head, sizeof head, WAL_SEG_HEAD_BYTES);
+    close(fd);
+    return got == (ssize_t)sizeof head &&
+           (bytes_get_u32le(head) != 0 || bytes_get_u32le(head + 4) != 0);
 }
 
 mc_err cons_wal_open(uv_loop_t *loop, const char *dir, uint32_t lane,
@@ -635,6 +699,7 @@ mc_err cons_wal_open(uv_loop_t *loop, const char *dir, uint32_t lane,
     w->loop = loop;
     w->lane = lane;
     w->fd = -1;
+    w->next_fd = -1;
     w->segment_bytes = WAL_SEGMENT_BYTES;
     for (unsigned i = 0; i < MC_SHARDS_MAX; i++) {
         w->groups[i].first = 1; /* no entries: last = first - 1 */
@@ -648,6 +713,18 @@ mc_err cons_wal_open(uv_loop_t *loop, const char *dir, uint32_t lane,
     uint64_t *seqs = NULL;
     size_t n = 0;
     mc_err rv = list_dir(w, &seqs, &n, err, err_len);
+    /* A torn write can end only the last segment that holds records: the
+     * newest, or the one before it when the newest was made ahead and is
+     * still empty. */
+    size_t torn_ok = n > 0 ? n - 1 : 0;
+    while (rv == MC_OK && torn_ok > 0) {
+        char path[MC_PATH_BYTES_MAX + 32];
+        seg_path(w, seqs[torn_ok], path, sizeof path);
+        if (seg_has_records(path)) {
+            break;
+        }
+        torn_ok--;
+    }
     for (size_t i = 0; rv == MC_OK && i < n; i++) {
         char path[MC_PATH_BYTES_MAX + 32];
         seg_path(w, seqs[i], path, sizeof path);
@@ -672,8 +749,16 @@ mc_err cons_wal_open(uv_loop_t *loop, const char *dir, uint32_t lane,
                 rv = MC_INTERNAL;
                 break;
             }
-            rv = replay_segment(w, seqs[i], map, (size_t)st.st_size, newest,
-                                &end, err, err_len);
+            rv = replay_segment(w, seqs[i], map, (size_t)st.st_size,
+                                i == torn_ok, &end, err, err_len);
+            int e = rv == MC_OK && i == torn_ok && end >= WAL_SEG_HEAD_BYTES
+                        ? wipe_tail(fd, map, end, (uint64_t)st.st_size)
+                        : 0;
+            if (e != 0) {
+                base_errf(err, err_len, "wipe the torn end of %s: %s", path,
+                          strerror(e));
+                rv = MC_INTERNAL;
+            }
             munmap(map, (size_t)st.st_size);
         }
         if (rv == MC_OK && !segs_push(w, seqs[i], end)) {
@@ -681,15 +766,7 @@ mc_err cons_wal_open(uv_loop_t *loop, const char *dir, uint32_t lane,
             rv = MC_INTERNAL;
         }
         if (rv == MC_OK && newest && end >= WAL_SEG_HEAD_BYTES) {
-            /* Appends go on after its last good record. What a torn write
-             * left behind it goes now: once this segment is not the
-             * newest, garbage in it would read as damage. */
-            if ((uint64_t)st.st_size > end &&
-                (ftruncate(fd, (off_t)end) != 0 || fsync(fd) != 0)) {
-                base_errf(err, err_len, "cut %s: %s", path, strerror(errno));
-                rv = MC_INTERNAL;
-            }
-            w->fd = fd;
+            w->fd = fd; /* appends go on after its last good record */
         } else {
             close(fd);
         }
@@ -700,7 +777,7 @@ mc_err cons_wal_open(uv_loop_t *loop, const char *dir, uint32_t lane,
         if (n > 0) {
             w->n_segs--;
         }
-        int e = seg_create(w, seq);
+        int e = seg_switch(w, seq);
         if (e != 0) {
             base_errf(err, err_len, "create %s segment %" PRIu64 ": %s",
                       w->dir, seq, strerror(e));
@@ -730,6 +807,9 @@ void cons_wal_close(struct cons_wal *w)
     if (w->fd >= 0) {
         cons_wal_sync(w);
         close(w->fd);
+    }
+    if (w->next_fd >= 0) {
+        close(w->next_fd); /* made ahead: an empty newest segment */
     }
     for (unsigned s = 0; s < MC_SHARDS_MAX; s++) {
         ASSERT(w->works[s] == 0);
@@ -789,6 +869,27 @@ static int copy_forward(struct cons_wal *w, uint64_t seq)
     return rv;
 }
 
+/* Once the newest segment is half full, make the next one ahead, at most
+ * once a second while the disk has no room for it. */
+static void next_prepare(struct cons_wal *w)
+{
+    const struct wal_seg *cur = &w->segs[w->n_segs - 1];
+    if (w->next_fd >= 0 || cur->size < w->segment_bytes / 2 ||
+        base_mono_ms() - w->next_tried_ms < 1000) {
+        return;
+    }
+    w->next_tried_ms = base_mono_ms();
+    int e = seg_make(w, cur->seq + 1, &w->next_fd);
+    if (e != 0 && !w->space_low) {
+        LOG_ERROR("raft log %s: no room for the next segment (%s): this "
+                  "node's shard leaders refuse writes until there is",
+                  w->dir, strerror(e));
+    } else if (e == 0 && w->space_low) {
+        LOG_INFO("raft log %s: room for the next segment again", w->dir);
+    }
+    w->space_low = e != 0;
+}
+
 /* Once the newest segment is full, start another; and let the oldest go
  * once what is live in it was copied to the newest and synced. */
 static void segments_turn(struct cons_wal *w)
@@ -805,15 +906,17 @@ static void segments_turn(struct cons_wal *w)
         w->remove_seq = 0;
         w->stats.removed++;
     }
+    next_prepare(w);
     struct wal_seg *cur = &w->segs[w->n_segs - 1];
+    uint64_t seq = cur->seq + 1;
     if (cur->size < w->segment_bytes) {
         return;
     }
-    uint64_t seq = cur->seq + 1;
-    int e = seg_create(w, seq);
+    int e = seg_switch(w, seq);
     if (e != 0) {
         fatal(w, "cannot start a segment", e);
     }
+    w->space_low = false;
     if (!segs_push(w, seq, WAL_SEG_HEAD_BYTES)) {
         fatal(w, "cannot start a segment", ENOMEM);
     }
@@ -1511,6 +1614,14 @@ void wal_group_close(struct cons_wal *w, uint32_t shard,
     } else {
         w->closing[shard] = (struct wal_closing){close_cb, arg};
     }
+}
+
+bool cons_wal_space_low(struct cons_wal *w)
+{
+    if (w->space_low) {
+        next_prepare(w); /* room may have come back */
+    }
+    return w->space_low;
 }
 
 void wal_set_segment_bytes(struct cons_wal *w, uint64_t bytes)

@@ -318,6 +318,11 @@ static void replica_write(struct node_replica *r, struct node_work *w)
                            r->id);
         return;
     }
+    if (cons_wal_space_low(r->loop->wal)) {
+        frontend_reply_err(w, MC_QUOTA_EXCEEDED, "shard %u: the disk has no "
+                           "room for the raft log", r->id);
+        return;
+    }
     fifo_push(&r->props, w);
 }
 

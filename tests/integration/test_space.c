@@ -2,8 +2,10 @@
  * that the test mounts itself (size=, as root; without root the test is
  * skipped and says so loudly). A writer puts fresh keys with 60 KiB
  * values until the disk is full: the node must answer QUOTA_EXCEEDED (the
- * leader's check that the shard's store can still be allocated ahead,
- * shard/space.c), never crash (LMDB writes through a shared map, where a
+ * leader's checks that the shard's store can still be allocated ahead,
+ * shard/space.c, and that the raft log has room for its next segment,
+ * consensus/wal.c: the disk is sized so that the log runs out first),
+ * never crash (LMDB writes through a shared map, where a
  * full disk would be a SIGBUS), keep serving reads, and keep every
  * acknowledged write across a kill -9 and a restart on the full disk. */
 #include <criterion/criterion.h>
@@ -19,7 +21,7 @@
 #include "memcoord.h"
 #include "tests/lib/harness.h"
 
-#define FS_SIZE "96m"
+#define FS_SIZE "192m"
 #define VALUE_MAX "65536"
 #define VALUE_BYTES (60u * 1024u)
 #define KEYS_MAX 4000u
