@@ -32,9 +32,11 @@
  *   (2) Every attempt of one write carries the same (client_id, seq).
  *   (3) The library never logs: every failure ends in an mc_err and a
  *       sentence in mc_result.message.
- *   (4) A call that started ends exactly once, by its done function, on an
- *       nng thread; mc_client_close returns only after every call and the
- *       refresh ended (busy is 0). */
+ *   (4) A call that started ends exactly once: an asynchronous one by its
+ *       done function, on an nng thread (never the thread that started
+ *       it); a synchronous one on its caller's thread, which runs its
+ *       steps and returns its end. mc_client_close returns only after
+ *       every call and the refresh ended (busy is 0). */
 #ifndef MC_CLIENT_INTERNAL_H
 #define MC_CLIENT_INTERNAL_H
 
@@ -263,7 +265,8 @@ enum call_state {
     CALL_MAP,   /* parked until the refresh of the shard map ends */
     CALL_SEND,  /* nng: until a connection takes the request */
     CALL_RECV,  /* nng: until the answer comes */
-    CALL_PAUSE, /* nng_sleep_aio: the backoff before the next attempt */
+    CALL_PAUSE, /* the backoff before the next attempt: a timed operation
+                   of the engine's own, not nng_sleep_aio (pause_start) */
     CALL_END,   /* the end, deferred to an nng thread */
 };
 
