@@ -274,18 +274,7 @@ static void lane_cancel(nng_aio *aio, void *arg, int rv)
     pthread_mutex_lock(&c->mu);
     bool was_queued = k->queued;
     if (was_queued) {
-        struct client_call **p = &c->lane_head;
-        struct client_call *prev = NULL;
-        while (*p != k) {
-            prev = *p;
-            p = &(*p)->next;
-        }
-        *p = k->next;
-        if (c->lane_tail == k) {
-            c->lane_tail = prev;
-        }
-        k->next = NULL;
-        k->queued = false;
+        call_list_remove(&c->lane_queue, k);
     }
     pthread_mutex_unlock(&c->mu);
     if (was_queued) {
@@ -300,14 +289,8 @@ static void lane_give(struct client_call *k)
     struct client_lane *lane = k->lane;
     k->lane = NULL;
     pthread_mutex_lock(&c->mu);
-    struct client_call *w = c->lane_head;
+    struct client_call *w = call_list_pop(&c->lane_queue);
     if (w != NULL) {
-        c->lane_head = w->next;
-        if (c->lane_tail == w) {
-            c->lane_tail = NULL;
-        }
-        w->next = NULL;
-        w->queued = false;
         w->lane = lane;
     } else {
         client_lane_give_locked(c, lane);
@@ -827,14 +810,7 @@ static struct client_call *call_take_locked(mc_client *c)
 static void lane_park_locked(mc_client *c, struct client_call *k)
 {
     k->state = CALL_LANE;
-    k->queued = true;
-    k->next = NULL;
-    if (c->lane_tail != NULL) {
-        c->lane_tail->next = k;
-    } else {
-        c->lane_head = k;
-    }
-    c->lane_tail = k;
+    call_list_push(&c->lane_queue, k);
     int64_t left = k->deadline_ms - base_mono_ms();
     bool begun = nng_aio_begin(k->io); /* false only once stopped */
     ASSERT(begun);
@@ -1034,7 +1010,7 @@ void client_engine_close(mc_client *c)
         pthread_cond_wait(&c->idle, &c->mu);
     }
     pthread_mutex_unlock(&c->mu);
-    ASSERT(c->lane_head == NULL);
+    ASSERT(c->lane_queue.head == NULL);
     for (size_t i = 0; i < n; i++) {
         struct client_call *k = calls[i];
         /* Waits out a callback still returning from the call's end. The

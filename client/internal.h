@@ -184,6 +184,16 @@ struct route_member {
     bool unusable; /* its url failed to open: do not try again */
 };
 
+struct client_call;
+
+/* Parked calls in arrival order: the writes waiting for a lane (under
+ * mc_client.mu), the calls waiting for a refresh (under route.mu). Doubly
+ * linked through the calls' next and prev, so that a call whose wait runs
+ * out leaves its list in O(1): thousands of them may time out together. */
+struct call_list {
+    struct client_call *head, *tail;
+};
+
 /* The shard map (route.c). A cache: a wrong entry costs an attempt or a
  * NOT_LEADER hint, never a wrong answer, because nodes check leadership
  * themselves.
@@ -206,10 +216,10 @@ struct client_route {
     bool refreshing;     /* a refresh runs: no other one starts */
     int64_t refreshed_ms; /* start of the last refresh; 0 = never */
     unsigned refreshes;  /* refreshes that ended */
-    /* Calls parked until the running refresh ends (refresh.c), linked by
-     * their next; and the synchronous waiters' condition (CLOCK_MONOTONIC),
-     * broadcast when a refresh ends. */
-    struct client_call *waiters;
+    /* Calls parked until the running refresh ends (refresh.c); and the
+     * synchronous waiters' condition (CLOCK_MONOTONIC), broadcast when a
+     * refresh ends. */
+    struct call_list waiters;
     pthread_cond_t refreshed;
 };
 
@@ -237,8 +247,6 @@ struct route_key {
     uint32_t slot;     /* else: the slot of its key */
     bool serializable; /* any replica may serve it */
 };
-
-struct client_call;
 
 /* How a call ends: fn runs exactly once, on an nng thread, with the final
  * code, the node's answer r when there was one (fn owns it and frees it
@@ -292,9 +300,10 @@ struct client_call {
     enum call_state state;
     bool in_start;   /* still on the starting thread: end it later */
     bool map_asked;  /* the next target may skip the refresh step */
-    /* A list: the pool or the lane queue (under c->mu), or the refresh's
-     * waiters (under route.mu); queued: on the queue or the waiters. */
-    struct client_call *next;
+    /* A list: the pool (next only) or the lane queue (under c->mu), or
+     * the refresh's waiters (under route.mu); queued: on the queue or the
+     * waiters. */
+    struct client_call *next, *prev;
     bool queued;
     nng_ctx ctx[MC_CLIENT_SOCKETS_MAX]; /* per socket, opened on first use */
     /* The request. */
@@ -358,7 +367,7 @@ struct mc_client {
     struct client_lane **lanes;     /* every lane, for close; under mu */
     size_t n_lanes;
     /* Writes waiting for a lane, first come first served (under mu). */
-    struct client_call *lane_head, *lane_tail;
+    struct call_list lane_queue;
     struct client_call *free_calls; /* the pool, under mu */
     struct client_call **calls;     /* every call object, for close */
     size_t n_calls;
@@ -366,6 +375,53 @@ struct mc_client {
                             refresh; under mu */
     pthread_cond_t idle; /* busy fell to 0 while closing */
 };
+
+/* ---- struct call_list, under the lock of the list ---- */
+
+/* Append k, which is on no list. */
+static inline void call_list_push(struct call_list *l, struct client_call *k)
+{
+    ASSERT(!k->queued);
+    k->queued = true;
+    k->next = NULL;
+    k->prev = l->tail;
+    if (l->tail != NULL) {
+        l->tail->next = k;
+    } else {
+        l->head = k;
+    }
+    l->tail = k;
+}
+
+/* Take k, which is on l, off it. */
+static inline void call_list_remove(struct call_list *l, struct client_call *k)
+{
+    ASSERT(k->queued);
+    if (k->prev != NULL) {
+        k->prev->next = k->next;
+    } else {
+        ASSERT(l->head == k);
+        l->head = k->next;
+    }
+    if (k->next != NULL) {
+        k->next->prev = k->prev;
+    } else {
+        ASSERT(l->tail == k);
+        l->tail = k->prev;
+    }
+    k->next = k->prev = NULL;
+    k->queued = false;
+}
+
+/* Take the first call off l; NULL when l is empty. */
+static inline struct client_call *call_list_pop(struct call_list *l)
+{
+    struct client_call *k = l->head;
+    if (k != NULL) {
+        call_list_remove(l, k);
+    }
+    return k;
+}
 
 /* ---- client.c ---- */
 

@@ -79,8 +79,10 @@ static void refresh_end(mc_client *c, bool counted)
     if (f->complete && r->stale_gen == f->gen) {
         r->stale = false;
     }
-    struct client_call *w = r->waiters;
-    r->waiters = NULL;
+    /* The whole list at once; not queued any more, so that a wait that
+     * runs out now leaves the call to this (park_cancel). */
+    struct client_call *w = r->waiters.head;
+    r->waiters.head = r->waiters.tail = NULL;
     for (struct client_call *k = w; k != NULL; k = k->next) {
         k->queued = false;
     }
@@ -88,7 +90,7 @@ static void refresh_end(mc_client *c, bool counted)
     pthread_mutex_unlock(&r->mu);
     while (w != NULL) {
         struct client_call *next = w->next; /* w's own once finished */
-        w->next = NULL;
+        w->next = w->prev = NULL;
         nng_aio_finish(w->io, 0);
         w = next;
     }
@@ -255,13 +257,7 @@ static void park_cancel(nng_aio *aio, void *arg, int rv)
     pthread_mutex_lock(&r->mu);
     bool was_queued = k->queued;
     if (was_queued) {
-        struct client_call **p = &r->waiters;
-        while (*p != k) {
-            p = &(*p)->next;
-        }
-        *p = k->next;
-        k->next = NULL;
-        k->queued = false;
+        call_list_remove(&r->waiters, k);
     }
     pthread_mutex_unlock(&r->mu);
     if (was_queued) {
@@ -288,9 +284,7 @@ bool client_refresh_park(mc_client *c, struct client_call *k)
     nng_aio *aio = k->io;
     if (park) {
         k->state = CALL_MAP;
-        k->queued = true;
-        k->next = r->waiters;
-        r->waiters = k;
+        call_list_push(&r->waiters, k);
         /* Parked under the lock, so that the refresh cannot end between
          * the decision and the park. */
         bool begun = nng_aio_begin(aio); /* false only once stopped */

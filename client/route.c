@@ -42,7 +42,7 @@ mc_err client_route_init(struct client_route *r)
 
 void client_route_fini(struct client_route *r)
 {
-    ASSERT(r->waiters == NULL);
+    ASSERT(r->waiters.head == NULL);
     pthread_cond_destroy(&r->refreshed);
     pthread_mutex_destroy(&r->mu);
 }

@@ -784,6 +784,95 @@ Test(mc_put_async, mixes_with_synchronous_calls)
     fake_stop(f);
 }
 
+/* ---- the lists of parked calls ---- */
+
+/* The calls of l from head to tail, checked against the prev links. */
+static unsigned list_order(const struct call_list *l, struct client_call *base,
+                           unsigned *out)
+{
+    unsigned n = 0;
+    const struct client_call *prev = NULL;
+    for (const struct client_call *k = l->head; k != NULL; k = k->next) {
+        cr_assert_eq(k->prev, prev);
+        cr_assert(k->queued);
+        out[n++] = (unsigned)(k - base);
+        prev = k;
+    }
+    cr_assert_eq(l->tail, prev);
+    return n;
+}
+
+Test(call_list, removes_from_anywhere_and_keeps_the_order)
+{
+    static struct client_call k[5];
+    struct call_list l = {NULL, NULL};
+    for (unsigned i = 0; i < 5; i++) {
+        call_list_push(&l, &k[i]);
+    }
+    unsigned order[5];
+    cr_assert_eq(list_order(&l, k, order), 5);
+    call_list_remove(&l, &k[2]); /* the middle */
+    call_list_remove(&l, &k[0]); /* the head */
+    call_list_remove(&l, &k[4]); /* the tail */
+    cr_assert_not(k[2].queued);
+    cr_assert_null(k[2].next);
+    cr_assert_null(k[2].prev);
+    cr_assert_eq(list_order(&l, k, order), 2);
+    cr_assert_eq(order[0], 1);
+    cr_assert_eq(order[1], 3);
+    call_list_push(&l, &k[2]); /* back, at the end */
+    cr_assert_eq(call_list_pop(&l), &k[1]);
+    cr_assert_eq(call_list_pop(&l), &k[3]);
+    cr_assert_eq(call_list_pop(&l), &k[2]);
+    cr_assert_null(call_list_pop(&l));
+    cr_assert_null(l.head);
+    cr_assert_null(l.tail);
+}
+
+/* Thousands of writes wait for a lane and their waits run out together:
+ * each leaves the queue at once (a doubly linked list), and every one of
+ * them ends UNAVAILABLE, having sent nothing. The writes that hold the
+ * lanes have a longer deadline (the test sets the client's timeout between
+ * the two batches), so no lane comes free meanwhile. */
+Test(mc_put_async, thousands_of_lane_waits_run_out_together)
+{
+    struct fake *f = fake_start(drop_every, NULL);
+    mc_client *c = client_on(f->url, 10000);
+    enum { WAITING = 2000 };
+    struct ends held, waited;
+    ends_init(&held);
+    ends_init(&waited);
+    for (unsigned i = 0; i < MC_CLIENT_LANES_MAX; i++) {
+        cr_assert_eq(mc_put_async(c, NS, "held", "v", 1, NULL, NULL, on_done,
+                                  &held),
+                     MC_OK);
+    }
+    c->timeout_ms = 300;
+    int64_t t0 = base_mono_ms();
+    for (unsigned i = 0; i < WAITING; i++) {
+        cr_assert_eq(mc_put_async(c, NS, "waits", "v", 1, NULL, NULL,
+                                  on_done, &waited),
+                     MC_OK);
+    }
+    ends_wait(&waited, WAITING);
+    cr_assert_lt(base_mono_ms() - t0, 2000);
+    cr_assert_eq(waited.by_code[MC_UNAVAILABLE], WAITING, "%s",
+                 waited.res.message);
+    cr_assert(strstr(waited.res.message, "request ids") != NULL, "%s",
+              waited.res.message);
+    cr_assert_null(c->lane_queue.head);
+    cr_assert_eq(held.n, 0);
+    mc_client_close(c);
+    cr_assert_eq(held.by_code[MC_TIMEOUT], MC_CLIENT_LANES_MAX,
+                 "a write that was sent may have applied");
+    for (unsigned i = 0; i < seen_count(f); i++) {
+        cr_assert_str_eq(f->seen[i].key, "held");
+    }
+    ends_fini(&held);
+    ends_fini(&waited);
+    fake_stop(f);
+}
+
 /* ---- close with calls in flight ---- */
 
 struct closing {
