@@ -181,88 +181,80 @@ static mc_err give_up(struct client_call *k)
     return code;
 }
 
-/* ---- frames ---- */
+/* ---- the request: packed once, and a tail per attempt ----
+ *
+ * A call packs its request once, as given, when it starts (its body); the
+ * caller's request is gone after that. What an attempt adds goes in a
+ * small tail packed behind the body as the attempt's message is made: the
+ * write's request id, drawn once when the write first goes out, and
+ * no_forward for a direct attempt. Protobuf merges concatenated messages
+ * (proto_frame_pack_merged), so a node decodes body and tail as one
+ * request; the two kinds of attempt carry the same (client_id, seq), so
+ * the shard dedupes a write whichever of them applied it. Nothing is
+ * decoded or packed again, and nothing after the start can fail for want
+ * of memory but the message itself. */
 
-/* Pack req as k's frame, in k's buffer (kept from its last call). */
-static mc_err frame_pack(struct client_call *k, const Mcpb__Request *req)
+/* Pack req as k's body, in k's buffer (kept from its last call). A
+ * request for a shard goes without no_forward: each attempt's tail says. */
+static mc_err body_pack(struct client_call *k, const Mcpb__Request *req)
 {
-    size_t len =
-        proto_frame_size(protobuf_c_message_get_packed_size(&req->base));
-    if (len > k->frame_cap) {
-        uint8_t *grown = mc_realloc(k->frame, len);
+    Mcpb__Request d = *req; /* shallow: packing only reads it */
+    if (k->rk.wants) {
+        d.has_no_forward = false;
+        d.no_forward = false;
+    }
+    size_t len = protobuf_c_message_get_packed_size(&d.base);
+    if (len > k->body_cap) {
+        uint8_t *grown = mc_realloc(k->body, len);
         if (grown == NULL) {
             return MC_INTERNAL;
         }
-        k->frame = grown;
-        k->frame_cap = len;
+        k->body = grown;
+        k->body_cap = len;
     }
-    proto_frame_pack(&req->base, PROTO_REQUEST, k->frame, len);
-    k->frame_len = len;
+    size_t packed = protobuf_c_message_pack(&d.base, k->body);
+    ASSERT(packed == len);
+    k->body_len = len;
     return MC_OK;
 }
 
-/* Encode req as k's frame: with k's request id when it is a write, and
- * with no_forward when it has a shard (direct attempts send that one; the
- * forwarded form is made from it when first needed). The two forms carry
- * the same (client_id, seq), so the shard dedupes a write whichever of
- * them applied it. */
-static mc_err frame_encode(struct client_call *k, const Mcpb__Request *req)
+/* The tail of an attempt of k: op again (a required field, packed always:
+ * the same value), the request id of a write, no_forward when direct. */
+static void tail_make(struct client_call *k, bool direct, Mcpb__Request *tail)
 {
-    Mcpb__Request d = *req; /* shallow: packing only reads it */
+    mcpb__request__init(tail);
+    tail->op = k->op;
     if (k->lane != NULL) {
-        d.has_client_id = true;
-        d.client_id = k->lane->client_id;
-        d.has_seq = true;
-        d.seq = ++k->lane->seq;
+        if (k->seq == 0) {
+            /* The write's first send: its id, for every attempt. */
+            k->seq = ++k->lane->seq;
+        }
+        tail->has_client_id = true;
+        tail->client_id = k->lane->client_id;
+        tail->has_seq = true;
+        tail->seq = k->seq;
     }
-    if (k->rk.wants) {
-        d.has_no_forward = true;
-        d.no_forward = true;
+    if (direct) {
+        ASSERT(k->rk.wants);
+        tail->has_no_forward = true;
+        tail->no_forward = true;
     }
-    return frame_pack(k, &d);
 }
 
-/* A write parked for a lane kept its request encoded without an id (as
- * given): now that it has one, encode it again with it. */
-static mc_err frame_reencode(struct client_call *k)
+/* The message of an attempt of k: body and tail in one frame. Errors:
+ * nng's (out of memory). */
+static int attempt_msg(struct client_call *k, bool direct, nng_msg **out)
 {
-    Mcpb__Request *req;
-    char err[128];
-    if (proto_request_decode(k->frame, k->frame_len, &req, err, sizeof err) !=
-        MC_OK) {
-        return MC_INTERNAL; /* our own frame: only memory can fail */
+    Mcpb__Request tail;
+    tail_make(k, direct, &tail);
+    size_t len = proto_frame_size(
+        k->body_len + protobuf_c_message_get_packed_size(&tail.base));
+    int rv = nng_msg_alloc(out, len);
+    if (rv == 0) {
+        proto_frame_pack_merged(k->body, k->body_len, &tail.base,
+                                PROTO_REQUEST, nng_msg_body(*out), len);
     }
-    mc_err rv = frame_encode(k, req);
-    mcpb__request__free_unpacked(req, NULL);
     return rv;
-}
-
-/* The frame of a forwarded attempt: k's frame without no_forward. NULL
- * when out of memory. */
-static const void *frame_forwarded(struct client_call *k, size_t *len)
-{
-    if (!k->rk.wants) {
-        *len = k->frame_len;
-        return k->frame;
-    }
-    if (k->fwd == NULL) {
-        Mcpb__Request *req;
-        char err[128];
-        if (proto_request_decode(k->frame, k->frame_len, &req, err,
-                                 sizeof err) != MC_OK) {
-            return NULL;
-        }
-        req->has_no_forward = false;
-        req->no_forward = false;
-        mc_err rv = proto_frame_encode(&req->base, PROTO_REQUEST, NULL,
-                                       &k->fwd, &k->fwd_len);
-        mcpb__request__free_unpacked(req, NULL);
-        if (rv != MC_OK) {
-            return NULL;
-        }
-    }
-    *len = k->fwd_len;
-    return k->fwd;
 }
 
 /* ---- lanes: request ids, one write in flight per lane ---- */
@@ -307,12 +299,10 @@ static void call_release(struct client_call *k)
 {
     mc_client *c = k->c;
     k->state = CALL_FREE;
-    mc_free(k->fwd);
-    k->fwd = NULL;
-    if (k->frame_cap > MC_CLIENT_FRAME_KEEP_BYTES) {
-        mc_free(k->frame);
-        k->frame = NULL;
-        k->frame_cap = 0;
+    if (k->body_cap > MC_CLIENT_FRAME_KEEP_BYTES) {
+        mc_free(k->body);
+        k->body = NULL;
+        k->body_cap = 0;
     }
     pthread_mutex_lock(&c->mu);
     k->next = c->free_calls;
@@ -463,13 +453,6 @@ static void attempt_send(struct client_call *k, const struct call_target *t)
     int send_wait = wait_ms(k->deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
     k->reply_wait_ms = wait_ms(k->deadline_ms,
                                MC_CLIENT_REPLY_WAIT_MS + (int)k->wait_ms, n);
-    size_t len = k->frame_len;
-    const void *frame = t->direct ? k->frame : frame_forwarded(k, &len);
-    if (frame == NULL) {
-        client_result_set(&k->last, MC_INTERNAL, "out of memory");
-        attempt_done(k, ATTEMPT_FATAL, NULL);
-        return;
-    }
     nng_ctx ctx;
     int rv = call_ctx(k, t->ep, &ctx);
     if (rv != 0) {
@@ -479,14 +462,13 @@ static void attempt_send(struct client_call *k, const struct call_target *t)
         return;
     }
     nng_msg *msg;
-    rv = nng_msg_alloc(&msg, len);
+    rv = attempt_msg(k, t->direct, &msg);
     if (rv != 0) {
         client_result_set(&k->last, MC_INTERNAL, "nng_msg_alloc: %s",
                           nng_strerror(rv));
         attempt_done(k, ATTEMPT_FATAL, NULL);
         return;
     }
-    memcpy(nng_msg_body(msg), frame, len);
     k->attempt_ms = base_mono_ms();
     k->state = CALL_SEND;
     nng_aio *aio = k->io;
@@ -706,7 +688,8 @@ static void on_answer(struct client_call *k, int rv)
     attempt_done(k, o, r);
 }
 
-/* A write got its lane: encode it with its id, and go. */
+/* A write got its lane (its id is drawn as it goes out), or its wait for
+ * one ended. */
 static void on_lane(struct client_call *k, int rv)
 {
     if (rv != 0) {
@@ -723,11 +706,6 @@ static void on_lane(struct client_call *k, int rv)
         return;
     }
     ASSERT(k->lane != NULL);
-    if (frame_reencode(k) != MC_OK) {
-        client_result_set(&k->last, MC_INTERNAL, "out of memory");
-        call_end(k, MC_INTERNAL, NULL);
-        return;
-    }
     attempt_next(k);
 }
 
@@ -818,44 +796,33 @@ static void lane_park_locked(mc_client *c, struct client_call *k)
     nng_aio_defer(k->io, lane_cancel, k);
 }
 
-/* No lane was free when write k started: encode it without an id, then
- * take a lane or wait for one. */
-static mc_err lane_wait(mc_client *c, struct client_call *k,
-                        const Mcpb__Request *req)
+/* Write k, packed: take a lane, or park k until one is free, in one
+ * critical section. Returns MC_OK with *parked false when k has its lane,
+ * or true when it waits for one (then the caller must not touch k: its
+ * wait may have ended already); INTERNAL when a new lane could not be
+ * made (out of memory, no randomness): then nothing was taken. */
+static mc_err lane_take_or_park(mc_client *c, struct client_call *k,
+                                bool *parked, mc_result *res)
 {
-    if (frame_pack(k, req) != MC_OK) {
-        return MC_INTERNAL;
-    }
-    mc_result ignored;
+    nng_aio *aio = k->io;
     pthread_mutex_lock(&c->mu);
-    if (client_lane_take_locked(c, &k->lane, &ignored) != MC_OK) {
-        k->lane = NULL; /* out of memory now: wait for one to come back */
-    }
-    if (k->lane == NULL) {
-        nng_aio *aio = k->io;
+    mc_err rv = client_lane_take_locked(c, &k->lane, res);
+    *parked = rv == MC_OK && k->lane == NULL;
+    if (*parked) {
         lane_park_locked(c, k);
-        pthread_mutex_unlock(&c->mu);
-        abort_if_closing(c, aio);
-        return MC_OK;
     }
     pthread_mutex_unlock(&c->mu);
-    if (frame_reencode(k) != MC_OK) {
-        return MC_INTERNAL;
+    if (*parked) {
+        abort_if_closing(c, aio);
     }
-    attempt_next(k);
-    return MC_OK;
+    return rv;
 }
 
-/* Undo a start that failed before k ran. */
+/* Undo a start that failed before k ran: nothing that can fail comes after
+ * a write's lane was taken or k parked, so k holds no lane. */
 static void start_undo(struct client_call *k)
 {
-    mc_client *c = k->c;
-    if (k->lane != NULL) {
-        pthread_mutex_lock(&c->mu);
-        client_lane_give_locked(c, k->lane);
-        pthread_mutex_unlock(&c->mu);
-        k->lane = NULL;
-    }
+    ASSERT(k->lane == NULL);
     k->in_start = false;
     call_release(k);
 }
@@ -883,13 +850,6 @@ static mc_err call_begin(mc_client *c, const Mcpb__Request *req,
         pthread_mutex_unlock(&c->mu);
         return client_result_set(res, MC_INTERNAL, "out of memory");
     }
-    struct client_lane *lane = NULL;
-    if (write && client_lane_take_locked(c, &lane, res) != MC_OK) {
-        k->next = c->free_calls;
-        c->free_calls = k;
-        pthread_mutex_unlock(&c->mu);
-        return MC_INTERNAL;
-    }
     c->busy++;
     pthread_mutex_unlock(&c->mu);
 
@@ -905,7 +865,8 @@ static mc_err call_begin(mc_client *c, const Mcpb__Request *req,
     k->is_write = write;
     k->wait_ms = req->has_wait_ms ? req->wait_ms : 0;
     client_route_key(req, &k->rk);
-    k->lane = lane;
+    k->lane = NULL;
+    k->seq = 0;
     k->deadline_ms = deadline_ms;
     k->started_ms = base_mono_ms();
     if (done != NULL) {
@@ -917,19 +878,24 @@ static mc_err call_begin(mc_client *c, const Mcpb__Request *req,
     k->next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps;
     k->unknown = false;
     memset(&k->last, 0, sizeof k->last);
-    /* From here on only the call's own steps touch k: the starter of an
-     * asynchronous call must not, its first operation may have ended. */
     *out = k;
-    if (write && lane == NULL) {
-        if (lane_wait(c, k, req) != MC_OK) {
-            start_undo(k);
-            return client_result_set(res, MC_INTERNAL, "out of memory");
-        }
-        return MC_OK;
-    }
-    if (frame_encode(k, req) != MC_OK) {
+    /* Packed before any lane is taken: what can fail comes first. */
+    if (body_pack(k, req) != MC_OK) {
         start_undo(k);
         return client_result_set(res, MC_INTERNAL, "out of memory");
+    }
+    /* From here on only the call's own steps touch k: the starter of an
+     * asynchronous call must not, its first operation may have ended. */
+    if (write) {
+        bool parked;
+        mc_err rv = lane_take_or_park(c, k, &parked, res);
+        if (rv != MC_OK) {
+            start_undo(k);
+            return rv;
+        }
+        if (parked) {
+            return MC_OK;
+        }
     }
     attempt_next(k);
     return MC_OK;
@@ -1019,8 +985,7 @@ void client_engine_close(mc_client *c)
         nng_aio_free(k->aio_cb);
         nng_aio_stop(k->aio_wait);
         nng_aio_free(k->aio_wait);
-        mc_free(k->frame);
-        mc_free(k->fwd);
+        mc_free(k->body);
         mc_free(k);
     }
     mc_free(c->calls);

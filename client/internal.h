@@ -129,7 +129,7 @@
  * refresh asks it last. An answer through it clears the mark. */
 #define MC_CLIENT_SUSPECT_MS 1000
 
-/* A call object keeps its frame buffer for its next call up to this size,
+/* A call object keeps its request buffer for its next call up to this size,
  * which holds the request of a value of a few KiB; a larger one is freed,
  * so that a client that had thousands of calls in flight does not keep
  * megabytes (that call pays a malloc, beside sending the value). */
@@ -311,11 +311,11 @@ struct client_call {
     bool is_write;
     uint32_t wait_ms; /* a long poll's wait on the node */
     struct route_key rk;
-    uint8_t *frame; /* with no_forward when rk.wants; else as given */
-    size_t frame_len, frame_cap;
-    void *fwd; /* rk.wants: the frame as given, made when first needed */
-    size_t fwd_len;
-    struct client_lane *lane; /* a write's request id */
+    uint8_t *body; /* the request packed as given (call.c), without the
+                      id and no_forward that each attempt adds */
+    size_t body_len, body_cap;
+    struct client_lane *lane; /* a write's request id source */
+    uint64_t seq;             /* its seq, drawn at the first send; 0 before */
     int64_t deadline_ms;
     int64_t started_ms;
     struct client_done done;

@@ -412,6 +412,53 @@ Test(mc_put_async, refuses_bad_arguments_at_the_start)
     fake_stop(f);
 }
 
+/* Lanes of c on its free list, against every lane it made. */
+static void lanes_all_free(mc_client *c)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n_free = 0;
+    for (struct client_lane *l = c->free_lanes; l != NULL; l = l->next) {
+        n_free++;
+    }
+    size_t n = c->n_lanes;
+    pthread_mutex_unlock(&c->mu);
+    cr_assert_eq(n_free, n, "%zu of %zu lanes free", n_free, n);
+}
+
+/* Each allocation of a start fails in turn: the start fails INTERNAL and
+ * its callback never runs, or it starts and ends as usual; either way it
+ * leaves no lane taken and no call busy (a write's lane is taken only
+ * after everything that can fail). */
+Test(mc_put_async, a_start_out_of_memory_leaves_nothing_taken)
+{
+    struct fake *f = fake_start(ok_versions, NULL);
+    mc_client *c = client_on(f->url, 2000);
+    struct ends e;
+    ends_init(&e);
+    unsigned started = 0, failed = 0;
+    for (unsigned k = 1; k <= 12; k++) {
+        mc_result res;
+        base_alloc_fail_after(k);
+        mc_err rv = mc_put_async(c, NS, "k", "v", 1, NULL, &res, on_done, &e);
+        base_alloc_fail_after(0);
+        if (rv == MC_OK) {
+            ends_wait(&e, ++started);
+        } else {
+            cr_assert_eq(rv, MC_INTERNAL, "allocation %u: %s", k,
+                         res.message);
+            failed++;
+        }
+        cr_assert_eq(busy_settled(c), 0);
+        lanes_all_free(c);
+    }
+    cr_assert_gt(failed, 0, "no allocation of a start failed");
+    cr_assert_eq(e.n, started);
+    cr_assert_eq(mc_put(c, NS, "k", "v", 1, NULL, NULL), MC_OK);
+    ends_fini(&e);
+    mc_client_close(c);
+    fake_stop(f);
+}
+
 /* ---- retries ---- */
 
 Test(mc_put_async, retries_with_the_same_request_id)
