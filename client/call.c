@@ -119,16 +119,15 @@ static bool is_retryable(uint32_t op, mc_err code)
            code == MC_TIMEOUT;
 }
 
-static int wait_ms(int64_t deadline_ms, int cap_ms, size_t n_sockets)
+/* An attempt's wait with left_ms (> 0) of the call left: all of it, or
+ * at most cap_ms when there is another socket to try. */
+static int wait_ms(int64_t left_ms, int cap_ms, size_t n_sockets)
 {
-    int64_t left = deadline_ms - base_mono_ms();
-    if (left < 1) {
-        left = 1;
+    ASSERT(left_ms > 0);
+    if (n_sockets > 1 && left_ms > cap_ms) {
+        left_ms = cap_ms;
     }
-    if (n_sockets > 1 && left > cap_ms) {
-        left = cap_ms;
-    }
-    return (int)(left > INT32_MAX ? INT32_MAX : left);
+    return (int)(left_ms > INT32_MAX ? INT32_MAX : left_ms);
 }
 
 /* Fill res from an answer: the code, the versions and the message, or the
@@ -441,8 +440,9 @@ static int call_ctx(struct client_call *k, size_t ep, nng_ctx *out)
     return 0;
 }
 
-/* Send one attempt to t. */
-static void attempt_send(struct client_call *k, const struct call_target *t)
+/* Send one attempt to t, with left_ms (> 0) of the call left. */
+static void attempt_send(struct client_call *k, const struct call_target *t,
+                         int64_t left_ms)
 {
     mc_client *c = k->c;
     k->t = *t;
@@ -450,8 +450,8 @@ static void attempt_send(struct client_call *k, const struct call_target *t)
      * call; a long poll waits on the node before it answers. */
     size_t n = !k->rk.wants || c->n_eps > 1 ? c->n_eps
                                             : client_route_sockets(c);
-    int send_wait = wait_ms(k->deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
-    k->reply_wait_ms = wait_ms(k->deadline_ms,
+    int send_wait = wait_ms(left_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
+    k->reply_wait_ms = wait_ms(left_ms,
                                MC_CLIENT_REPLY_WAIT_MS + (int)k->wait_ms, n);
     nng_ctx ctx;
     int rv = call_ctx(k, t->ep, &ctx);
@@ -480,11 +480,24 @@ static void attempt_send(struct client_call *k, const struct call_target *t)
     abort_if_closing(c, aio);
 }
 
-/* Choose the next attempt's target and send it. */
+/* Choose the next attempt's target and send it; but nothing goes out
+ * after the deadline: a write sent then could apply after its caller was
+ * told it failed, and would end "may have applied" where it certainly had
+ * not. Every send of a call comes through here. */
 static void attempt_next(struct client_call *k)
 {
     if (atomic_load(&k->c->closing)) {
         call_end_closed(k, false);
+        return;
+    }
+    int64_t left_ms = k->deadline_ms - base_mono_ms();
+    if (left_ms <= 0) {
+        if (k->attempts == 0) {
+            client_result_set(&k->last, MC_UNAVAILABLE,
+                              "the deadline passed before the request "
+                              "could be sent");
+        }
+        call_end(k, give_up(k), NULL);
         return;
     }
     struct call_target t;
@@ -492,7 +505,7 @@ static void attempt_next(struct client_call *k)
         return; /* parked for the map */
     }
     k->attempts++;
-    attempt_send(k, &t);
+    attempt_send(k, &t, left_ms);
 }
 
 /* The request is on the wire: wait for the answer. Both waits were set
@@ -636,11 +649,11 @@ static void attempt_done(struct client_call *k, enum attempt_outcome o,
     } else {
         not_answered(k, o);
     }
-    if (step == NEXT_NOW && base_mono_ms() < k->deadline_ms) {
-        attempt_next(k);
+    if (step == NEXT_NOW) {
+        attempt_next(k); /* ends k when the deadline passed */
         return;
     }
-    if (step == NEXT_NOW || !pause_start(k)) {
+    if (!pause_start(k)) {
         call_end(k, give_up(k), NULL);
     }
 }
@@ -692,8 +705,14 @@ static void on_answer(struct client_call *k, int rv)
  * one ended. */
 static void on_lane(struct client_call *k, int rv)
 {
-    if (rv != 0) {
-        ASSERT(k->lane == NULL);
+    if (rv == 0) {
+        CLIENT_TEST_POINT(lane_given, k);
+    }
+    /* A lane given as the wait ran out (lane_give won the race against
+     * the wait's timer) comes too late all the same; it goes on to the
+     * next write at the end. */
+    if (rv != 0 || base_mono_ms() >= k->deadline_ms) {
+        ASSERT((k->lane == NULL) == (rv != 0));
         if (atomic_load(&k->c->closing)) {
             call_end_closed(k, false);
             return;

@@ -48,6 +48,14 @@
 #include "base/base.h"
 #include "proto/proto.h"
 
+/* Test points: where a unit test of tests/unit/client/ (which compiles the
+ * client's sources into itself) runs code of its own, to force an
+ * interleaving of threads that timing alone gives too rarely to test (as
+ * SQLite's fault simulator does). The library defines them as nothing. */
+#ifndef CLIENT_TEST_POINT
+#define CLIENT_TEST_POINT(point, arg) ((void)0)
+#endif
+
 /* ---- limits of the client (candidates for base/limits.h) ---- */
 
 /* Endpoints in one mc_client_open string: each costs a socket and a dialer

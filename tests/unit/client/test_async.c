@@ -10,9 +10,25 @@
  * request ids, callbacks that start the next call, callbacks on the
  * library's threads only; and mc_client_close with calls in flight ends
  * each of them once, before it returns. */
+/* The engine's test points (internal.h) call the hook a test sets, to
+ * force an interleaving of threads; each test runs in a process of its
+ * own. */
+typedef void (*point_fn)(const char *point, void *arg);
+static _Atomic(point_fn) point_hook;
+static void test_point(const char *point, void *arg);
+#define CLIENT_TEST_POINT(point, arg) test_point(#point, (void *)(arg))
+
 #include "tests/unit/client/fake_node.h"
 
 #define NS "default"
+
+static void test_point(const char *point, void *arg)
+{
+    point_fn hook = atomic_load(&point_hook);
+    if (hook != NULL) {
+        hook(point, arg);
+    }
+}
 
 /* ---- handlers ---- */
 
@@ -599,6 +615,69 @@ Test(mc_get_async, a_send_that_times_out_after_a_pause_was_not_sent)
               e.res.message);
     ends_fini(&e);
     mc_client_close(c);
+}
+
+/* ---- the deadline ---- */
+
+/* Writes to "held" are never answered; the others are. */
+static enum fake_action drop_held(struct fake *f, const Mcpb__Request *req,
+                                  unsigned nth, Mcpb__Response *resp)
+{
+    if (req->key.len == 4 && memcmp(req->key.data, "held", 4) == 0) {
+        return FAKE_DROP;
+    }
+    return ok_versions(f, req, nth, resp);
+}
+
+/* The step of a write that was given a lane runs only once its deadline
+ * passed: as when lane_give wins the race against the lane wait's timer
+ * at the deadline. */
+static void lane_given_late(const char *point, void *arg)
+{
+    if (strcmp(point, "lane_given") == 0) {
+        struct client_call *k = arg;
+        while (base_mono_ms() <= k->deadline_ms) {
+            sleep_ms(1);
+        }
+    }
+}
+
+/* Every lane is held by a write the node never answers (300 ms); one more
+ * write (400 ms) waits for a lane, gets one as the first holder times out,
+ * and its step runs past its deadline: it must give up without sending,
+ * UNAVAILABLE, not send late and end "may have applied". */
+Test(mc_put_async, a_write_whose_lane_comes_too_late_is_not_sent)
+{
+    struct fake *f = fake_start(drop_held, NULL);
+    mc_client *c = client_on(f->url, 300);
+    struct ends held, late;
+    ends_init(&held);
+    ends_init(&late);
+    for (unsigned i = 0; i < MC_CLIENT_LANES_MAX; i++) {
+        cr_assert_eq(mc_put_async(c, NS, "held", "v", 1, NULL, NULL, on_done,
+                                  &held),
+                     MC_OK);
+    }
+    atomic_store(&point_hook, lane_given_late);
+    c->timeout_ms = 400;
+    cr_assert_eq(mc_put_async(c, NS, "late", "v", 1, NULL, NULL, on_done,
+                              &late),
+                 MC_OK);
+    ends_wait(&late, 1);
+    cr_assert_eq(late.code, MC_UNAVAILABLE, "%s: %s", mc_errname(late.code),
+                 late.res.message);
+    cr_assert(strstr(late.res.message, "request ids") != NULL, "%s",
+              late.res.message);
+    ends_wait(&held, MC_CLIENT_LANES_MAX);
+    cr_assert_eq(held.by_code[MC_TIMEOUT], MC_CLIENT_LANES_MAX);
+    mc_client_close(c);
+    for (unsigned i = 0; i < seen_count(f); i++) {
+        cr_assert_str_eq(f->seen[i].key, "held", "a write went out after its "
+                         "deadline");
+    }
+    ends_fini(&held);
+    ends_fini(&late);
+    fake_stop(f);
 }
 
 /* ---- routing ---- */
