@@ -139,6 +139,16 @@ static enum fake_action hint_elsewhere(struct fake *f,
     return FAKE_ANSWER;
 }
 
+/* Writes to "held" are never answered; the others are. */
+static enum fake_action drop_held(struct fake *f, const Mcpb__Request *req,
+                                  unsigned nth, Mcpb__Response *resp)
+{
+    if (req->key.len == 4 && memcmp(req->key.data, "held", 4) == 0) {
+        return FAKE_DROP;
+    }
+    return ok_versions(f, req, nth, resp);
+}
+
 /* ---- waiting for callbacks ---- */
 
 /* What the callbacks of a test saw. */
@@ -219,20 +229,25 @@ static void sleep_ms(int ms)
 }
 
 /* Calls and refreshes of c not ended yet, once they settle (a call ends
- * just after its callback returns): waits up to 2 s for 0. */
-static unsigned busy_settled(mc_client *c)
+ * just after its callback returns): waits up to 2 s for want. */
+static unsigned busy_settled_to(mc_client *c, unsigned want)
 {
     unsigned busy = 0;
     for (int i = 0; i < 200; i++) {
         pthread_mutex_lock(&c->mu);
         busy = c->busy;
         pthread_mutex_unlock(&c->mu);
-        if (busy == 0) {
+        if (busy == want) {
             break;
         }
         sleep_ms(10);
     }
     return busy;
+}
+
+static unsigned busy_settled(mc_client *c)
+{
+    return busy_settled_to(c, 0);
 }
 
 /* ---- the same results as the synchronous calls ---- */
@@ -428,50 +443,55 @@ Test(mc_put_async, refuses_bad_arguments_at_the_start)
     fake_stop(f);
 }
 
-/* Lanes of c on its free list, against every lane it made. */
-static void lanes_all_free(mc_client *c)
-{
-    pthread_mutex_lock(&c->mu);
-    size_t n_free = 0;
-    for (struct client_lane *l = c->free_lanes; l != NULL; l = l->next) {
-        n_free++;
-    }
-    size_t n = c->n_lanes;
-    pthread_mutex_unlock(&c->mu);
-    cr_assert_eq(n_free, n, "%zu of %zu lanes free", n_free, n);
-}
-
 /* Each allocation of a start fails in turn: the start fails INTERNAL and
  * its callback never runs, or it starts and ends as usual; either way it
  * leaves no lane taken and no call busy (a write's lane is taken only
- * after everything that can fail). */
+ * after everything that can fail). Before each start a write the node
+ * never answers takes the pooled call object and lane, so that the start
+ * must make new ones. */
 Test(mc_put_async, a_start_out_of_memory_leaves_nothing_taken)
 {
-    struct fake *f = fake_start(ok_versions, NULL);
-    mc_client *c = client_on(f->url, 2000);
-    struct ends e;
+    struct fake *f = fake_start(drop_held, NULL);
+    mc_client *c = client_on(f->url, 5000);
+    /* The shard map first: no refresh runs during the sweep. */
+    cr_assert_eq(mc_put(c, NS, "k", "v", 1, NULL, NULL), MC_OK);
+    struct ends e, held;
     ends_init(&e);
+    ends_init(&held);
     unsigned started = 0, failed = 0;
     for (unsigned k = 1; k <= 12; k++) {
+        cr_assert_eq(mc_put_async(c, NS, "held", "v", 1, NULL, NULL, on_done,
+                                  &held),
+                     MC_OK);
         mc_result res;
         base_alloc_fail_after(k);
         mc_err rv = mc_put_async(c, NS, "k", "v", 1, NULL, &res, on_done, &e);
         base_alloc_fail_after(0);
         if (rv == MC_OK) {
             ends_wait(&e, ++started);
+            cr_assert_eq(e.code, MC_OK, "%s", e.res.message);
         } else {
             cr_assert_eq(rv, MC_INTERNAL, "allocation %u: %s", k,
                          res.message);
             failed++;
         }
-        cr_assert_eq(busy_settled(c), 0);
-        lanes_all_free(c);
+        unsigned busy = busy_settled_to(c, k);
+        pthread_mutex_lock(&c->mu);
+        size_t n_free = 0;
+        for (struct client_lane *l = c->free_lanes; l != NULL; l = l->next) {
+            n_free++;
+        }
+        size_t n_lanes = c->n_lanes;
+        pthread_mutex_unlock(&c->mu);
+        cr_assert_eq(busy, k, "%u calls busy after %u held", busy, k);
+        cr_assert_eq(n_free + k, n_lanes, "a lane was left taken");
     }
     cr_assert_gt(failed, 0, "no allocation of a start failed");
     cr_assert_eq(e.n, started);
-    cr_assert_eq(mc_put(c, NS, "k", "v", 1, NULL, NULL), MC_OK);
-    ends_fini(&e);
     mc_client_close(c);
+    cr_assert_eq(held.by_code[MC_TIMEOUT], 12);
+    ends_fini(&e);
+    ends_fini(&held);
     fake_stop(f);
 }
 
@@ -618,16 +638,6 @@ Test(mc_get_async, a_send_that_times_out_after_a_pause_was_not_sent)
 }
 
 /* ---- the deadline ---- */
-
-/* Writes to "held" are never answered; the others are. */
-static enum fake_action drop_held(struct fake *f, const Mcpb__Request *req,
-                                  unsigned nth, Mcpb__Response *resp)
-{
-    if (req->key.len == 4 && memcmp(req->key.data, "held", 4) == 0) {
-        return FAKE_DROP;
-    }
-    return ok_versions(f, req, nth, resp);
-}
 
 /* The step of a write that was given a lane runs only once its deadline
  * passed: as when lane_give wins the race against the lane wait's timer
