@@ -74,8 +74,13 @@
  * Close (client_engine_close): the closing flag stops every call at its
  * next step, and each call's aio is aborted so that nothing waits for a
  * timeout. A step that starts an operation reads the flag after starting
- * it and aborts its own aio when it is set: the abort of the closer either
- * finds the operation registered or comes after the flag was seen. */
+ * it and aborts its own aio when it is set (client_abort_if_closing): the
+ * abort of the closer either finds the operation registered or comes after
+ * the flag was seen. Such a step still reads c after its operation began,
+ * which may end at once and end the call: on the thread that started the
+ * call, close first waits for every start to return (starters); in a
+ * callback, nng_aio_stop in close waits for the callback to return before
+ * anything is freed. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -373,11 +378,9 @@ static void call_end_closed(struct client_call *k, bool sent)
     call_end(k, code, NULL);
 }
 
-/* After starting an operation on aio of c: when c began to close, abort
- * it (see the file comment). Reads nothing of the call, which the
- * operation's callback may already own. */
-static void abort_if_closing(mc_client *c, nng_aio *aio)
+void client_abort_if_closing(mc_client *c, nng_aio *aio)
 {
+    CLIENT_TEST_POINT(op_begun, c);
     if (atomic_load(&c->closing)) {
         nng_aio_abort(aio, NNG_ECLOSED);
     }
@@ -477,7 +480,7 @@ static void attempt_send(struct client_call *k, const struct call_target *t,
     nng_aio_set_msg(aio, msg);
     nng_aio_set_timeout(aio, send_wait);
     nng_ctx_send(ctx, aio);
-    abort_if_closing(c, aio);
+    client_abort_if_closing(c, aio);
 }
 
 /* Choose the next attempt's target and send it; but nothing goes out
@@ -520,7 +523,7 @@ static void attempt_recv(struct client_call *k)
     nng_aio *aio = k->io;
     nng_aio_set_timeout(aio, left_ms > 1 ? (int)left_ms : 1);
     nng_ctx_recv(k->ctx[k->t.ep], aio);
-    abort_if_closing(c, aio);
+    client_abort_if_closing(c, aio);
 }
 
 /* Decode the answer in msg (which this frees). Every failure to decode is
@@ -619,7 +622,7 @@ static bool pause_start(struct client_call *k)
     nng_aio_set_timeout(aio, pause < left / 2 ? (nng_duration)pause
                                               : (nng_duration)(left / 2));
     nng_aio_defer(aio, pause_cancel, k);
-    abort_if_closing(c, aio);
+    client_abort_if_closing(c, aio);
     return true;
 }
 
@@ -832,7 +835,7 @@ static mc_err lane_take_or_park(mc_client *c, struct client_call *k,
     }
     pthread_mutex_unlock(&c->mu);
     if (*parked) {
-        abort_if_closing(c, aio);
+        client_abort_if_closing(c, aio);
     }
     return rv;
 }
@@ -844,6 +847,62 @@ static void start_undo(struct client_call *k)
     ASSERT(k->lane == NULL);
     k->in_start = false;
     call_release(k);
+}
+
+/* The first step of call k: set it up for req, pack the request, then a
+ * write's lane and the first attempt. Errors as client_call_start says,
+ * with k released. */
+static mc_err call_first(mc_client *c, struct client_call *k,
+                         const Mcpb__Request *req, int64_t deadline_ms,
+                         bool sync, const struct client_done *done,
+                         mc_result *res)
+{
+    bool write = op_is_write(req->op);
+    ASSERT(k->state == CALL_FREE);
+    k->sync = sync;
+    k->io = sync ? k->aio_wait : k->aio_cb;
+    k->ended = false;
+    k->end_r = NULL;
+    /* A synchronous call may end on the caller's thread: it is its own. */
+    k->in_start = !sync;
+    k->map_asked = false;
+    k->op = req->op;
+    k->is_write = write;
+    k->wait_ms = req->has_wait_ms ? req->wait_ms : 0;
+    client_route_key(req, &k->rk);
+    k->lane = NULL;
+    k->seq = 0;
+    k->deadline_ms = deadline_ms;
+    k->started_ms = base_mono_ms();
+    if (done != NULL) {
+        k->done = *done;
+    }
+    k->attempts = 0;
+    k->direct_fails = 0;
+    k->hints = 0;
+    k->next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps;
+    k->unknown = false;
+    memset(&k->last, 0, sizeof k->last);
+    /* Packed before any lane is taken: what can fail comes first. */
+    if (body_pack(k, req) != MC_OK) {
+        start_undo(k);
+        return client_result_set(res, MC_INTERNAL, "out of memory");
+    }
+    /* From here on only the call's own steps touch k: the starter of an
+     * asynchronous call must not, its first operation may have ended. */
+    if (write) {
+        bool parked;
+        mc_err rv = lane_take_or_park(c, k, &parked, res);
+        if (rv != MC_OK) {
+            start_undo(k);
+            return rv;
+        }
+        if (parked) {
+            return MC_OK;
+        }
+    }
+    attempt_next(k);
+    return MC_OK;
 }
 
 /* Begin req as a call (sync: driven by the caller's thread) and run its
@@ -870,54 +929,22 @@ static mc_err call_begin(mc_client *c, const Mcpb__Request *req,
         return client_result_set(res, MC_INTERNAL, "out of memory");
     }
     c->busy++;
+    /* Counted under mu, where close sets closing: either close waits for
+     * this start, or the start saw closing above. */
+    c->starters++;
     pthread_mutex_unlock(&c->mu);
-
-    ASSERT(k->state == CALL_FREE);
-    k->sync = sync;
-    k->io = sync ? k->aio_wait : k->aio_cb;
-    k->ended = false;
-    k->end_r = NULL;
-    /* A synchronous call may end on the caller's thread: it is its own. */
-    k->in_start = !sync;
-    k->map_asked = false;
-    k->op = req->op;
-    k->is_write = write;
-    k->wait_ms = req->has_wait_ms ? req->wait_ms : 0;
-    client_route_key(req, &k->rk);
-    k->lane = NULL;
-    k->seq = 0;
-    k->deadline_ms = deadline_ms;
-    k->started_ms = base_mono_ms();
-    if (done != NULL) {
-        k->done = *done;
-    }
-    k->attempts = 0;
-    k->direct_fails = 0;
-    k->hints = 0;
-    k->next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps;
-    k->unknown = false;
-    memset(&k->last, 0, sizeof k->last);
     *out = k;
-    /* Packed before any lane is taken: what can fail comes first. */
-    if (body_pack(k, req) != MC_OK) {
-        start_undo(k);
-        return client_result_set(res, MC_INTERNAL, "out of memory");
+    mc_err rv = call_first(c, k, req, deadline_ms, sync, done, res);
+    /* The start's last touch of c: under mu, so that close, which waits
+     * for starters under mu, frees nothing before this returns. */
+    pthread_mutex_lock(&c->mu);
+    ASSERT(c->starters > 0);
+    c->starters--;
+    if (c->starters == 0 && atomic_load(&c->closing)) {
+        pthread_cond_broadcast(&c->idle);
     }
-    /* From here on only the call's own steps touch k: the starter of an
-     * asynchronous call must not, its first operation may have ended. */
-    if (write) {
-        bool parked;
-        mc_err rv = lane_take_or_park(c, k, &parked, res);
-        if (rv != MC_OK) {
-            start_undo(k);
-            return rv;
-        }
-        if (parked) {
-            return MC_OK;
-        }
-    }
-    attempt_next(k);
-    return MC_OK;
+    pthread_mutex_unlock(&c->mu);
+    return rv;
 }
 
 mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
@@ -981,6 +1008,13 @@ void client_engine_close(mc_client *c)
 {
     pthread_mutex_lock(&c->mu);
     atomic_store(&c->closing, true);
+    /* A start in progress on another thread still reads c after its first
+     * operation began (client_abort_if_closing, the refresh it may run):
+     * wait until every start returned. They do not block, and no new one
+     * begins. */
+    while (c->starters > 0) {
+        pthread_cond_wait(&c->idle, &c->mu);
+    }
     /* No call object is made from now on: the array stays as it is. */
     struct client_call **calls = c->calls;
     size_t n = c->n_calls;

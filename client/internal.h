@@ -381,7 +381,10 @@ struct mc_client {
     size_t n_calls;
     unsigned busy;       /* calls started and not ended, plus a running
                             refresh; under mu */
-    pthread_cond_t idle; /* busy fell to 0 while closing */
+    unsigned starters;   /* threads inside a start (call.c's call_begin),
+                            which read c after its first operation began;
+                            under mu */
+    pthread_cond_t idle; /* busy or starters fell to 0 while closing */
 };
 
 /* ---- struct call_list, under the lock of the list ---- */
@@ -496,6 +499,13 @@ mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
 mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
                    mc_result *res);
+
+/* After starting an operation on aio of c: when c began to close, abort
+ * it, so that nothing waits for its timeout. mc_client_close sets the flag
+ * and then aborts every aio: its abort either finds the operation
+ * registered or comes before the flag is read here. Reads nothing of the
+ * call or refresh that owns aio, whose callback may own it already. */
+void client_abort_if_closing(mc_client *c, nng_aio *aio);
 
 /* Make the engine's part of a new client (the refresh's aio and frame).
  * Errors: INTERNAL. client_engine_close ends every call in flight (their

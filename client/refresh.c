@@ -140,9 +140,7 @@ static void refresh_next(mc_client *c)
         nng_aio_set_timeout(aio,
                             wait_cap(f->until_ms, MC_CLIENT_STATUS_CONNECT_MS));
         nng_ctx_send(f->ctx[ep], aio);
-        if (atomic_load(&c->closing)) {
-            nng_aio_abort(aio, NNG_ECLOSED);
-        }
+        client_abort_if_closing(c, aio);
         return;
     }
     refresh_end(c, true);
@@ -180,9 +178,7 @@ static void refresh_cb(void *arg)
         nng_aio_set_timeout(aio,
                             wait_cap(f->until_ms, MC_CLIENT_STATUS_REPLY_MS));
         nng_ctx_recv(f->ctx[f->ep], aio);
-        if (atomic_load(&c->closing)) {
-            nng_aio_abort(aio, NNG_ECLOSED);
-        }
+        client_abort_if_closing(c, aio);
         return;
     }
     if (f->state == REFRESH_SEND) {
@@ -298,8 +294,8 @@ bool client_refresh_park(mc_client *c, struct client_call *k)
     if (begin) {
         refresh_run(c);
     }
-    if (park && atomic_load(&c->closing)) {
-        nng_aio_abort(aio, NNG_ECLOSED);
+    if (park) {
+        client_abort_if_closing(c, aio);
     }
     return park;
 }

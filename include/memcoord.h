@@ -137,12 +137,24 @@ typedef struct mc_options {
  * nng failure); res->message says which. */
 mc_err mc_client_open(const char *endpoints, const mc_options *opts,
                       mc_client **out, mc_result *res);
-/* Close c and free it. Synchronous calls must have returned (and watches
- * been closed). Asynchronous calls still in flight are ended: each one's
- * callback runs, with UNAVAILABLE "client closed" (TIMEOUT when a write
- * was sent and may have applied), before mc_client_close returns; calls
- * that those callbacks try to start are refused (UNAVAILABLE). Not from a
- * callback of c's calls: it waits for them. Safe on NULL. */
+/* Close c and free it. Safe on NULL. Asynchronous calls still in flight
+ * are ended: each one's callback runs, with UNAVAILABLE "client closed"
+ * (TIMEOUT when a write was sent and may have applied), before
+ * mc_client_close returns; calls that those callbacks try to start are
+ * refused (UNAVAILABLE).
+ *
+ * Threads. While mc_client_close runs, other threads (and the callbacks of
+ * c's calls) may start asynchronous calls on c: such a start is either
+ * refused (UNAVAILABLE "client closed"; its callback never runs) or starts
+ * and is ended with the others; close waits for every start in progress to
+ * return. Not allowed at the same time: synchronous calls on c (mc_put,
+ * mc_get, mc_list, mc_txn, mc_wait, mc_status_get, ...: they must have
+ * returned), watches of c (close them first), and a second
+ * mc_client_close of c. Nothing may use c once mc_client_close returned,
+ * since c is freed: the caller must know that its other threads are done
+ * with c (joined, say), not merely that their calls would be refused. Not
+ * from a callback of an asynchronous call: close waits for the callbacks,
+ * that one included. */
 void mc_client_close(mc_client *c);
 
 typedef struct mc_put_opts {

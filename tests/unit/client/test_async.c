@@ -1075,6 +1075,69 @@ Test(mc_client_close, ends_every_call_in_flight_before_it_returns)
     fake_stop(f);
 }
 
+/* A close on another thread while this one is inside an asynchronous
+ * start, between its first operation's start and its check of the closing
+ * flag: the closer runs while the starter is held at the test point. */
+static struct {
+    pthread_t starter, closer;
+    mc_client *c;
+    atomic_bool fired, close_began, close_returned, returned_early;
+} mid;
+
+static void *closer_main(void *arg)
+{
+    atomic_store(&mid.close_began, true);
+    mc_client_close(mid.c);
+    atomic_store(&mid.close_returned, true);
+    return NULL;
+}
+
+static void close_mid_start(const char *point, void *arg)
+{
+    if (strcmp(point, "op_begun") != 0 ||
+        !pthread_equal(pthread_self(), mid.starter) ||
+        atomic_exchange(&mid.fired, true)) {
+        return;
+    }
+    cr_assert_eq(pthread_create(&mid.closer, NULL, closer_main, NULL), 0);
+    while (!atomic_load(&mid.close_began)) {
+        sleep_ms(1);
+    }
+    /* Ample time for a close that does not wait for this start to abort
+     * the call, see it end on nng's thread and free the client, which
+     * this start then reads. */
+    sleep_ms(300);
+    atomic_store(&mid.returned_early, atomic_load(&mid.close_returned));
+}
+
+Test(mc_client_close, waits_for_a_start_in_progress_on_another_thread)
+{
+    struct fake *f = fake_start(drop_held, NULL);
+    mid.c = client_on(f->url, 20000);
+    mid.starter = pthread_self();
+    /* The shard map first, so that the put goes straight to the node. */
+    cr_assert_eq(mc_put(mid.c, NS, "warm", "v", 1, NULL, NULL), MC_OK);
+    struct ends e;
+    ends_init(&e);
+    atomic_store(&point_hook, close_mid_start);
+    mc_result res;
+    int64_t t0 = base_mono_ms();
+    mc_err rv = mc_put_async(mid.c, NS, "held", "v", 1, NULL, &res, on_done,
+                             &e);
+    cr_assert_lt(base_mono_ms() - t0, 2000);
+    bool early = atomic_load(&mid.returned_early);
+    cr_assert(atomic_load(&mid.fired), "the start passed no test point");
+    cr_assert_not(early, "mc_client_close returned while another thread "
+                  "was inside a start on the client");
+    pthread_join(mid.closer, NULL);
+    cr_assert_eq(rv, MC_OK, "%s", res.message);
+    cr_assert_eq(e.n, 1, "the call did not end exactly once");
+    cr_assert(strstr(e.res.message, "client closed") != NULL, "%s",
+              e.res.message);
+    ends_fini(&e);
+    fake_stop(f);
+}
+
 /* Calls parked (waiting for a lane, pausing between attempts) end too. */
 static enum fake_action always_busy(struct fake *f, const Mcpb__Request *req,
                                     unsigned nth, Mcpb__Response *resp)
