@@ -319,6 +319,15 @@ static void call_release(struct client_call *k)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* A callback of the caller's runs on this thread. Callbacks never nest:
+ * a call that a callback starts ends on another thread. */
+static _Thread_local bool in_callback;
+
+bool client_in_callback(void)
+{
+    return in_callback;
+}
+
 /* End k with code (r: the answer, when one ended it) on this nng thread:
  * the lane first, so that a caller woken by done can write again with it,
  * then done, then the call object back to the pool. */
@@ -331,7 +340,10 @@ static void call_complete(struct client_call *k, mc_err code,
         lane_give(k);
     }
     struct client_done done = k->done;
+    ASSERT(!in_callback);
+    in_callback = true;
     done.fn(&done, code, r, &k->last);
+    in_callback = false;
     call_release(k);
 }
 
@@ -962,6 +974,9 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
                    mc_result *res)
 {
+    CLIENT_ASSERT_NOT_IN_CALLBACK(
+        "no synchronous libmemcoord call in the callback of an asynchronous "
+        "call: it blocks one of the nng threads that the calls need");
     ASSERT(out != NULL);
     *out = NULL;
     client_result_clear(res);

@@ -316,6 +316,9 @@ void mc_client_close(mc_client *c)
     if (c == NULL) {
         return;
     }
+    CLIENT_ASSERT_NOT_IN_CALLBACK(
+        "no mc_client_close in the callback of an asynchronous call: close "
+        "waits for every callback, this one too");
     /* Ends the asynchronous calls in flight and waits for them. */
     client_engine_close(c);
     /* Every lane came back: one still out would mean a caller is using a

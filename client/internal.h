@@ -500,6 +500,15 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
                    mc_result *res);
 
+/* True while a callback of the caller's (the end of an asynchronous call,
+ * of any client) runs on this thread. A synchronous call or
+ * mc_client_close there blocks one of nng's few threads, which the calls
+ * it waits for may need, and close waits for that very callback: both
+ * deadlock, so they assert against it (CLIENT_ASSERT_NOT_IN_CALLBACK). */
+bool client_in_callback(void);
+#define CLIENT_ASSERT_NOT_IN_CALLBACK(why)                                  \
+    ASSERT(!client_in_callback() && why)
+
 /* After starting an operation on aio of c: when c began to close, abort
  * it, so that nothing waits for its timeout. mc_client_close sets the flag
  * and then aborts every aio: its abort either finds the operation

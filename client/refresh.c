@@ -216,6 +216,9 @@ static void refresh_run(mc_client *c)
 
 void client_route_refresh(mc_client *c, int64_t deadline_ms)
 {
+    CLIENT_ASSERT_NOT_IN_CALLBACK(
+        "no synchronous libmemcoord call in the callback of an asynchronous "
+        "call: it blocks one of the nng threads that the calls need");
     struct client_route *r = &c->route;
     int64_t now = base_mono_ms();
     int64_t budget = (deadline_ms - now) / 2;

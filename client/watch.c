@@ -466,6 +466,9 @@ mc_err mc_watch_next(mc_watch *w, int timeout_ms, mc_event **events,
                      size_t *n, mc_result *res)
 {
     ASSERT(w != NULL);
+    CLIENT_ASSERT_NOT_IN_CALLBACK(
+        "no mc_watch_next in the callback of an asynchronous call: it "
+        "blocks one of the nng threads that the calls need");
     client_result_clear(res);
     if (events == NULL || n == NULL) {
         return client_result_set(res, MC_INVALID_ARGUMENT,

@@ -154,7 +154,7 @@ mc_err mc_client_open(const char *endpoints, const mc_options *opts,
  * since c is freed: the caller must know that its other threads are done
  * with c (joined, say), not merely that their calls would be refused. Not
  * from a callback of an asynchronous call: close waits for the callbacks,
- * that one included. */
+ * that one included (the library asserts, and aborts). */
 void mc_client_close(mc_client *c);
 
 typedef struct mc_put_opts {
@@ -208,9 +208,10 @@ void mc_record_free(mc_record *r);
  * Threads: cb runs on one of the library's threads (nng's), never on the
  * thread that started the call; callbacks of different calls may run at
  * the same time on different threads. cb must not block: no synchronous
- * calls of libmemcoord and no mc_client_close in it, and no long work. It
- * may start further asynchronous calls (the usual way to keep a number of
- * requests in flight). Any number of calls may be in flight on one client;
+ * calls of libmemcoord and no mc_client_close in it (they would deadlock:
+ * the library asserts, and aborts), and no long work. It may start further
+ * asynchronous calls (the usual way to keep a number of requests in
+ * flight). Any number of calls may be in flight on one client;
  * writes beyond the client's 1024 request ids wait for one, within their
  * deadline.
  *

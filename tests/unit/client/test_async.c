@@ -13,6 +13,8 @@
 /* The engine's test points (internal.h) call the hook a test sets, to
  * force an interleaving of threads; each test runs in a process of its
  * own. */
+#include <signal.h>
+
 typedef void (*point_fn)(const char *point, void *arg);
 static _Atomic(point_fn) point_hook;
 static void test_point(const char *point, void *arg);
@@ -1007,6 +1009,49 @@ Test(mc_put_async, thousands_of_lane_waits_run_out_together)
     ends_fini(&held);
     ends_fini(&waited);
     fake_stop(f);
+}
+
+/* ---- what a callback must not do ---- */
+
+/* A callback that makes a synchronous call on its client, or closes it. */
+struct misbehave {
+    mc_client *c;
+    bool close;
+};
+
+static void misbehaving_cb(void *arg, mc_err code, const mc_result *res)
+{
+    struct misbehave *m = arg;
+    if (m->close) {
+        mc_client_close(m->c);
+    } else {
+        mc_put(m->c, NS, "sync", "v", 1, NULL, NULL);
+    }
+}
+
+static void misbehave(bool close)
+{
+    struct fake *f = fake_start(ok_versions, NULL);
+    struct misbehave m = {client_on(f->url, 2000), close};
+    cr_assert_eq(mc_put_async(m.c, NS, "k", "v", 1, NULL, NULL,
+                              misbehaving_cb, &m),
+                 MC_OK);
+    /* The assertion aborts the process on the callback's thread. */
+    sleep_ms(3000);
+    cr_assert_fail("the callback's %s went unnoticed",
+                   close ? "mc_client_close" : "synchronous call");
+}
+
+Test(mc_put_async, a_synchronous_call_in_a_callback_asserts,
+     .signal = SIGABRT, .timeout = 10)
+{
+    misbehave(false);
+}
+
+Test(mc_put_async, mc_client_close_in_a_callback_asserts, .signal = SIGABRT,
+     .timeout = 10)
+{
+    misbehave(true);
 }
 
 /* ---- close with calls in flight ---- */
