@@ -402,6 +402,7 @@ void client_abort_if_closing(mc_client *c, nng_aio *aio)
 
 enum attempt_outcome {
     ATTEMPT_ANSWERED,
+    ATTEMPT_QUEUED,   /* not sent: a connection is up, it was not our turn */
     ATTEMPT_NOT_SENT,
     ATTEMPT_UNKNOWN,
     ATTEMPT_BAD_ANSWER, /* sent; the answer does not decode */
@@ -465,9 +466,16 @@ static void attempt_send(struct client_call *k, const struct call_target *t,
      * call; a long poll waits on the node before it answers. */
     size_t n = !k->rk.wants || c->n_eps > 1 ? c->n_eps
                                             : client_route_sockets(c);
-    int send_wait = wait_ms(left_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
     k->reply_wait_ms = wait_ms(left_ms,
                                MC_CLIENT_REPLY_WAIT_MS + (int)k->wait_ms, n);
+    /* A connected socket's send waits its turn: req0 hands a request to a
+     * connection once the node read the previous one, and a node reads a
+     * connection only while one of its contexts is free, so with many
+     * calls in flight a healthy node takes them one by one. Only a socket
+     * without a connection waits for one, as long as the connect wait. */
+    k->send_wait_ms = client_endpoint_connected(&c->eps[t->ep])
+                          ? k->reply_wait_ms
+                          : wait_ms(left_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
     nng_ctx ctx;
     int rv = call_ctx(k, t->ep, &ctx);
     if (rv != 0) {
@@ -490,7 +498,7 @@ static void attempt_send(struct client_call *k, const struct call_target *t,
     /* req0 completes a send once a connection took the message; until
      * then it waits for one, so a timeout here means nothing left. */
     nng_aio_set_msg(aio, msg);
-    nng_aio_set_timeout(aio, send_wait);
+    nng_aio_set_timeout(aio, k->send_wait_ms);
     nng_ctx_send(ctx, aio);
     client_abort_if_closing(c, aio);
 }
@@ -661,7 +669,7 @@ static void attempt_done(struct client_call *k, enum attempt_outcome o,
             return;
         }
         mcpb__response__free_unpacked(r, NULL);
-    } else {
+    } else if (o != ATTEMPT_QUEUED) {
         not_answered(k, o);
     }
     if (step == NEXT_NOW) {
@@ -688,8 +696,19 @@ static void on_sent(struct client_call *k, int rv)
         call_end_closed(k, false);
         return;
     }
+    const struct client_endpoint *ep = &k->c->eps[k->t.ep];
+    if (rv == NNG_ETIMEDOUT && client_endpoint_connected(ep)) {
+        /* Queued behind other requests on a live connection: the node is
+         * there and the map is right; only another turn helps. */
+        client_result_set(&k->last, MC_UNAVAILABLE,
+                          "%s is connected but took no request of this "
+                          "call within %d ms (busy)",
+                          ep->url, k->send_wait_ms);
+        attempt_done(k, ATTEMPT_QUEUED, NULL);
+        return;
+    }
     client_result_set(&k->last, MC_UNAVAILABLE, "cannot reach %s: %s",
-                      k->c->eps[k->t.ep].url,
+                      ep->url,
                       rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
     attempt_done(k, ATTEMPT_NOT_SENT, NULL);
 }

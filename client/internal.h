@@ -74,7 +74,9 @@
 #define MC_CLIENT_BACKOFF_MS_MAX 500
 /* With several endpoints, how long one attempt waits for a connection
  * before it tries the next node, and for a reply from a node that took the
- * request. With one endpoint an attempt may use the whole call. */
+ * request. With one endpoint an attempt may use the whole call. A socket
+ * that has a connection is not waiting for one: its send may wait as long
+ * as the reply (its turn behind the client's other requests). */
 #define MC_CLIENT_CONNECT_WAIT_MS 300
 #define MC_CLIENT_REPLY_WAIT_MS 2000
 /* nng's background redial of a node that is down: first retry after MIN,
@@ -165,9 +167,13 @@ struct client_endpoint {
     char *url;
     nng_socket sock;
     bool sock_open;
-    /* Connections of the socket that closed (nng's pipe notification):
-     * a long poll whose connection closed will never be answered, so it
-     * is sent again at once rather than at its timeout. */
+    /* Connections of the socket that are up (nng's pipe notifications):
+     * a send on a socket with one waits its turn behind the client's
+     * other requests, not for a node that is gone. */
+    atomic_uint pipes;
+    /* Connections of the socket that closed: a long poll whose connection
+     * closed will never be answered, so it is sent again at once rather
+     * than at its timeout. */
     atomic_uint pipes_lost;
     /* Under route.mu: */
     uint64_t node_id;  /* the node behind it: 0 = not known yet */
@@ -336,7 +342,7 @@ struct client_call {
     mc_result last;        /* what the last attempt said */
     struct call_target t;  /* of the attempt in flight */
     int64_t attempt_ms;    /* when it was sent */
-    int reply_wait_ms;
+    int send_wait_ms, reply_wait_ms;
 };
 
 /* The refresh of the shard map (refresh.c): at most one runs at a time,
@@ -456,6 +462,9 @@ int64_t client_deadline(const mc_client *c);
 
 /* Random 64 bits for jitter; never blocks. */
 uint64_t client_random(mc_client *c);
+
+/* ep has a connection up now: a node is there. Without the lock. */
+bool client_endpoint_connected(const struct client_endpoint *ep);
 
 /* Open ep's req socket for ep->url and start dialing in the background.
  * On failure ep->sock_open tells whether the socket must still be closed.

@@ -186,7 +186,11 @@ static void refresh_cb(void *arg)
         nng_aio_set_msg(f->aio, NULL);
     }
     if (rv != 0) {
-        if (!atomic_load(&c->closing)) {
+        /* A STATUS queued behind other requests on a live connection
+         * (client_endpoint_connected) says nothing against the node. */
+        bool queued = f->state == REFRESH_SEND && rv == NNG_ETIMEDOUT &&
+                      client_endpoint_connected(&c->eps[f->ep]);
+        if (!atomic_load(&c->closing) && !queued) {
             client_route_failed(c, f->ep);
         }
     } else {

@@ -798,6 +798,55 @@ static enum fake_action slow_first(struct fake *f, const Mcpb__Request *req,
     return ok_versions(f, req, nth, resp);
 }
 
+/* A node that takes 10 ms per request, one at a time. */
+static enum fake_action slow_10ms(struct fake *f, const Mcpb__Request *req,
+                                  unsigned nth, Mcpb__Response *resp)
+{
+    sleep_ms(10);
+    return ok_versions(f, req, nth, resp);
+}
+
+/* 90 calls at once on a healthy node that serves one request at a time:
+ * most of them wait well over MC_CLIENT_CONNECT_WAIT_MS for the node to
+ * read their request, but its connection is up: they wait their turn.
+ * None of them marks the node suspect or the map stale (which would send
+ * later calls through forwarding and refresh the map), and each request
+ * goes once, straight to the node. Two endpoints, so that an attempt may
+ * not take the whole call: both are the one node. */
+Test(mc_delete_async, a_queue_on_a_live_connection_is_not_a_dead_node)
+{
+    struct fake *f = fake_start(slow_10ms, NULL);
+    char eps[160];
+    snprintf(eps, sizeof eps, "%s,%s", f->url, f->url);
+    mc_client *c = client_on(eps, 5000);
+    /* The map first: one STATUS. */
+    cr_assert_eq(mc_put(c, NS, "warm", "v", 1, NULL, NULL), MC_OK);
+    cr_assert_eq(atomic_load(&f->n_status), 1);
+    enum { N = 90 };
+    _Static_assert(N * 10 > 2 * MC_CLIENT_CONNECT_WAIT_MS,
+                   "the last calls wait longer than the connect wait");
+    struct ends e;
+    ends_init(&e);
+    for (unsigned i = 0; i < N; i++) {
+        cr_assert_eq(mc_delete_async(c, NS, "k", MC_VERSION_ANY, NULL,
+                                     on_done, &e),
+                     MC_OK);
+    }
+    ends_wait(&e, N);
+    cr_assert_eq(e.by_code[MC_OK], N, "%s", e.res.message);
+    cr_assert_eq(seen_count(f), N + 1, "a request went more than once");
+    for (unsigned i = 0; i < N + 1; i++) {
+        cr_assert(f->seen[i].no_forward, "request %u was forwarded", i);
+    }
+    cr_assert_eq(atomic_load(&f->n_status), 1, "the map was refreshed");
+    for (size_t i = 0; i < c->n_eps; i++) {
+        cr_assert_eq(atomic_load(&c->eps[i].failed_ms), 0);
+    }
+    ends_fini(&e);
+    mc_client_close(c);
+    fake_stop(f);
+}
+
 /* More writes than request ids: those beyond MC_CLIENT_LANES_MAX wait for
  * a lane, each id keeps one write in flight, and all of them end. */
 Test(mc_put_async, more_writes_than_lanes_wait_for_one)
