@@ -311,6 +311,7 @@ static void call_release(struct client_call *k)
     pthread_mutex_lock(&c->mu);
     k->next = c->free_calls;
     c->free_calls = k;
+    c->n_free_calls++;
     ASSERT(c->busy > 0);
     c->busy--;
     if (c->busy == 0 && atomic_load(&c->closing)) {
@@ -340,6 +341,8 @@ static void call_complete(struct client_call *k, mc_err code,
         lane_give(k);
     }
     struct client_done done = k->done;
+    /* No longer in flight: the callback may start a call in its place. */
+    atomic_fetch_sub(&k->c->calls_in_flight, 1);
     ASSERT(!in_callback);
     in_callback = true;
     done.fn(&done, code, r, &k->last);
@@ -808,15 +811,18 @@ static struct client_call *call_take_locked(mc_client *c)
     if (k != NULL) {
         c->free_calls = k->next;
         k->next = NULL;
+        ASSERT(c->n_free_calls > 0);
+        c->n_free_calls--;
         return k;
     }
-    if (c->n_calls % 64 == 0) {
-        struct client_call **grown =
-            mc_realloc(c->calls, (c->n_calls + 64) * sizeof *grown);
+    if (c->n_calls == c->calls_cap) {
+        size_t cap = c->calls_cap + 64;
+        struct client_call **grown = mc_realloc(c->calls, cap * sizeof *grown);
         if (grown == NULL) {
             return NULL;
         }
         c->calls = grown;
+        c->calls_cap = cap;
     }
     k = mc_calloc(1, sizeof *k);
     if (k == NULL) {
@@ -832,8 +838,51 @@ static struct client_call *call_take_locked(mc_client *c)
         return NULL;
     }
     k->c = c;
+    k->slot = c->n_calls;
     c->calls[c->n_calls++] = k;
     return k;
+}
+
+/* Up to MC_CLIENT_CALLS_REAP_MAX idle call objects beyond
+ * MC_CLIENT_CALLS_IDLE_MAX, taken off the pool and out of c->calls, linked
+ * by next, for call_free after unlocking. Under c->mu. */
+static struct client_call *calls_reap_locked(mc_client *c)
+{
+    struct client_call *reaped = NULL;
+    for (unsigned i = 0; i < MC_CLIENT_CALLS_REAP_MAX &&
+                         c->n_free_calls > MC_CLIENT_CALLS_IDLE_MAX;
+         i++) {
+        struct client_call *k = c->free_calls;
+        c->free_calls = k->next;
+        c->n_free_calls--;
+        struct client_call *last = c->calls[--c->n_calls];
+        c->calls[k->slot] = last; /* the last one takes its slot */
+        last->slot = k->slot;
+        k->next = reaped;
+        reaped = k;
+    }
+    return reaped;
+}
+
+/* Free call object k, which no call uses and nobody can find. Its last
+ * callback may still be returning on another thread (from call_release):
+ * nng_aio_stop waits for it. Never on that callback's thread, which does
+ * not start calls after call_release. */
+static void call_free(struct client_call *k)
+{
+    ASSERT(k->state == CALL_FREE);
+    nng_aio_stop(k->aio_cb);
+    nng_aio_free(k->aio_cb);
+    nng_aio_stop(k->aio_wait);
+    nng_aio_free(k->aio_wait);
+    for (size_t i = 0; i < MC_CLIENT_SOCKETS_MAX; i++) {
+        if (nng_ctx_id(k->ctx[i]) > 0) {
+            /* Fails only when its socket is closed, which closed it. */
+            (void)nng_ctx_close(k->ctx[i]);
+        }
+    }
+    mc_free(k->body);
+    mc_free(k);
 }
 
 /* Park write k until a lane is free, within its deadline. Under c->mu;
@@ -877,6 +926,7 @@ static void start_undo(struct client_call *k)
 {
     ASSERT(k->lane == NULL);
     k->in_start = false;
+    atomic_fetch_sub(&k->c->calls_in_flight, 1);
     call_release(k);
 }
 
@@ -954,16 +1004,33 @@ static mc_err call_begin(mc_client *c, const Mcpb__Request *req,
         pthread_mutex_unlock(&c->mu);
         return client_result_set(res, MC_UNAVAILABLE, "client closed");
     }
+    /* Raised only here, under mu, and lowered anywhere: below the limit
+     * now, it stays within it once raised. */
+    if (atomic_load(&c->calls_in_flight) >= MC_CLIENT_CALLS_MAX) {
+        pthread_mutex_unlock(&c->mu);
+        return client_result_set(res, MC_UNAVAILABLE,
+                                 "too many calls in flight (%u)",
+                                 MC_CLIENT_CALLS_MAX);
+    }
     struct client_call *k = call_take_locked(c);
     if (k == NULL) {
         pthread_mutex_unlock(&c->mu);
         return client_result_set(res, MC_INTERNAL, "out of memory");
     }
+    atomic_fetch_add(&c->calls_in_flight, 1);
     c->busy++;
     /* Counted under mu, where close sets closing: either close waits for
      * this start, or the start saw closing above. */
     c->starters++;
+    struct client_call *reaped = calls_reap_locked(c);
     pthread_mutex_unlock(&c->mu);
+    /* The pool shrinks as calls start (a start is never in a callback of
+     * the objects it frees), within this start: close waits for it. */
+    while (reaped != NULL) {
+        struct client_call *next = reaped->next;
+        call_free(reaped);
+        reaped = next;
+    }
     *out = k;
     mc_err rv = call_first(c, k, req, deadline_ms, sync, done, res);
     /* The start's last touch of c: under mu, so that close, which waits
@@ -1017,6 +1084,7 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
     if (res != NULL) {
         *res = k->last;
     }
+    atomic_fetch_sub(&c->calls_in_flight, 1);
     call_release(k);
     ASSERT(rv == MC_OK || *out == NULL || (*out)->code == (uint32_t)rv);
     ASSERT(rv != MC_OK || *out != NULL);
@@ -1028,6 +1096,7 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
 mc_err client_engine_init(mc_client *c, mc_result *res)
 {
     atomic_init(&c->closing, false);
+    atomic_init(&c->calls_in_flight, 0);
     if (pthread_cond_init(&c->idle, NULL) != 0) {
         return client_result_set(res, MC_INTERNAL, "pthread_cond_init failed");
     }
@@ -1064,21 +1133,15 @@ void client_engine_close(mc_client *c)
     }
     pthread_mutex_unlock(&c->mu);
     ASSERT(c->lane_queue.head == NULL);
+    ASSERT(atomic_load(&c->calls_in_flight) == 0);
     for (size_t i = 0; i < n; i++) {
-        struct client_call *k = calls[i];
-        /* Waits out a callback still returning from the call's end. The
-         * contexts go with their sockets. */
-        nng_aio_stop(k->aio_cb);
-        nng_aio_free(k->aio_cb);
-        nng_aio_stop(k->aio_wait);
-        nng_aio_free(k->aio_wait);
-        mc_free(k->body);
-        mc_free(k);
+        call_free(calls[i]); /* waits out a callback still returning */
     }
     mc_free(c->calls);
     c->calls = NULL;
-    c->n_calls = 0;
+    c->n_calls = c->calls_cap = 0;
     c->free_calls = NULL;
+    c->n_free_calls = 0;
     client_refresh_fini(c);
     pthread_cond_destroy(&c->idle);
 }

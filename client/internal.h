@@ -139,6 +139,14 @@
  * refresh asks it last. An answer through it clears the mark. */
 #define MC_CLIENT_SUSPECT_MS 1000
 
+/* Idle call objects a client keeps for its next calls (each about 2 KiB,
+ * two nng aios and a context per socket it used). Beyond them the pool
+ * shrinks: each start frees up to MC_CLIENT_CALLS_REAP_MAX of them, so
+ * that a client that had thousands of calls in flight gives their memory
+ * back soon, and no one start pays for all of it. */
+#define MC_CLIENT_CALLS_IDLE_MAX 64u
+#define MC_CLIENT_CALLS_REAP_MAX 8u
+
 /* A call object keeps its request buffer for its next call up to this size,
  * which holds the request of a value of a few KiB; a larger one is freed,
  * so that a client that had thousands of calls in flight does not keep
@@ -162,6 +170,11 @@ _Static_assert(MC_CLIENT_DIRECT_TRIES_MAX >= 1,
                "a call with a shard map tries the leader at least once");
 _Static_assert(MC_CLIENT_WATCH_POLL_MS <= MC_WATCH_WAIT_MS_MAX,
                "a watch poll is a valid wait");
+_Static_assert(MC_CLIENT_CALLS_MAX >= MC_FRONTEND_CTX_DEFAULT,
+               "one client can keep a node's contexts busy");
+_Static_assert(MC_CLIENT_CALLS_IDLE_MAX <= MC_CLIENT_CALLS_MAX &&
+                   MC_CLIENT_CALLS_REAP_MAX > 0,
+               "the pool keeps fewer objects than calls and shrinks");
 
 struct client_endpoint {
     char *url;
@@ -293,12 +306,14 @@ enum call_state {
 };
 
 /* One call in flight, or a free call object in the pool. Call objects and
- * their aios are made on demand and kept until mc_client_close. While a
+ * their aios are made on demand; idle ones beyond MC_CLIENT_CALLS_IDLE_MAX
+ * are freed by later starts, the rest at mc_client_close. While a
  * call runs, only its own callbacks touch it (one at a time: each starts
  * the operation that leads to the next), except next and queued, which
  * belong to the list the call is parked on. */
 struct client_call {
     mc_client *c;
+    size_t slot; /* in mc_client.calls */
     /* Every step is an operation on io: aio_cb for an asynchronous call
      * (its callback runs the next step on nng's thread), aio_wait for a
      * synchronous one (no callback: a completion wakes the caller, who
@@ -383,8 +398,13 @@ struct mc_client {
     /* Writes waiting for a lane, first come first served (under mu). */
     struct call_list lane_queue;
     struct client_call *free_calls; /* the pool, under mu */
+    size_t n_free_calls;
     struct client_call **calls;     /* every call object, for close */
-    size_t n_calls;
+    size_t n_calls, calls_cap;
+    /* Calls from their start until their callback begins (or, sync, their
+     * end): at most MC_CLIENT_CALLS_MAX. Raised under mu, lowered
+     * anywhere. */
+    atomic_uint calls_in_flight;
     unsigned busy;       /* calls started and not ended, plus a running
                             refresh; under mu */
     unsigned starters;   /* threads inside a start (call.c's call_begin),

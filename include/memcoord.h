@@ -93,6 +93,14 @@ bool mc_tier_parse(const char *name, mc_tier *out);
 
 typedef struct mc_client mc_client;
 
+/* Calls in flight on one client at once, synchronous and asynchronous
+ * together: as many as the most requests one node serves at once (its
+ * front end's contexts, at most 4096); calls beyond that would only wait
+ * in queues, where each holds memory (about 2 KiB and its request) and
+ * its deadline runs out. A start beyond the limit fails at once (see the
+ * asynchronous calls). */
+#define MC_CLIENT_CALLS_MAX 4096u
+
 /* What the server said about one call. */
 typedef struct mc_result {
     mc_err code;
@@ -211,13 +219,21 @@ void mc_record_free(mc_record *r);
  * calls of libmemcoord and no mc_client_close in it (they would deadlock:
  * the library asserts, and aborts), and no long work. It may start further
  * asynchronous calls (the usual way to keep a number of requests in
- * flight). Any number of calls may be in flight on one client;
- * writes beyond the client's 1024 request ids wait for one, within their
- * deadline.
+ * flight). Writes beyond the client's 1024 request ids wait for one,
+ * within their deadline.
+ *
+ * At most MC_CLIENT_CALLS_MAX calls may be in flight on one client; a call
+ * counts from its start until its callback begins (a callback may start
+ * the next call in its place). A start beyond the limit fails at once with
+ * UNAVAILABLE "too many calls in flight (4096)", rather than wait: a start
+ * never blocks, so that a callback may start calls, and a caller that
+ * keeps N calls in flight learns from each callback when to start the
+ * next. A synchronous call beyond the limit fails the same way.
  *
  * Errors at the start (res, which may be NULL, has the message):
  * INVALID_ARGUMENT, TOO_LARGE (as for the synchronous call), INTERNAL (out
- * of memory), UNAVAILABLE (the client is closing). */
+ * of memory), UNAVAILABLE (the client is closing, or MC_CLIENT_CALLS_MAX
+ * calls are in flight). */
 
 /* The end of an asynchronous put or delete: code and res as mc_put or
  * mc_delete would return them. */

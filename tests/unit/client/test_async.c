@@ -925,6 +925,150 @@ Test(mc_put_async, a_callback_starts_the_next_call)
     fake_stop(f);
 }
 
+/* ---- the limit on calls in flight, and the pool ---- */
+
+/* Gets of "answer" are answered, the rest never. */
+static enum fake_action answer_only_answer(struct fake *f,
+                                           const Mcpb__Request *req,
+                                           unsigned nth, Mcpb__Response *resp)
+{
+    if (req->key.len == 6 && memcmp(req->key.data, "answer", 6) == 0) {
+        return record_of_key(f, req, nth, resp);
+    }
+    return FAKE_DROP;
+}
+
+/* The callback of the get that is answered: at the limit, it may start a
+ * call in its own place. */
+struct at_limit {
+    mc_client *c;
+    struct ends *e;
+    atomic_int started; /* what the start in the callback returned, +1 */
+};
+
+static void start_in_place(void *arg, mc_err code, mc_record *rec,
+                           const mc_result *res)
+{
+    struct at_limit *l = arg;
+    mc_err rv = mc_get_async(l->c, NS, "never", NULL, NULL, on_get, l->e);
+    atomic_store(&l->started, (int)rv + 1);
+    mc_record_free(rec);
+}
+
+Test(mc_get_async, a_start_beyond_the_calls_limit_fails_at_once)
+{
+    struct fake *f = fake_start(answer_only_answer, NULL);
+    mc_client *c = client_on(f->url, 20000);
+    mc_record *rec;
+    cr_assert_eq(mc_get(c, NS, "answer", NULL, &rec, NULL), MC_OK);
+    mc_record_free(rec);
+    struct ends e;
+    ends_init(&e);
+    for (unsigned i = 0; i < MC_CLIENT_CALLS_MAX - 1; i++) {
+        cr_assert_eq(mc_get_async(c, NS, "never", NULL, NULL, on_get, &e),
+                     MC_OK, "call %u", i);
+    }
+    /* The last one within the limit is answered, and its callback starts
+     * another: the count had room for it again. */
+    struct at_limit l = {.c = c, .e = &e};
+    atomic_init(&l.started, 0);
+    cr_assert_eq(mc_get_async(c, NS, "answer", NULL, NULL, start_in_place,
+                              &l),
+                 MC_OK);
+    while (atomic_load(&l.started) == 0) {
+        sleep_ms(1);
+    }
+    cr_assert_eq(atomic_load(&l.started), MC_OK + 1,
+                 "a callback could not start a call in its own place");
+    /* Now the limit is reached: refused at once, asynchronous or not. */
+    mc_result res;
+    int64_t t0 = base_mono_ms();
+    cr_assert_eq(mc_get_async(c, NS, "k", NULL, &res, must_not_run_get, NULL),
+                 MC_UNAVAILABLE);
+    cr_assert(strstr(res.message, "too many calls in flight (4096)") != NULL,
+              "%s", res.message);
+    cr_assert_eq(mc_put_async(c, NS, "k", "v", 1, NULL, &res, must_not_run,
+                              NULL),
+                 MC_UNAVAILABLE);
+    cr_assert_eq(mc_get(c, NS, "k", NULL, &rec, &res), MC_UNAVAILABLE);
+    cr_assert(strstr(res.message, "too many calls in flight") != NULL, "%s",
+              res.message);
+    cr_assert_lt(base_mono_ms() - t0, 100, "a refused start waited");
+    cr_assert_leq(c->n_calls, MC_CLIENT_CALLS_MAX + 1);
+    mc_client_close(c);
+    cr_assert_eq(e.n, MC_CLIENT_CALLS_MAX);
+    cr_assert_eq(e.by_code[MC_UNAVAILABLE], MC_CLIENT_CALLS_MAX);
+    ends_fini(&e);
+    fake_stop(f);
+}
+
+/* After a burst of calls, later starts free the idle call objects beyond
+ * MC_CLIENT_CALLS_IDLE_MAX, a few at a time; the calls still work. Some of
+ * those starts run in callbacks, beside objects whose own callbacks are
+ * still returning. */
+static void get_then_get(void *arg, mc_err code, mc_record *rec,
+                         const mc_result *res)
+{
+    struct chain *ch = arg;
+    mc_record_free(rec);
+    if (code == MC_OK) {
+        code = mc_get_async(ch->c, NS, "again", NULL, NULL, on_get, ch->e);
+    }
+    if (code != MC_OK) {
+        ends_add(ch->e, code, NULL, res);
+    }
+}
+
+/* The first answer takes 300 ms, so that every get started meanwhile is
+ * still in flight; then each has a record. */
+static enum fake_action slow_first_record(struct fake *f,
+                                          const Mcpb__Request *req,
+                                          unsigned nth, Mcpb__Response *resp)
+{
+    if (nth == 0) {
+        sleep_ms(300);
+    }
+    return record_of_key(f, req, nth, resp);
+}
+
+Test(mc_get_async, the_pool_shrinks_after_a_burst)
+{
+    struct fake *f = fake_start(slow_first_record, NULL);
+    mc_client *c = client_on(f->url, 8000);
+    enum { N = 1000 };
+    struct ends e;
+    ends_init(&e);
+    struct chain ch = {.c = c, .e = &e};
+    for (unsigned i = 0; i < N; i++) {
+        cr_assert_eq(mc_get_async(c, NS, "k", NULL, NULL, get_then_get, &ch),
+                     MC_OK);
+    }
+    ends_wait(&e, N);
+    cr_assert_eq(e.n, N);
+    cr_assert_eq(busy_settled(c), 0);
+    pthread_mutex_lock(&c->mu);
+    size_t after_burst = c->n_calls;
+    pthread_mutex_unlock(&c->mu);
+    cr_assert_gt(after_burst, N / 2, "the burst was not in flight at once");
+    /* Each start frees up to MC_CLIENT_CALLS_REAP_MAX. */
+    unsigned starts = (unsigned)(after_burst / MC_CLIENT_CALLS_REAP_MAX) + 1;
+    for (unsigned i = 0; i < starts; i++) {
+        mc_record *rec;
+        cr_assert_eq(mc_get(c, NS, "k", NULL, &rec, NULL), MC_OK);
+        mc_record_free(rec);
+    }
+    pthread_mutex_lock(&c->mu);
+    cr_assert_leq(c->n_calls, MC_CLIENT_CALLS_IDLE_MAX + 1);
+    cr_assert_eq(c->n_free_calls, c->n_calls);
+    for (size_t i = 0; i < c->n_calls; i++) {
+        cr_assert_eq(c->calls[i]->slot, i);
+    }
+    pthread_mutex_unlock(&c->mu);
+    ends_fini(&e);
+    mc_client_close(c);
+    fake_stop(f);
+}
+
 /* Synchronous calls on other threads beside asynchronous ones. */
 struct sync_writer {
     mc_client *c;
