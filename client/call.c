@@ -418,9 +418,10 @@ static void attempt_done(struct client_call *k, enum attempt_outcome o,
 
 /* Straight to the node the shard map names while it has one and direct
  * attempts did not fail MC_CLIENT_DIRECT_TRIES_MAX times in a row; else
- * through the caller's endpoints in turn, which forward to the leader, so
- * a wrong or missing map never stops a call. False when k parked for the
- * refresh of the map: its callback chooses again. */
+ * through the caller's endpoints in turn (those not suspect first), which
+ * forward to the leader, so a wrong or missing map never stops a call.
+ * False when k parked for the refresh of the map: its callback chooses
+ * again. */
 static bool target_choose(struct client_call *k, struct call_target *t)
 {
     mc_client *c = k->c;
@@ -437,8 +438,7 @@ static bool target_choose(struct client_call *k, struct call_target *t)
     }
     k->direct_fails = 0; /* after this forwarded attempt, direct ones again */
     t->direct = false;
-    t->ep = k->next_ep;
-    k->next_ep = (k->next_ep + 1) % (unsigned)c->n_eps;
+    t->ep = client_route_forward_ep(c, &k->next_ep);
     return true;
 }
 

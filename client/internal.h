@@ -124,7 +124,9 @@
 #define MC_CLIENT_REFRESH_MS_MAX 1000
 /* One STATUS of a refresh: waits for a connection and for the answer. A
  * node answers STATUS from its front end without a raft round, so a live
- * node answers in well under a millisecond on a LAN. */
+ * node answers in well under a millisecond on a LAN. While other nodes are
+ * left to ask, a socket without a connection waits at most half of what
+ * is left of the refresh: a dead node must not eat all of it. */
 #define MC_CLIENT_STATUS_CONNECT_MS 200
 #define MC_CLIENT_STATUS_REPLY_MS 500
 /* Direct attempts (to the leader the map names, with no_forward) that may
@@ -580,6 +582,11 @@ bool client_route_pick_key(mc_client *c, const struct route_key *k,
  * socket is suspect): the map is then marked stale. */
 bool client_route_pick(mc_client *c, const Mcpb__Request *req, size_t *ep,
                        uint32_t *shard);
+
+/* The caller's endpoint for a forwarded attempt: from *next on, the first
+ * that is not suspect, or *next itself when all of them are (one must be
+ * tried); *next moves past it. Without the lock. */
+size_t client_route_forward_ep(mc_client *c, unsigned *next);
 
 /* No socket: for an answer whose socket is not known. */
 #define CLIENT_EP_NONE SIZE_MAX

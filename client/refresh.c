@@ -14,8 +14,10 @@
  *   learn --> SEND to the next node ... --> end (complete, nobody left to
  *   ask, time up, or the client closing)
  *
- * It is frugal: one attempt per node with short waits, no retries, nodes
- * that just failed asked only when nobody else answered, and at most one
+ * It is frugal: one attempt per node with short waits (a node without a
+ * connection gets at most half of what is left while others remain, so one
+ * dead node does not eat the refresh), no retries, nodes that just failed
+ * asked only when nobody else answered, and at most one
  * refresh per MC_CLIENT_REFRESH_MS_MIN across all the client's calls, with
  * at most half of the time left to the call that began it. It never fails
  * a call: what it could not learn, forwarding by the nodes covers. The
@@ -29,13 +31,12 @@
 
 #include "client/internal.h"
 
-static int wait_cap(int64_t until_ms, int cap_ms)
+static int wait_cap(int64_t left_ms, int cap_ms)
 {
-    int64_t left = until_ms - base_mono_ms();
-    if (left < 1) {
+    if (left_ms < 1) {
         return 1;
     }
-    return left < cap_ms ? (int)left : cap_ms;
+    return left_ms < cap_ms ? (int)left_ms : cap_ms;
 }
 
 /* A refresh is due: the map is missing or stale, none runs, and the last
@@ -114,6 +115,22 @@ static bool next_ask(mc_client *c, const bool *asked, bool learned,
            (!learned && client_route_next_ask(c, asked, true, ep));
 }
 
+/* How long the STATUS to ep (marked asked) may wait for a connection:
+ * while someone else is left to ask, a socket without a connection (a
+ * node that may be dead) gets at most half of what is left, so that one
+ * dead node never eats the whole refresh and the calls parked behind it. */
+static int connect_wait(mc_client *c, size_t ep)
+{
+    struct client_refresh *f = &c->refresh;
+    int64_t left = f->until_ms - base_mono_ms();
+    size_t other;
+    if (!client_endpoint_connected(&c->eps[ep]) &&
+        next_ask(c, f->asked, f->learned, &other)) {
+        left /= 2;
+    }
+    return wait_cap(left, MC_CLIENT_STATUS_CONNECT_MS);
+}
+
 /* Ask the next node, or end. */
 static void refresh_next(mc_client *c)
 {
@@ -137,8 +154,7 @@ static void refresh_next(mc_client *c)
         f->state = REFRESH_SEND;
         nng_aio *aio = f->aio;
         nng_aio_set_msg(aio, msg);
-        nng_aio_set_timeout(aio,
-                            wait_cap(f->until_ms, MC_CLIENT_STATUS_CONNECT_MS));
+        nng_aio_set_timeout(aio, connect_wait(c, ep));
         nng_ctx_send(f->ctx[ep], aio);
         client_abort_if_closing(c, aio);
         return;
@@ -175,8 +191,8 @@ static void refresh_cb(void *arg)
     if (f->state == REFRESH_SEND && rv == 0) {
         f->state = REFRESH_RECV;
         nng_aio *aio = f->aio;
-        nng_aio_set_timeout(aio,
-                            wait_cap(f->until_ms, MC_CLIENT_STATUS_REPLY_MS));
+        nng_aio_set_timeout(aio, wait_cap(f->until_ms - base_mono_ms(),
+                                          MC_CLIENT_STATUS_REPLY_MS));
         nng_ctx_recv(f->ctx[f->ep], aio);
         client_abort_if_closing(c, aio);
         return;

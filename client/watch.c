@@ -187,8 +187,7 @@ static void slot_send(struct mc_watch *w, struct watch_slot *s)
     }
     if (!direct) {
         s->direct_fails = 0;
-        ep = w->next_ep;
-        w->next_ep = (w->next_ep + 1) % (unsigned)c->n_eps;
+        ep = client_route_forward_ep(c, &w->next_ep);
     }
     req.has_no_forward = direct;
     req.no_forward = direct;
