@@ -14,19 +14,23 @@
  * The first step runs on the thread that starts the call.
  *
  * An attempt sends the framed request on the call's nng_ctx of one socket
- * and waits for the reply. It ends in one of four ways:
+ * and waits for the reply. It ends in one of five ways:
  *
  *   ANSWERED  the node answered; the answer's code decides what follows
+ *   QUEUED    the socket has a connection, but it did not take the request
+ *             in time: its turn behind the client's other requests had not
+ *             come. Not sent, and nothing against the node or the map
  *   NOT_SENT  no connection took the request: it certainly did not apply
  *   UNKNOWN   a connection took it but no answer came (timeout, reset): a
  *             write may or may not have applied
  *   FATAL     a local failure (out of memory, bad reply): stop at once
  *
- * NOT_SENT, UNKNOWN and the answers UNAVAILABLE, NOT_LEADER and TIMEOUT are
- * retried after an exponential backoff with jitter, until the deadline. A
- * write is retried with the same (client_id, seq), which the shard dedupes.
- * If any attempt of a write ended UNKNOWN and no later answer settled it,
- * the call says TIMEOUT: the write may have applied.
+ * QUEUED, NOT_SENT, UNKNOWN and the answers UNAVAILABLE, NOT_LEADER and
+ * TIMEOUT are retried after an exponential backoff with jitter, until the
+ * deadline; nothing is sent after it (attempt_next). A write is retried
+ * with the same (client_id, seq), which the shard dedupes. If any attempt
+ * of a write ended UNKNOWN and no later answer settled it, the call says
+ * TIMEOUT: the write may have applied.
  *
  * Where each attempt goes: a request for a shard (a key, or LIST of one
  * shard) goes "direct", to the node the shard map (route.c) names as the
@@ -37,14 +41,14 @@
  * the next attempt first refreshes it (refresh.c, rate-limited: the call
  * that starts a refresh waits for it, others go on with the map they have).
  * After MC_CLIENT_DIRECT_TRIES_MAX direct failures in a row, one attempt
- * goes the old way: to the caller's endpoints in turn, without no_forward,
- * and that node forwards. Requests without a shard (STATUS) always go that
- * way.
+ * goes the old way: to the caller's endpoints in turn (skipping suspect
+ * ones while another is not), without no_forward, and that node forwards.
+ * Requests without a shard (STATUS) always go that way.
  *
  *   attempt:  map names a usable node? --yes--> DIRECT (no_forward)
  *                  |no, or direct failed twice in a row
  *                  v
- *             FORWARDED via the caller's next endpoint
+ *             FORWARDED via the caller's next endpoint not suspect
  *   answer:   final -> done;  NOT_LEADER + hint (direct) -> learn, at once;
  *             other retryable or no answer -> map stale, pause, again
  *
@@ -60,6 +64,7 @@
  *                       v               v               v
  *                     PAUSE <-----------+---------------+  (hint: at once)
  *   PAUSE --backoff over--> target choice;  any --deadline--> END
+ *   (target choice first checks the deadline: past it, END without a send)
  *
  * LANE, MAP and PAUSE are operations of the engine's own on the call's aio
  * (nng_aio_begin, a timeout, nng_aio_defer with a cancel function), so
@@ -70,6 +75,12 @@
  * step ends it on the caller's thread (a local failure), the end is
  * deferred (END) so that callbacks never run on the thread that started
  * the call. A synchronous one ends on its caller's thread.
+ *
+ * Call objects (a call's aios, contexts and request buffer) come from a
+ * pool under c->mu. At most MC_CLIENT_CALLS_MAX calls are in flight on a
+ * client (calls_in_flight; a call counts until its callback begins); a
+ * start beyond that fails at once. Idle objects beyond
+ * MC_CLIENT_CALLS_IDLE_MAX are freed by later starts, a few per start.
  *
  * Close (client_engine_close): the closing flag stops every call at its
  * next step, and each call's aio is aborted so that nothing waits for a
@@ -124,15 +135,19 @@ static bool is_retryable(uint32_t op, mc_err code)
            code == MC_TIMEOUT;
 }
 
+/* ms (> 0), but at most cap_ms. */
+static int at_most(int64_t ms, int cap_ms)
+{
+    ASSERT(ms > 0);
+    ASSERT(cap_ms > 0);
+    return ms < cap_ms ? (int)ms : cap_ms;
+}
+
 /* An attempt's wait with left_ms (> 0) of the call left: all of it, or
  * at most cap_ms when there is another socket to try. */
 static int wait_ms(int64_t left_ms, int cap_ms, size_t n_sockets)
 {
-    ASSERT(left_ms > 0);
-    if (n_sockets > 1 && left_ms > cap_ms) {
-        left_ms = cap_ms;
-    }
-    return (int)(left_ms > INT32_MAX ? INT32_MAX : left_ms);
+    return at_most(left_ms, n_sockets > 1 ? cap_ms : INT32_MAX);
 }
 
 /* Fill res from an answer: the code, the versions and the message, or the
@@ -370,8 +385,9 @@ static void call_end(struct client_call *k, mc_err code, Mcpb__Response *r)
         call_complete(k, code, r);
         return;
     }
-    /* On the caller's thread: end on nng's. Only a first attempt that
-     * failed before sending gets here, so there is no answer to keep. */
+    /* On the caller's thread: end on nng's. Only a first step that ended
+     * the call before anything was sent gets here (a local failure, a
+     * deadline already past), so there is no answer to keep. */
     ASSERT(r == NULL);
     k->state = CALL_END;
     bool begun = nng_aio_begin(k->io); /* false only once stopped */
@@ -469,16 +485,19 @@ static void attempt_send(struct client_call *k, const struct call_target *t,
      * call; a long poll waits on the node before it answers. */
     size_t n = !k->rk.wants || c->n_eps > 1 ? c->n_eps
                                             : client_route_sockets(c);
-    k->reply_wait_ms = wait_ms(left_ms,
-                               MC_CLIENT_REPLY_WAIT_MS + (int)k->wait_ms, n);
+    /* The reply's wait, at most: attempt_recv takes it from when the node
+     * took the request, within the deadline. */
+    k->reply_wait_ms =
+        wait_ms(INT32_MAX, MC_CLIENT_REPLY_WAIT_MS + (int)k->wait_ms, n);
     /* A connected socket's send waits its turn: req0 hands a request to a
      * connection once the node read the previous one, and a node reads a
      * connection only while one of its contexts is free, so with many
      * calls in flight a healthy node takes them one by one. Only a socket
      * without a connection waits for one, as long as the connect wait. */
-    k->send_wait_ms = client_endpoint_connected(&c->eps[t->ep])
-                          ? k->reply_wait_ms
-                          : wait_ms(left_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
+    k->send_wait_ms =
+        client_endpoint_connected(&c->eps[t->ep])
+            ? at_most(left_ms, k->reply_wait_ms)
+            : wait_ms(left_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
     nng_ctx ctx;
     int rv = call_ctx(k, t->ep, &ctx);
     if (rv != 0) {
@@ -495,7 +514,6 @@ static void attempt_send(struct client_call *k, const struct call_target *t,
         attempt_done(k, ATTEMPT_FATAL, NULL);
         return;
     }
-    k->attempt_ms = base_mono_ms();
     k->state = CALL_SEND;
     nng_aio *aio = k->io;
     /* req0 completes a send once a connection took the message; until
@@ -534,17 +552,17 @@ static void attempt_next(struct client_call *k)
     attempt_send(k, &t, left_ms);
 }
 
-/* The request is on the wire: wait for the answer. Both waits were set
- * from the time left when the attempt began: the time spent waiting for a
- * connection comes off the reply's, or a call could outlast its
- * deadline. */
+/* The request is on the wire: wait for the answer, the reply's wait from
+ * now (a send that waited its turn behind other requests does not eat the
+ * node's time to answer), but not past the deadline. */
 static void attempt_recv(struct client_call *k)
 {
-    int64_t left_ms = k->reply_wait_ms - (base_mono_ms() - k->attempt_ms);
+    int64_t left_ms = k->deadline_ms - base_mono_ms();
+    k->reply_wait_ms = at_most(left_ms > 1 ? left_ms : 1, k->reply_wait_ms);
     k->state = CALL_RECV;
     mc_client *c = k->c;
     nng_aio *aio = k->io;
-    nng_aio_set_timeout(aio, left_ms > 1 ? (int)left_ms : 1);
+    nng_aio_set_timeout(aio, k->reply_wait_ms);
     nng_ctx_recv(k->ctx[k->t.ep], aio);
     client_abort_if_closing(c, aio);
 }

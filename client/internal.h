@@ -358,7 +358,6 @@ struct client_call {
     bool unknown;          /* an attempt of a write may have applied */
     mc_result last;        /* what the last attempt said */
     struct call_target t;  /* of the attempt in flight */
-    int64_t attempt_ms;    /* when it was sent */
     int send_wait_ms, reply_wait_ms;
 };
 
