@@ -19,11 +19,12 @@
  * endpoints and their nng sockets are fixed at open; sockets to other
  * members are added later, under route.mu, to an array that never moves
  * (nng sockets are thread-safe; each call object keeps an nng_ctx per
- * socket). The lanes, the call objects and the count of busy calls are
- * under mu; the shard map and the refresh's waiters are under route.mu;
- * the two locks are never held together. The preferred endpoint, the
- * jitter state, the closing flag and the sockets' failure marks are
- * atomics.
+ * socket). The lanes, the call objects, the count of busy calls and of
+ * starts in progress are under mu; the shard map and the refresh's
+ * waiters are under route.mu; the two locks are never held together. The
+ * preferred endpoint, the jitter state, the closing flag, the count of
+ * calls in flight, and the sockets' failure marks and connection counts
+ * are atomics. A thread-local flag marks the caller's callbacks.
  *
  * Invariants:
  *   (1) A lane is held by at most one call at a time, so each client_id has
