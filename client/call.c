@@ -14,19 +14,23 @@
  * The first step runs on the thread that starts the call.
  *
  * An attempt sends the framed request on the call's nng_ctx of one socket
- * and waits for the reply. It ends in one of four ways:
+ * and waits for the reply. It ends in one of five ways:
  *
  *   ANSWERED  the node answered; the answer's code decides what follows
+ *   QUEUED    the socket has a connection, but it did not take the request
+ *             in time: its turn behind the client's other requests had not
+ *             come. Not sent, and nothing against the node or the map
  *   NOT_SENT  no connection took the request: it certainly did not apply
  *   UNKNOWN   a connection took it but no answer came (timeout, reset): a
  *             write may or may not have applied
  *   FATAL     a local failure (out of memory, bad reply): stop at once
  *
- * NOT_SENT, UNKNOWN and the answers UNAVAILABLE, NOT_LEADER and TIMEOUT are
- * retried after an exponential backoff with jitter, until the deadline. A
- * write is retried with the same (client_id, seq), which the shard dedupes.
- * If any attempt of a write ended UNKNOWN and no later answer settled it,
- * the call says TIMEOUT: the write may have applied.
+ * QUEUED, NOT_SENT, UNKNOWN and the answers UNAVAILABLE, NOT_LEADER and
+ * TIMEOUT are retried after an exponential backoff with jitter, until the
+ * deadline; nothing is sent after it (attempt_next). A write is retried
+ * with the same (client_id, seq), which the shard dedupes. If any attempt
+ * of a write ended UNKNOWN and no later answer settled it, the call says
+ * TIMEOUT: the write may have applied.
  *
  * Where each attempt goes: a request for a shard (a key, or LIST of one
  * shard) goes "direct", to the node the shard map (route.c) names as the
@@ -37,14 +41,14 @@
  * the next attempt first refreshes it (refresh.c, rate-limited: the call
  * that starts a refresh waits for it, others go on with the map they have).
  * After MC_CLIENT_DIRECT_TRIES_MAX direct failures in a row, one attempt
- * goes the old way: to the caller's endpoints in turn, without no_forward,
- * and that node forwards. Requests without a shard (STATUS) always go that
- * way.
+ * goes the old way: to the caller's endpoints in turn (skipping suspect
+ * ones while another is not), without no_forward, and that node forwards.
+ * Requests without a shard (STATUS) always go that way.
  *
  *   attempt:  map names a usable node? --yes--> DIRECT (no_forward)
  *                  |no, or direct failed twice in a row
  *                  v
- *             FORWARDED via the caller's next endpoint
+ *             FORWARDED via the caller's next endpoint not suspect
  *   answer:   final -> done;  NOT_LEADER + hint (direct) -> learn, at once;
  *             other retryable or no answer -> map stale, pause, again
  *
@@ -60,6 +64,7 @@
  *                       v               v               v
  *                     PAUSE <-----------+---------------+  (hint: at once)
  *   PAUSE --backoff over--> target choice;  any --deadline--> END
+ *   (target choice first checks the deadline: past it, END without a send)
  *
  * LANE, MAP and PAUSE are operations of the engine's own on the call's aio
  * (nng_aio_begin, a timeout, nng_aio_defer with a cancel function), so
@@ -71,11 +76,22 @@
  * deferred (END) so that callbacks never run on the thread that started
  * the call. A synchronous one ends on its caller's thread.
  *
+ * Call objects (a call's aios, contexts and request buffer) come from a
+ * pool under c->mu. At most MC_CLIENT_CALLS_MAX calls are in flight on a
+ * client (calls_in_flight; a call counts until its callback begins); a
+ * start beyond that fails at once. Idle objects beyond
+ * MC_CLIENT_CALLS_IDLE_MAX are freed by later starts, a few per start.
+ *
  * Close (client_engine_close): the closing flag stops every call at its
  * next step, and each call's aio is aborted so that nothing waits for a
  * timeout. A step that starts an operation reads the flag after starting
- * it and aborts its own aio when it is set: the abort of the closer either
- * finds the operation registered or comes after the flag was seen. */
+ * it and aborts its own aio when it is set (client_abort_if_closing): the
+ * abort of the closer either finds the operation registered or comes after
+ * the flag was seen. Such a step still reads c after its operation began,
+ * which may end at once and end the call: on the thread that started the
+ * call, close first waits for every start to return (starters); in a
+ * callback, nng_aio_stop in close waits for the callback to return before
+ * anything is freed. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -119,16 +135,19 @@ static bool is_retryable(uint32_t op, mc_err code)
            code == MC_TIMEOUT;
 }
 
-static int wait_ms(int64_t deadline_ms, int cap_ms, size_t n_sockets)
+/* ms (> 0), but at most cap_ms. */
+static int at_most(int64_t ms, int cap_ms)
 {
-    int64_t left = deadline_ms - base_mono_ms();
-    if (left < 1) {
-        left = 1;
-    }
-    if (n_sockets > 1 && left > cap_ms) {
-        left = cap_ms;
-    }
-    return (int)(left > INT32_MAX ? INT32_MAX : left);
+    ASSERT(ms > 0);
+    ASSERT(cap_ms > 0);
+    return ms < cap_ms ? (int)ms : cap_ms;
+}
+
+/* An attempt's wait with left_ms (> 0) of the call left: all of it, or
+ * at most cap_ms when there is another socket to try. */
+static int wait_ms(int64_t left_ms, int cap_ms, size_t n_sockets)
+{
+    return at_most(left_ms, n_sockets > 1 ? cap_ms : INT32_MAX);
 }
 
 /* Fill res from an answer: the code, the versions and the message, or the
@@ -181,88 +200,80 @@ static mc_err give_up(struct client_call *k)
     return code;
 }
 
-/* ---- frames ---- */
+/* ---- the request: packed once, and a tail per attempt ----
+ *
+ * A call packs its request once, as given, when it starts (its body); the
+ * caller's request is gone after that. What an attempt adds goes in a
+ * small tail packed behind the body as the attempt's message is made: the
+ * write's request id, drawn once when the write first goes out, and
+ * no_forward for a direct attempt. Protobuf merges concatenated messages
+ * (proto_frame_pack_merged), so a node decodes body and tail as one
+ * request; the two kinds of attempt carry the same (client_id, seq), so
+ * the shard dedupes a write whichever of them applied it. Nothing is
+ * decoded or packed again, and nothing after the start can fail for want
+ * of memory but the message itself. */
 
-/* Pack req as k's frame, in k's buffer (kept from its last call). */
-static mc_err frame_pack(struct client_call *k, const Mcpb__Request *req)
+/* Pack req as k's body, in k's buffer (kept from its last call). A
+ * request for a shard goes without no_forward: each attempt's tail says. */
+static mc_err body_pack(struct client_call *k, const Mcpb__Request *req)
 {
-    size_t len =
-        proto_frame_size(protobuf_c_message_get_packed_size(&req->base));
-    if (len > k->frame_cap) {
-        uint8_t *grown = mc_realloc(k->frame, len);
+    Mcpb__Request d = *req; /* shallow: packing only reads it */
+    if (k->rk.wants) {
+        d.has_no_forward = false;
+        d.no_forward = false;
+    }
+    size_t len = protobuf_c_message_get_packed_size(&d.base);
+    if (len > k->body_cap) {
+        uint8_t *grown = mc_realloc(k->body, len);
         if (grown == NULL) {
             return MC_INTERNAL;
         }
-        k->frame = grown;
-        k->frame_cap = len;
+        k->body = grown;
+        k->body_cap = len;
     }
-    proto_frame_pack(&req->base, PROTO_REQUEST, k->frame, len);
-    k->frame_len = len;
+    size_t packed = protobuf_c_message_pack(&d.base, k->body);
+    ASSERT(packed == len);
+    k->body_len = len;
     return MC_OK;
 }
 
-/* Encode req as k's frame: with k's request id when it is a write, and
- * with no_forward when it has a shard (direct attempts send that one; the
- * forwarded form is made from it when first needed). The two forms carry
- * the same (client_id, seq), so the shard dedupes a write whichever of
- * them applied it. */
-static mc_err frame_encode(struct client_call *k, const Mcpb__Request *req)
+/* The tail of an attempt of k: op again (a required field, packed always:
+ * the same value), the request id of a write, no_forward when direct. */
+static void tail_make(struct client_call *k, bool direct, Mcpb__Request *tail)
 {
-    Mcpb__Request d = *req; /* shallow: packing only reads it */
+    mcpb__request__init(tail);
+    tail->op = k->op;
     if (k->lane != NULL) {
-        d.has_client_id = true;
-        d.client_id = k->lane->client_id;
-        d.has_seq = true;
-        d.seq = ++k->lane->seq;
+        if (k->seq == 0) {
+            /* The write's first send: its id, for every attempt. */
+            k->seq = ++k->lane->seq;
+        }
+        tail->has_client_id = true;
+        tail->client_id = k->lane->client_id;
+        tail->has_seq = true;
+        tail->seq = k->seq;
     }
-    if (k->rk.wants) {
-        d.has_no_forward = true;
-        d.no_forward = true;
+    if (direct) {
+        ASSERT(k->rk.wants);
+        tail->has_no_forward = true;
+        tail->no_forward = true;
     }
-    return frame_pack(k, &d);
 }
 
-/* A write parked for a lane kept its request encoded without an id (as
- * given): now that it has one, encode it again with it. */
-static mc_err frame_reencode(struct client_call *k)
+/* The message of an attempt of k: body and tail in one frame. Errors:
+ * nng's (out of memory). */
+static int attempt_msg(struct client_call *k, bool direct, nng_msg **out)
 {
-    Mcpb__Request *req;
-    char err[128];
-    if (proto_request_decode(k->frame, k->frame_len, &req, err, sizeof err) !=
-        MC_OK) {
-        return MC_INTERNAL; /* our own frame: only memory can fail */
+    Mcpb__Request tail;
+    tail_make(k, direct, &tail);
+    size_t len = proto_frame_size(
+        k->body_len + protobuf_c_message_get_packed_size(&tail.base));
+    int rv = nng_msg_alloc(out, len);
+    if (rv == 0) {
+        proto_frame_pack_merged(k->body, k->body_len, &tail.base,
+                                PROTO_REQUEST, nng_msg_body(*out), len);
     }
-    mc_err rv = frame_encode(k, req);
-    mcpb__request__free_unpacked(req, NULL);
     return rv;
-}
-
-/* The frame of a forwarded attempt: k's frame without no_forward. NULL
- * when out of memory. */
-static const void *frame_forwarded(struct client_call *k, size_t *len)
-{
-    if (!k->rk.wants) {
-        *len = k->frame_len;
-        return k->frame;
-    }
-    if (k->fwd == NULL) {
-        Mcpb__Request *req;
-        char err[128];
-        if (proto_request_decode(k->frame, k->frame_len, &req, err,
-                                 sizeof err) != MC_OK) {
-            return NULL;
-        }
-        req->has_no_forward = false;
-        req->no_forward = false;
-        mc_err rv = proto_frame_encode(&req->base, PROTO_REQUEST, NULL,
-                                       &k->fwd, &k->fwd_len);
-        mcpb__request__free_unpacked(req, NULL);
-        if (rv != MC_OK) {
-            return NULL;
-        }
-    }
-    *len = k->fwd_len;
-    return k->fwd;
 }
 
 /* ---- lanes: request ids, one write in flight per lane ---- */
@@ -274,18 +285,7 @@ static void lane_cancel(nng_aio *aio, void *arg, int rv)
     pthread_mutex_lock(&c->mu);
     bool was_queued = k->queued;
     if (was_queued) {
-        struct client_call **p = &c->lane_head;
-        struct client_call *prev = NULL;
-        while (*p != k) {
-            prev = *p;
-            p = &(*p)->next;
-        }
-        *p = k->next;
-        if (c->lane_tail == k) {
-            c->lane_tail = prev;
-        }
-        k->next = NULL;
-        k->queued = false;
+        call_list_remove(&c->lane_queue, k);
     }
     pthread_mutex_unlock(&c->mu);
     if (was_queued) {
@@ -300,14 +300,8 @@ static void lane_give(struct client_call *k)
     struct client_lane *lane = k->lane;
     k->lane = NULL;
     pthread_mutex_lock(&c->mu);
-    struct client_call *w = c->lane_head;
+    struct client_call *w = call_list_pop(&c->lane_queue);
     if (w != NULL) {
-        c->lane_head = w->next;
-        if (c->lane_tail == w) {
-            c->lane_tail = NULL;
-        }
-        w->next = NULL;
-        w->queued = false;
         w->lane = lane;
     } else {
         client_lane_give_locked(c, lane);
@@ -324,22 +318,30 @@ static void call_release(struct client_call *k)
 {
     mc_client *c = k->c;
     k->state = CALL_FREE;
-    mc_free(k->fwd);
-    k->fwd = NULL;
-    if (k->frame_cap > MC_CLIENT_FRAME_KEEP_BYTES) {
-        mc_free(k->frame);
-        k->frame = NULL;
-        k->frame_cap = 0;
+    if (k->body_cap > MC_CLIENT_FRAME_KEEP_BYTES) {
+        mc_free(k->body);
+        k->body = NULL;
+        k->body_cap = 0;
     }
     pthread_mutex_lock(&c->mu);
     k->next = c->free_calls;
     c->free_calls = k;
+    c->n_free_calls++;
     ASSERT(c->busy > 0);
     c->busy--;
     if (c->busy == 0 && atomic_load(&c->closing)) {
         pthread_cond_broadcast(&c->idle);
     }
     pthread_mutex_unlock(&c->mu);
+}
+
+/* A callback of the caller's runs on this thread. Callbacks never nest:
+ * a call that a callback starts ends on another thread. */
+static _Thread_local bool in_callback;
+
+bool client_in_callback(void)
+{
+    return in_callback;
 }
 
 /* End k with code (r: the answer, when one ended it) on this nng thread:
@@ -354,7 +356,12 @@ static void call_complete(struct client_call *k, mc_err code,
         lane_give(k);
     }
     struct client_done done = k->done;
+    /* No longer in flight: the callback may start a call in its place. */
+    atomic_fetch_sub(&k->c->calls_in_flight, 1);
+    ASSERT(!in_callback);
+    in_callback = true;
     done.fn(&done, code, r, &k->last);
+    in_callback = false;
     call_release(k);
 }
 
@@ -378,8 +385,9 @@ static void call_end(struct client_call *k, mc_err code, Mcpb__Response *r)
         call_complete(k, code, r);
         return;
     }
-    /* On the caller's thread: end on nng's. Only a first attempt that
-     * failed before sending gets here, so there is no answer to keep. */
+    /* On the caller's thread: end on nng's. Only a first step that ended
+     * the call before anything was sent gets here (a local failure, a
+     * deadline already past), so there is no answer to keep. */
     ASSERT(r == NULL);
     k->state = CALL_END;
     bool begun = nng_aio_begin(k->io); /* false only once stopped */
@@ -401,11 +409,9 @@ static void call_end_closed(struct client_call *k, bool sent)
     call_end(k, code, NULL);
 }
 
-/* After starting an operation on aio of c: when c began to close, abort
- * it (see the file comment). Reads nothing of the call, which the
- * operation's callback may already own. */
-static void abort_if_closing(mc_client *c, nng_aio *aio)
+void client_abort_if_closing(mc_client *c, nng_aio *aio)
 {
+    CLIENT_TEST_POINT(op_begun, c);
     if (atomic_load(&c->closing)) {
         nng_aio_abort(aio, NNG_ECLOSED);
     }
@@ -415,6 +421,7 @@ static void abort_if_closing(mc_client *c, nng_aio *aio)
 
 enum attempt_outcome {
     ATTEMPT_ANSWERED,
+    ATTEMPT_QUEUED,   /* not sent: a connection is up, it was not our turn */
     ATTEMPT_NOT_SENT,
     ATTEMPT_UNKNOWN,
     ATTEMPT_BAD_ANSWER, /* sent; the answer does not decode */
@@ -427,9 +434,10 @@ static void attempt_done(struct client_call *k, enum attempt_outcome o,
 
 /* Straight to the node the shard map names while it has one and direct
  * attempts did not fail MC_CLIENT_DIRECT_TRIES_MAX times in a row; else
- * through the caller's endpoints in turn, which forward to the leader, so
- * a wrong or missing map never stops a call. False when k parked for the
- * refresh of the map: its callback chooses again. */
+ * through the caller's endpoints in turn (those not suspect first), which
+ * forward to the leader, so a wrong or missing map never stops a call.
+ * False when k parked for the refresh of the map: its callback chooses
+ * again. */
 static bool target_choose(struct client_call *k, struct call_target *t)
 {
     mc_client *c = k->c;
@@ -446,8 +454,7 @@ static bool target_choose(struct client_call *k, struct call_target *t)
     }
     k->direct_fails = 0; /* after this forwarded attempt, direct ones again */
     t->direct = false;
-    t->ep = k->next_ep;
-    k->next_ep = (k->next_ep + 1) % (unsigned)c->n_eps;
+    t->ep = client_route_forward_ep(c, &k->next_ep);
     return true;
 }
 
@@ -468,8 +475,9 @@ static int call_ctx(struct client_call *k, size_t ep, nng_ctx *out)
     return 0;
 }
 
-/* Send one attempt to t. */
-static void attempt_send(struct client_call *k, const struct call_target *t)
+/* Send one attempt to t, with left_ms (> 0) of the call left. */
+static void attempt_send(struct client_call *k, const struct call_target *t,
+                         int64_t left_ms)
 {
     mc_client *c = k->c;
     k->t = *t;
@@ -477,16 +485,19 @@ static void attempt_send(struct client_call *k, const struct call_target *t)
      * call; a long poll waits on the node before it answers. */
     size_t n = !k->rk.wants || c->n_eps > 1 ? c->n_eps
                                             : client_route_sockets(c);
-    int send_wait = wait_ms(k->deadline_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
-    k->reply_wait_ms = wait_ms(k->deadline_ms,
-                               MC_CLIENT_REPLY_WAIT_MS + (int)k->wait_ms, n);
-    size_t len = k->frame_len;
-    const void *frame = t->direct ? k->frame : frame_forwarded(k, &len);
-    if (frame == NULL) {
-        client_result_set(&k->last, MC_INTERNAL, "out of memory");
-        attempt_done(k, ATTEMPT_FATAL, NULL);
-        return;
-    }
+    /* The reply's wait, at most: attempt_recv takes it from when the node
+     * took the request, within the deadline. */
+    k->reply_wait_ms =
+        wait_ms(INT32_MAX, MC_CLIENT_REPLY_WAIT_MS + (int)k->wait_ms, n);
+    /* A connected socket's send waits its turn: req0 hands a request to a
+     * connection once the node read the previous one, and a node reads a
+     * connection only while one of its contexts is free, so with many
+     * calls in flight a healthy node takes them one by one. Only a socket
+     * without a connection waits for one, as long as the connect wait. */
+    k->send_wait_ms =
+        client_endpoint_connected(&c->eps[t->ep])
+            ? at_most(left_ms, k->reply_wait_ms)
+            : wait_ms(left_ms, MC_CLIENT_CONNECT_WAIT_MS, n);
     nng_ctx ctx;
     int rv = call_ctx(k, t->ep, &ctx);
     if (rv != 0) {
@@ -496,30 +507,41 @@ static void attempt_send(struct client_call *k, const struct call_target *t)
         return;
     }
     nng_msg *msg;
-    rv = nng_msg_alloc(&msg, len);
+    rv = attempt_msg(k, t->direct, &msg);
     if (rv != 0) {
         client_result_set(&k->last, MC_INTERNAL, "nng_msg_alloc: %s",
                           nng_strerror(rv));
         attempt_done(k, ATTEMPT_FATAL, NULL);
         return;
     }
-    memcpy(nng_msg_body(msg), frame, len);
-    k->attempt_ms = base_mono_ms();
     k->state = CALL_SEND;
     nng_aio *aio = k->io;
     /* req0 completes a send once a connection took the message; until
      * then it waits for one, so a timeout here means nothing left. */
     nng_aio_set_msg(aio, msg);
-    nng_aio_set_timeout(aio, send_wait);
+    nng_aio_set_timeout(aio, k->send_wait_ms);
     nng_ctx_send(ctx, aio);
-    abort_if_closing(c, aio);
+    client_abort_if_closing(c, aio);
 }
 
-/* Choose the next attempt's target and send it. */
+/* Choose the next attempt's target and send it; but nothing goes out
+ * after the deadline: a write sent then could apply after its caller was
+ * told it failed, and would end "may have applied" where it certainly had
+ * not. Every send of a call comes through here. */
 static void attempt_next(struct client_call *k)
 {
     if (atomic_load(&k->c->closing)) {
         call_end_closed(k, false);
+        return;
+    }
+    int64_t left_ms = k->deadline_ms - base_mono_ms();
+    if (left_ms <= 0) {
+        if (k->attempts == 0) {
+            client_result_set(&k->last, MC_UNAVAILABLE,
+                              "the deadline passed before the request "
+                              "could be sent");
+        }
+        call_end(k, give_up(k), NULL);
         return;
     }
     struct call_target t;
@@ -527,22 +549,22 @@ static void attempt_next(struct client_call *k)
         return; /* parked for the map */
     }
     k->attempts++;
-    attempt_send(k, &t);
+    attempt_send(k, &t, left_ms);
 }
 
-/* The request is on the wire: wait for the answer. Both waits were set
- * from the time left when the attempt began: the time spent waiting for a
- * connection comes off the reply's, or a call could outlast its
- * deadline. */
+/* The request is on the wire: wait for the answer, the reply's wait from
+ * now (a send that waited its turn behind other requests does not eat the
+ * node's time to answer), but not past the deadline. */
 static void attempt_recv(struct client_call *k)
 {
-    int64_t left_ms = k->reply_wait_ms - (base_mono_ms() - k->attempt_ms);
+    int64_t left_ms = k->deadline_ms - base_mono_ms();
+    k->reply_wait_ms = at_most(left_ms > 1 ? left_ms : 1, k->reply_wait_ms);
     k->state = CALL_RECV;
     mc_client *c = k->c;
     nng_aio *aio = k->io;
-    nng_aio_set_timeout(aio, left_ms > 1 ? (int)left_ms : 1);
+    nng_aio_set_timeout(aio, k->reply_wait_ms);
     nng_ctx_recv(k->ctx[k->t.ep], aio);
-    abort_if_closing(c, aio);
+    client_abort_if_closing(c, aio);
 }
 
 /* Decode the answer in msg (which this frees). Every failure to decode is
@@ -641,7 +663,7 @@ static bool pause_start(struct client_call *k)
     nng_aio_set_timeout(aio, pause < left / 2 ? (nng_duration)pause
                                               : (nng_duration)(left / 2));
     nng_aio_defer(aio, pause_cancel, k);
-    abort_if_closing(c, aio);
+    client_abort_if_closing(c, aio);
     return true;
 }
 
@@ -668,14 +690,14 @@ static void attempt_done(struct client_call *k, enum attempt_outcome o,
             return;
         }
         mcpb__response__free_unpacked(r, NULL);
-    } else {
+    } else if (o != ATTEMPT_QUEUED) {
         not_answered(k, o);
     }
-    if (step == NEXT_NOW && base_mono_ms() < k->deadline_ms) {
-        attempt_next(k);
+    if (step == NEXT_NOW) {
+        attempt_next(k); /* ends k when the deadline passed */
         return;
     }
-    if (step == NEXT_NOW || !pause_start(k)) {
+    if (!pause_start(k)) {
         call_end(k, give_up(k), NULL);
     }
 }
@@ -695,8 +717,19 @@ static void on_sent(struct client_call *k, int rv)
         call_end_closed(k, false);
         return;
     }
+    const struct client_endpoint *ep = &k->c->eps[k->t.ep];
+    if (rv == NNG_ETIMEDOUT && client_endpoint_connected(ep)) {
+        /* Queued behind other requests on a live connection: the node is
+         * there and the map is right; only another turn helps. */
+        client_result_set(&k->last, MC_UNAVAILABLE,
+                          "%s is connected but took no request of this "
+                          "call within %d ms (busy)",
+                          ep->url, k->send_wait_ms);
+        attempt_done(k, ATTEMPT_QUEUED, NULL);
+        return;
+    }
     client_result_set(&k->last, MC_UNAVAILABLE, "cannot reach %s: %s",
-                      k->c->eps[k->t.ep].url,
+                      ep->url,
                       rv == NNG_ETIMEDOUT ? "no connection" : nng_strerror(rv));
     attempt_done(k, ATTEMPT_NOT_SENT, NULL);
 }
@@ -723,11 +756,18 @@ static void on_answer(struct client_call *k, int rv)
     attempt_done(k, o, r);
 }
 
-/* A write got its lane: encode it with its id, and go. */
+/* A write got its lane (its id is drawn as it goes out), or its wait for
+ * one ended. */
 static void on_lane(struct client_call *k, int rv)
 {
-    if (rv != 0) {
-        ASSERT(k->lane == NULL);
+    if (rv == 0) {
+        CLIENT_TEST_POINT(lane_given, k);
+    }
+    /* A lane given as the wait ran out (lane_give won the race against
+     * the wait's timer) comes too late all the same; it goes on to the
+     * next write at the end. */
+    if (rv != 0 || base_mono_ms() >= k->deadline_ms) {
+        ASSERT((k->lane == NULL) == (rv != 0));
         if (atomic_load(&k->c->closing)) {
             call_end_closed(k, false);
             return;
@@ -740,11 +780,6 @@ static void on_lane(struct client_call *k, int rv)
         return;
     }
     ASSERT(k->lane != NULL);
-    if (frame_reencode(k) != MC_OK) {
-        client_result_set(&k->last, MC_INTERNAL, "out of memory");
-        call_end(k, MC_INTERNAL, NULL);
-        return;
-    }
     attempt_next(k);
 }
 
@@ -794,15 +829,18 @@ static struct client_call *call_take_locked(mc_client *c)
     if (k != NULL) {
         c->free_calls = k->next;
         k->next = NULL;
+        ASSERT(c->n_free_calls > 0);
+        c->n_free_calls--;
         return k;
     }
-    if (c->n_calls % 64 == 0) {
-        struct client_call **grown =
-            mc_realloc(c->calls, (c->n_calls + 64) * sizeof *grown);
+    if (c->n_calls == c->calls_cap) {
+        size_t cap = c->calls_cap + 64;
+        struct client_call **grown = mc_realloc(c->calls, cap * sizeof *grown);
         if (grown == NULL) {
             return NULL;
         }
         c->calls = grown;
+        c->calls_cap = cap;
     }
     k = mc_calloc(1, sizeof *k);
     if (k == NULL) {
@@ -818,8 +856,51 @@ static struct client_call *call_take_locked(mc_client *c)
         return NULL;
     }
     k->c = c;
+    k->slot = c->n_calls;
     c->calls[c->n_calls++] = k;
     return k;
+}
+
+/* Up to MC_CLIENT_CALLS_REAP_MAX idle call objects beyond
+ * MC_CLIENT_CALLS_IDLE_MAX, taken off the pool and out of c->calls, linked
+ * by next, for call_free after unlocking. Under c->mu. */
+static struct client_call *calls_reap_locked(mc_client *c)
+{
+    struct client_call *reaped = NULL;
+    for (unsigned i = 0; i < MC_CLIENT_CALLS_REAP_MAX &&
+                         c->n_free_calls > MC_CLIENT_CALLS_IDLE_MAX;
+         i++) {
+        struct client_call *k = c->free_calls;
+        c->free_calls = k->next;
+        c->n_free_calls--;
+        struct client_call *last = c->calls[--c->n_calls];
+        c->calls[k->slot] = last; /* the last one takes its slot */
+        last->slot = k->slot;
+        k->next = reaped;
+        reaped = k;
+    }
+    return reaped;
+}
+
+/* Free call object k, which no call uses and nobody can find. Its last
+ * callback may still be returning on another thread (from call_release):
+ * nng_aio_stop waits for it. Never on that callback's thread, which does
+ * not start calls after call_release. */
+static void call_free(struct client_call *k)
+{
+    ASSERT(k->state == CALL_FREE);
+    nng_aio_stop(k->aio_cb);
+    nng_aio_free(k->aio_cb);
+    nng_aio_stop(k->aio_wait);
+    nng_aio_free(k->aio_wait);
+    for (size_t i = 0; i < MC_CLIENT_SOCKETS_MAX; i++) {
+        if (nng_ctx_id(k->ctx[i]) > 0) {
+            /* Fails only when its socket is closed, which closed it. */
+            (void)nng_ctx_close(k->ctx[i]);
+        }
+    }
+    mc_free(k->body);
+    mc_free(k);
 }
 
 /* Park write k until a lane is free, within its deadline. Under c->mu;
@@ -827,14 +908,7 @@ static struct client_call *call_take_locked(mc_client *c)
 static void lane_park_locked(mc_client *c, struct client_call *k)
 {
     k->state = CALL_LANE;
-    k->queued = true;
-    k->next = NULL;
-    if (c->lane_tail != NULL) {
-        c->lane_tail->next = k;
-    } else {
-        c->lane_head = k;
-    }
-    c->lane_tail = k;
+    call_list_push(&c->lane_queue, k);
     int64_t left = k->deadline_ms - base_mono_ms();
     bool begun = nng_aio_begin(k->io); /* false only once stopped */
     ASSERT(begun);
@@ -842,46 +916,92 @@ static void lane_park_locked(mc_client *c, struct client_call *k)
     nng_aio_defer(k->io, lane_cancel, k);
 }
 
-/* No lane was free when write k started: encode it without an id, then
- * take a lane or wait for one. */
-static mc_err lane_wait(mc_client *c, struct client_call *k,
-                        const Mcpb__Request *req)
+/* Write k, packed: take a lane, or park k until one is free, in one
+ * critical section. Returns MC_OK with *parked false when k has its lane,
+ * or true when it waits for one (then the caller must not touch k: its
+ * wait may have ended already); INTERNAL when a new lane could not be
+ * made (out of memory, no randomness): then nothing was taken. */
+static mc_err lane_take_or_park(mc_client *c, struct client_call *k,
+                                bool *parked, mc_result *res)
 {
-    if (frame_pack(k, req) != MC_OK) {
-        return MC_INTERNAL;
-    }
-    mc_result ignored;
+    nng_aio *aio = k->io;
     pthread_mutex_lock(&c->mu);
-    if (client_lane_take_locked(c, &k->lane, &ignored) != MC_OK) {
-        k->lane = NULL; /* out of memory now: wait for one to come back */
-    }
-    if (k->lane == NULL) {
-        nng_aio *aio = k->io;
+    mc_err rv = client_lane_take_locked(c, &k->lane, res);
+    *parked = rv == MC_OK && k->lane == NULL;
+    if (*parked) {
         lane_park_locked(c, k);
-        pthread_mutex_unlock(&c->mu);
-        abort_if_closing(c, aio);
-        return MC_OK;
     }
     pthread_mutex_unlock(&c->mu);
-    if (frame_reencode(k) != MC_OK) {
-        return MC_INTERNAL;
+    if (*parked) {
+        client_abort_if_closing(c, aio);
+    }
+    return rv;
+}
+
+/* Undo a start that failed before k ran: nothing that can fail comes after
+ * a write's lane was taken or k parked, so k holds no lane. */
+static void start_undo(struct client_call *k)
+{
+    ASSERT(k->lane == NULL);
+    k->in_start = false;
+    atomic_fetch_sub(&k->c->calls_in_flight, 1);
+    call_release(k);
+}
+
+/* The first step of call k: set it up for req, pack the request, then a
+ * write's lane and the first attempt. Errors as client_call_start says,
+ * with k released. */
+static mc_err call_first(mc_client *c, struct client_call *k,
+                         const Mcpb__Request *req, int64_t deadline_ms,
+                         bool sync, const struct client_done *done,
+                         mc_result *res)
+{
+    bool write = op_is_write(req->op);
+    ASSERT(k->state == CALL_FREE);
+    k->sync = sync;
+    k->io = sync ? k->aio_wait : k->aio_cb;
+    k->ended = false;
+    k->end_r = NULL;
+    /* A synchronous call may end on the caller's thread: it is its own. */
+    k->in_start = !sync;
+    k->map_asked = false;
+    k->op = req->op;
+    k->is_write = write;
+    k->wait_ms = req->has_wait_ms ? req->wait_ms : 0;
+    client_route_key(req, &k->rk);
+    k->lane = NULL;
+    k->seq = 0;
+    k->deadline_ms = deadline_ms;
+    k->started_ms = base_mono_ms();
+    if (done != NULL) {
+        k->done = *done;
+    }
+    k->attempts = 0;
+    k->direct_fails = 0;
+    k->hints = 0;
+    k->next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps;
+    k->unknown = false;
+    memset(&k->last, 0, sizeof k->last);
+    /* Packed before any lane is taken: what can fail comes first. */
+    if (body_pack(k, req) != MC_OK) {
+        start_undo(k);
+        return client_result_set(res, MC_INTERNAL, "out of memory");
+    }
+    /* From here on only the call's own steps touch k: the starter of an
+     * asynchronous call must not, its first operation may have ended. */
+    if (write) {
+        bool parked;
+        mc_err rv = lane_take_or_park(c, k, &parked, res);
+        if (rv != MC_OK) {
+            start_undo(k);
+            return rv;
+        }
+        if (parked) {
+            return MC_OK;
+        }
     }
     attempt_next(k);
     return MC_OK;
-}
-
-/* Undo a start that failed before k ran. */
-static void start_undo(struct client_call *k)
-{
-    mc_client *c = k->c;
-    if (k->lane != NULL) {
-        pthread_mutex_lock(&c->mu);
-        client_lane_give_locked(c, k->lane);
-        pthread_mutex_unlock(&c->mu);
-        k->lane = NULL;
-    }
-    k->in_start = false;
-    call_release(k);
 }
 
 /* Begin req as a call (sync: driven by the caller's thread) and run its
@@ -902,61 +1022,45 @@ static mc_err call_begin(mc_client *c, const Mcpb__Request *req,
         pthread_mutex_unlock(&c->mu);
         return client_result_set(res, MC_UNAVAILABLE, "client closed");
     }
+    /* Raised only here, under mu, and lowered anywhere: below the limit
+     * now, it stays within it once raised. */
+    if (atomic_load(&c->calls_in_flight) >= MC_CLIENT_CALLS_MAX) {
+        pthread_mutex_unlock(&c->mu);
+        return client_result_set(res, MC_UNAVAILABLE,
+                                 "too many calls in flight (%u)",
+                                 MC_CLIENT_CALLS_MAX);
+    }
     struct client_call *k = call_take_locked(c);
     if (k == NULL) {
         pthread_mutex_unlock(&c->mu);
         return client_result_set(res, MC_INTERNAL, "out of memory");
     }
-    struct client_lane *lane = NULL;
-    if (write && client_lane_take_locked(c, &lane, res) != MC_OK) {
-        k->next = c->free_calls;
-        c->free_calls = k;
-        pthread_mutex_unlock(&c->mu);
-        return MC_INTERNAL;
-    }
+    atomic_fetch_add(&c->calls_in_flight, 1);
     c->busy++;
+    /* Counted under mu, where close sets closing: either close waits for
+     * this start, or the start saw closing above. */
+    c->starters++;
+    struct client_call *reaped = calls_reap_locked(c);
     pthread_mutex_unlock(&c->mu);
-
-    ASSERT(k->state == CALL_FREE);
-    k->sync = sync;
-    k->io = sync ? k->aio_wait : k->aio_cb;
-    k->ended = false;
-    k->end_r = NULL;
-    /* A synchronous call may end on the caller's thread: it is its own. */
-    k->in_start = !sync;
-    k->map_asked = false;
-    k->op = req->op;
-    k->is_write = write;
-    k->wait_ms = req->has_wait_ms ? req->wait_ms : 0;
-    client_route_key(req, &k->rk);
-    k->lane = lane;
-    k->deadline_ms = deadline_ms;
-    k->started_ms = base_mono_ms();
-    if (done != NULL) {
-        k->done = *done;
+    /* The pool shrinks as calls start (a start is never in a callback of
+     * the objects it frees), within this start: close waits for it. */
+    while (reaped != NULL) {
+        struct client_call *next = reaped->next;
+        call_free(reaped);
+        reaped = next;
     }
-    k->attempts = 0;
-    k->direct_fails = 0;
-    k->hints = 0;
-    k->next_ep = atomic_load(&c->preferred_ep) % (unsigned)c->n_eps;
-    k->unknown = false;
-    memset(&k->last, 0, sizeof k->last);
-    /* From here on only the call's own steps touch k: the starter of an
-     * asynchronous call must not, its first operation may have ended. */
     *out = k;
-    if (write && lane == NULL) {
-        if (lane_wait(c, k, req) != MC_OK) {
-            start_undo(k);
-            return client_result_set(res, MC_INTERNAL, "out of memory");
-        }
-        return MC_OK;
+    mc_err rv = call_first(c, k, req, deadline_ms, sync, done, res);
+    /* The start's last touch of c: under mu, so that close, which waits
+     * for starters under mu, frees nothing before this returns. */
+    pthread_mutex_lock(&c->mu);
+    ASSERT(c->starters > 0);
+    c->starters--;
+    if (c->starters == 0 && atomic_load(&c->closing)) {
+        pthread_cond_broadcast(&c->idle);
     }
-    if (frame_encode(k, req) != MC_OK) {
-        start_undo(k);
-        return client_result_set(res, MC_INTERNAL, "out of memory");
-    }
-    attempt_next(k);
-    return MC_OK;
+    pthread_mutex_unlock(&c->mu);
+    return rv;
 }
 
 mc_err client_call_start(mc_client *c, const Mcpb__Request *req,
@@ -974,6 +1078,9 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
                    mc_result *res)
 {
+    CLIENT_ASSERT_NOT_IN_CALLBACK(
+        "no synchronous libmemcoord call in the callback of an asynchronous "
+        "call: it blocks one of the nng threads that the calls need");
     ASSERT(out != NULL);
     *out = NULL;
     client_result_clear(res);
@@ -995,6 +1102,7 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
     if (res != NULL) {
         *res = k->last;
     }
+    atomic_fetch_sub(&c->calls_in_flight, 1);
     call_release(k);
     ASSERT(rv == MC_OK || *out == NULL || (*out)->code == (uint32_t)rv);
     ASSERT(rv != MC_OK || *out != NULL);
@@ -1006,6 +1114,7 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
 mc_err client_engine_init(mc_client *c, mc_result *res)
 {
     atomic_init(&c->closing, false);
+    atomic_init(&c->calls_in_flight, 0);
     if (pthread_cond_init(&c->idle, NULL) != 0) {
         return client_result_set(res, MC_INTERNAL, "pthread_cond_init failed");
     }
@@ -1020,6 +1129,13 @@ void client_engine_close(mc_client *c)
 {
     pthread_mutex_lock(&c->mu);
     atomic_store(&c->closing, true);
+    /* A start in progress on another thread still reads c after its first
+     * operation began (client_abort_if_closing, the refresh it may run):
+     * wait until every start returned. They do not block, and no new one
+     * begins. */
+    while (c->starters > 0) {
+        pthread_cond_wait(&c->idle, &c->mu);
+    }
     /* No call object is made from now on: the array stays as it is. */
     struct client_call **calls = c->calls;
     size_t n = c->n_calls;
@@ -1034,23 +1150,16 @@ void client_engine_close(mc_client *c)
         pthread_cond_wait(&c->idle, &c->mu);
     }
     pthread_mutex_unlock(&c->mu);
-    ASSERT(c->lane_head == NULL);
+    ASSERT(c->lane_queue.head == NULL);
+    ASSERT(atomic_load(&c->calls_in_flight) == 0);
     for (size_t i = 0; i < n; i++) {
-        struct client_call *k = calls[i];
-        /* Waits out a callback still returning from the call's end. The
-         * contexts go with their sockets. */
-        nng_aio_stop(k->aio_cb);
-        nng_aio_free(k->aio_cb);
-        nng_aio_stop(k->aio_wait);
-        nng_aio_free(k->aio_wait);
-        mc_free(k->frame);
-        mc_free(k->fwd);
-        mc_free(k);
+        call_free(calls[i]); /* waits out a callback still returning */
     }
     mc_free(c->calls);
     c->calls = NULL;
-    c->n_calls = 0;
+    c->n_calls = c->calls_cap = 0;
     c->free_calls = NULL;
+    c->n_free_calls = 0;
     client_refresh_fini(c);
     pthread_cond_destroy(&c->idle);
 }

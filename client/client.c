@@ -120,12 +120,25 @@ void client_lane_give_locked(mc_client *c, struct client_lane *lane)
     c->free_lanes = lane;
 }
 
-/* nng calls this on its own thread when a connection of the socket closed
- * (ep outlives its socket: client_free closes the socket first). */
-static void pipe_lost_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+/* nng calls this on its own thread as a connection of the socket comes
+ * (ADD_PRE) and goes (REM_POST); it reports REM_POST for exactly the pipes
+ * it reported ADD_PRE for, so the count is exact. ep outlives its socket:
+ * client_free closes the socket first. */
+static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
     struct client_endpoint *ep = arg;
-    atomic_fetch_add(&ep->pipes_lost, 1);
+    if (ev == NNG_PIPE_EV_ADD_PRE) {
+        atomic_fetch_add(&ep->pipes, 1);
+    } else {
+        ASSERT(atomic_load(&ep->pipes) > 0);
+        atomic_fetch_sub(&ep->pipes, 1);
+        atomic_fetch_add(&ep->pipes_lost, 1);
+    }
+}
+
+bool client_endpoint_connected(const struct client_endpoint *ep)
+{
+    return atomic_load(&ep->pipes) > 0;
 }
 
 /* Open the req socket of one endpoint and start dialing in the background:
@@ -138,8 +151,12 @@ mc_err client_endpoint_open(struct client_endpoint *ep, mc_result *res)
                                  nng_strerror(rv));
     }
     ep->sock_open = true;
+    atomic_init(&ep->pipes, 0);
     atomic_init(&ep->pipes_lost, 0);
-    rv = nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, pipe_lost_cb, ep);
+    rv = nng_pipe_notify(ep->sock, NNG_PIPE_EV_ADD_PRE, pipe_cb, ep);
+    if (rv == 0) {
+        rv = nng_pipe_notify(ep->sock, NNG_PIPE_EV_REM_POST, pipe_cb, ep);
+    }
     if (rv != 0) {
         return client_result_set(res, MC_INTERNAL, "nng_pipe_notify: %s",
                                  nng_strerror(rv));
@@ -316,6 +333,9 @@ void mc_client_close(mc_client *c)
     if (c == NULL) {
         return;
     }
+    CLIENT_ASSERT_NOT_IN_CALLBACK(
+        "no mc_client_close in the callback of an asynchronous call: close "
+        "waits for every callback, this one too");
     /* Ends the asynchronous calls in flight and waits for them. */
     client_engine_close(c);
     /* Every lane came back: one still out would mean a caller is using a

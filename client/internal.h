@@ -19,11 +19,12 @@
  * endpoints and their nng sockets are fixed at open; sockets to other
  * members are added later, under route.mu, to an array that never moves
  * (nng sockets are thread-safe; each call object keeps an nng_ctx per
- * socket). The lanes, the call objects and the count of busy calls are
- * under mu; the shard map and the refresh's waiters are under route.mu;
- * the two locks are never held together. The preferred endpoint, the
- * jitter state, the closing flag and the sockets' failure marks are
- * atomics.
+ * socket). The lanes, the call objects, the count of busy calls and of
+ * starts in progress are under mu; the shard map and the refresh's
+ * waiters are under route.mu; the two locks are never held together. The
+ * preferred endpoint, the jitter state, the closing flag, the count of
+ * calls in flight, and the sockets' failure marks and connection counts
+ * are atomics. A thread-local flag marks the caller's callbacks.
  *
  * Invariants:
  *   (1) A lane is held by at most one call at a time, so each client_id has
@@ -32,9 +33,11 @@
  *   (2) Every attempt of one write carries the same (client_id, seq).
  *   (3) The library never logs: every failure ends in an mc_err and a
  *       sentence in mc_result.message.
- *   (4) A call that started ends exactly once, by its done function, on an
- *       nng thread; mc_client_close returns only after every call and the
- *       refresh ended (busy is 0). */
+ *   (4) A call that started ends exactly once: an asynchronous one by its
+ *       done function, on an nng thread (never the thread that started
+ *       it); a synchronous one on its caller's thread, which runs its
+ *       steps and returns its end. mc_client_close returns only after
+ *       every call and the refresh ended (busy is 0). */
 #ifndef MC_CLIENT_INTERNAL_H
 #define MC_CLIENT_INTERNAL_H
 
@@ -45,6 +48,14 @@
 
 #include "base/base.h"
 #include "proto/proto.h"
+
+/* Test points: where a unit test of tests/unit/client/ (which compiles the
+ * client's sources into itself) runs code of its own, to force an
+ * interleaving of threads that timing alone gives too rarely to test (as
+ * SQLite's fault simulator does). The library defines them as nothing. */
+#ifndef CLIENT_TEST_POINT
+#define CLIENT_TEST_POINT(point, arg) ((void)0)
+#endif
 
 /* ---- limits of the client (candidates for base/limits.h) ---- */
 
@@ -64,7 +75,9 @@
 #define MC_CLIENT_BACKOFF_MS_MAX 500
 /* With several endpoints, how long one attempt waits for a connection
  * before it tries the next node, and for a reply from a node that took the
- * request. With one endpoint an attempt may use the whole call. */
+ * request. With one endpoint an attempt may use the whole call. A socket
+ * that has a connection is not waiting for one: its send may wait as long
+ * as the reply (its turn behind the client's other requests). */
 #define MC_CLIENT_CONNECT_WAIT_MS 300
 #define MC_CLIENT_REPLY_WAIT_MS 2000
 /* nng's background redial of a node that is down: first retry after MIN,
@@ -112,7 +125,9 @@
 #define MC_CLIENT_REFRESH_MS_MAX 1000
 /* One STATUS of a refresh: waits for a connection and for the answer. A
  * node answers STATUS from its front end without a raft round, so a live
- * node answers in well under a millisecond on a LAN. */
+ * node answers in well under a millisecond on a LAN. While other nodes are
+ * left to ask, a socket without a connection waits at most half of what
+ * is left of the refresh: a dead node must not eat all of it. */
 #define MC_CLIENT_STATUS_CONNECT_MS 200
 #define MC_CLIENT_STATUS_REPLY_MS 500
 /* Direct attempts (to the leader the map names, with no_forward) that may
@@ -127,7 +142,15 @@
  * refresh asks it last. An answer through it clears the mark. */
 #define MC_CLIENT_SUSPECT_MS 1000
 
-/* A call object keeps its frame buffer for its next call up to this size,
+/* Idle call objects a client keeps for its next calls (each about 2 KiB,
+ * two nng aios and a context per socket it used). Beyond them the pool
+ * shrinks: each start frees up to MC_CLIENT_CALLS_REAP_MAX of them, so
+ * that a client that had thousands of calls in flight gives their memory
+ * back soon, and no one start pays for all of it. */
+#define MC_CLIENT_CALLS_IDLE_MAX 64u
+#define MC_CLIENT_CALLS_REAP_MAX 8u
+
+/* A call object keeps its request buffer for its next call up to this size,
  * which holds the request of a value of a few KiB; a larger one is freed,
  * so that a client that had thousands of calls in flight does not keep
  * megabytes (that call pays a malloc, beside sending the value). */
@@ -150,14 +173,23 @@ _Static_assert(MC_CLIENT_DIRECT_TRIES_MAX >= 1,
                "a call with a shard map tries the leader at least once");
 _Static_assert(MC_CLIENT_WATCH_POLL_MS <= MC_WATCH_WAIT_MS_MAX,
                "a watch poll is a valid wait");
+_Static_assert(MC_CLIENT_CALLS_MAX >= MC_FRONTEND_CTX_DEFAULT,
+               "one client can keep a node's contexts busy");
+_Static_assert(MC_CLIENT_CALLS_IDLE_MAX <= MC_CLIENT_CALLS_MAX &&
+                   MC_CLIENT_CALLS_REAP_MAX > 0,
+               "the pool keeps fewer objects than calls and shrinks");
 
 struct client_endpoint {
     char *url;
     nng_socket sock;
     bool sock_open;
-    /* Connections of the socket that closed (nng's pipe notification):
-     * a long poll whose connection closed will never be answered, so it
-     * is sent again at once rather than at its timeout. */
+    /* Connections of the socket that are up (nng's pipe notifications):
+     * a send on a socket with one waits its turn behind the client's
+     * other requests, not for a node that is gone. */
+    atomic_uint pipes;
+    /* Connections of the socket that closed: a long poll whose connection
+     * closed will never be answered, so it is sent again at once rather
+     * than at its timeout. */
     atomic_uint pipes_lost;
     /* Under route.mu: */
     uint64_t node_id;  /* the node behind it: 0 = not known yet */
@@ -182,6 +214,16 @@ struct route_member {
     bool unusable; /* its url failed to open: do not try again */
 };
 
+struct client_call;
+
+/* Parked calls in arrival order: the writes waiting for a lane (under
+ * mc_client.mu), the calls waiting for a refresh (under route.mu). Doubly
+ * linked through the calls' next and prev, so that a call whose wait runs
+ * out leaves its list in O(1): thousands of them may time out together. */
+struct call_list {
+    struct client_call *head, *tail;
+};
+
 /* The shard map (route.c). A cache: a wrong entry costs an attempt or a
  * NOT_LEADER hint, never a wrong answer, because nodes check leadership
  * themselves.
@@ -204,10 +246,10 @@ struct client_route {
     bool refreshing;     /* a refresh runs: no other one starts */
     int64_t refreshed_ms; /* start of the last refresh; 0 = never */
     unsigned refreshes;  /* refreshes that ended */
-    /* Calls parked until the running refresh ends (refresh.c), linked by
-     * their next; and the synchronous waiters' condition (CLOCK_MONOTONIC),
-     * broadcast when a refresh ends. */
-    struct client_call *waiters;
+    /* Calls parked until the running refresh ends (refresh.c); and the
+     * synchronous waiters' condition (CLOCK_MONOTONIC), broadcast when a
+     * refresh ends. */
+    struct call_list waiters;
     pthread_cond_t refreshed;
 };
 
@@ -236,8 +278,6 @@ struct route_key {
     bool serializable; /* any replica may serve it */
 };
 
-struct client_call;
-
 /* How a call ends: fn runs exactly once, on an nng thread, with the final
  * code, the node's answer r when there was one (fn owns it and frees it
  * with mcpb__response__free_unpacked), and res, borrowed for the duration
@@ -263,17 +303,20 @@ enum call_state {
     CALL_MAP,   /* parked until the refresh of the shard map ends */
     CALL_SEND,  /* nng: until a connection takes the request */
     CALL_RECV,  /* nng: until the answer comes */
-    CALL_PAUSE, /* nng_sleep_aio: the backoff before the next attempt */
+    CALL_PAUSE, /* the backoff before the next attempt: a timed operation
+                   of the engine's own, not nng_sleep_aio (pause_start) */
     CALL_END,   /* the end, deferred to an nng thread */
 };
 
 /* One call in flight, or a free call object in the pool. Call objects and
- * their aios are made on demand and kept until mc_client_close. While a
+ * their aios are made on demand; idle ones beyond MC_CLIENT_CALLS_IDLE_MAX
+ * are freed by later starts, the rest at mc_client_close. While a
  * call runs, only its own callbacks touch it (one at a time: each starts
  * the operation that leads to the next), except next and queued, which
  * belong to the list the call is parked on. */
 struct client_call {
     mc_client *c;
+    size_t slot; /* in mc_client.calls */
     /* Every step is an operation on io: aio_cb for an asynchronous call
      * (its callback runs the next step on nng's thread), aio_wait for a
      * synchronous one (no callback: a completion wakes the caller, who
@@ -289,9 +332,10 @@ struct client_call {
     enum call_state state;
     bool in_start;   /* still on the starting thread: end it later */
     bool map_asked;  /* the next target may skip the refresh step */
-    /* A list: the pool or the lane queue (under c->mu), or the refresh's
-     * waiters (under route.mu); queued: on the queue or the waiters. */
-    struct client_call *next;
+    /* A list: the pool (next only) or the lane queue (under c->mu), or
+     * the refresh's waiters (under route.mu); queued: on the queue or the
+     * waiters. */
+    struct client_call *next, *prev;
     bool queued;
     nng_ctx ctx[MC_CLIENT_SOCKETS_MAX]; /* per socket, opened on first use */
     /* The request. */
@@ -299,11 +343,11 @@ struct client_call {
     bool is_write;
     uint32_t wait_ms; /* a long poll's wait on the node */
     struct route_key rk;
-    uint8_t *frame; /* with no_forward when rk.wants; else as given */
-    size_t frame_len, frame_cap;
-    void *fwd; /* rk.wants: the frame as given, made when first needed */
-    size_t fwd_len;
-    struct client_lane *lane; /* a write's request id */
+    uint8_t *body; /* the request packed as given (call.c), without the
+                      id and no_forward that each attempt adds */
+    size_t body_len, body_cap;
+    struct client_lane *lane; /* a write's request id source */
+    uint64_t seq;             /* its seq, drawn at the first send; 0 before */
     int64_t deadline_ms;
     int64_t started_ms;
     struct client_done done;
@@ -315,8 +359,7 @@ struct client_call {
     bool unknown;          /* an attempt of a write may have applied */
     mc_result last;        /* what the last attempt said */
     struct call_target t;  /* of the attempt in flight */
-    int64_t attempt_ms;    /* when it was sent */
-    int reply_wait_ms;
+    int send_wait_ms, reply_wait_ms;
 };
 
 /* The refresh of the shard map (refresh.c): at most one runs at a time,
@@ -355,14 +398,69 @@ struct mc_client {
     struct client_lane **lanes;     /* every lane, for close; under mu */
     size_t n_lanes;
     /* Writes waiting for a lane, first come first served (under mu). */
-    struct client_call *lane_head, *lane_tail;
+    struct call_list lane_queue;
     struct client_call *free_calls; /* the pool, under mu */
+    size_t n_free_calls;
     struct client_call **calls;     /* every call object, for close */
-    size_t n_calls;
+    size_t n_calls, calls_cap;
+    /* Calls from their start until their callback begins (or, sync, their
+     * end): at most MC_CLIENT_CALLS_MAX. Raised under mu, lowered
+     * anywhere. */
+    atomic_uint calls_in_flight;
     unsigned busy;       /* calls started and not ended, plus a running
                             refresh; under mu */
-    pthread_cond_t idle; /* busy fell to 0 while closing */
+    unsigned starters;   /* threads inside a start (call.c's call_begin),
+                            which read c after its first operation began;
+                            under mu */
+    pthread_cond_t idle; /* busy or starters fell to 0 while closing */
 };
+
+/* ---- struct call_list, under the lock of the list ---- */
+
+/* Append k, which is on no list. */
+static inline void call_list_push(struct call_list *l, struct client_call *k)
+{
+    ASSERT(!k->queued);
+    k->queued = true;
+    k->next = NULL;
+    k->prev = l->tail;
+    if (l->tail != NULL) {
+        l->tail->next = k;
+    } else {
+        l->head = k;
+    }
+    l->tail = k;
+}
+
+/* Take k, which is on l, off it. */
+static inline void call_list_remove(struct call_list *l, struct client_call *k)
+{
+    ASSERT(k->queued);
+    if (k->prev != NULL) {
+        k->prev->next = k->next;
+    } else {
+        ASSERT(l->head == k);
+        l->head = k->next;
+    }
+    if (k->next != NULL) {
+        k->next->prev = k->prev;
+    } else {
+        ASSERT(l->tail == k);
+        l->tail = k->prev;
+    }
+    k->next = k->prev = NULL;
+    k->queued = false;
+}
+
+/* Take the first call off l; NULL when l is empty. */
+static inline struct client_call *call_list_pop(struct call_list *l)
+{
+    struct client_call *k = l->head;
+    if (k != NULL) {
+        call_list_remove(l, k);
+    }
+    return k;
+}
 
 /* ---- client.c ---- */
 
@@ -386,6 +484,9 @@ int64_t client_deadline(const mc_client *c);
 
 /* Random 64 bits for jitter; never blocks. */
 uint64_t client_random(mc_client *c);
+
+/* ep has a connection up now: a node is there. Without the lock. */
+bool client_endpoint_connected(const struct client_endpoint *ep);
 
 /* Open ep's req socket for ep->url and start dialing in the background.
  * On failure ep->sock_open tells whether the socket must still be closed.
@@ -430,6 +531,22 @@ mc_err client_call(mc_client *c, const Mcpb__Request *req,
                    int64_t deadline_ms, Mcpb__Response **out,
                    mc_result *res);
 
+/* True while a callback of the caller's (the end of an asynchronous call,
+ * of any client) runs on this thread. A synchronous call or
+ * mc_client_close there blocks one of nng's few threads, which the calls
+ * it waits for may need, and close waits for that very callback: both
+ * deadlock, so they assert against it (CLIENT_ASSERT_NOT_IN_CALLBACK). */
+bool client_in_callback(void);
+#define CLIENT_ASSERT_NOT_IN_CALLBACK(why)                                  \
+    ASSERT(!client_in_callback() && why)
+
+/* After starting an operation on aio of c: when c began to close, abort
+ * it, so that nothing waits for its timeout. mc_client_close sets the flag
+ * and then aborts every aio: its abort either finds the operation
+ * registered or comes before the flag is read here. Reads nothing of the
+ * call or refresh that owns aio, whose callback may own it already. */
+void client_abort_if_closing(mc_client *c, nng_aio *aio);
+
 /* Make the engine's part of a new client (the refresh's aio and frame).
  * Errors: INTERNAL. client_engine_close ends every call in flight (their
  * done functions see UNAVAILABLE "client closed", or TIMEOUT for a write
@@ -465,6 +582,11 @@ bool client_route_pick_key(mc_client *c, const struct route_key *k,
  * socket is suspect): the map is then marked stale. */
 bool client_route_pick(mc_client *c, const Mcpb__Request *req, size_t *ep,
                        uint32_t *shard);
+
+/* The caller's endpoint for a forwarded attempt: from *next on, the first
+ * that is not suspect, or *next itself when all of them are (one must be
+ * tried); *next moves past it. Without the lock. */
+size_t client_route_forward_ep(mc_client *c, unsigned *next);
 
 /* No socket: for an answer whose socket is not known. */
 #define CLIENT_EP_NONE SIZE_MAX

@@ -14,8 +14,10 @@
  *   learn --> SEND to the next node ... --> end (complete, nobody left to
  *   ask, time up, or the client closing)
  *
- * It is frugal: one attempt per node with short waits, no retries, nodes
- * that just failed asked only when nobody else answered, and at most one
+ * It is frugal: one attempt per node with short waits (a node without a
+ * connection gets at most half of what is left while others remain, so one
+ * dead node does not eat the refresh), no retries, nodes that just failed
+ * asked only when nobody else answered, and at most one
  * refresh per MC_CLIENT_REFRESH_MS_MIN across all the client's calls, with
  * at most half of the time left to the call that began it. It never fails
  * a call: what it could not learn, forwarding by the nodes covers. The
@@ -29,13 +31,12 @@
 
 #include "client/internal.h"
 
-static int wait_cap(int64_t until_ms, int cap_ms)
+static int wait_cap(int64_t left_ms, int cap_ms)
 {
-    int64_t left = until_ms - base_mono_ms();
-    if (left < 1) {
+    if (left_ms < 1) {
         return 1;
     }
-    return left < cap_ms ? (int)left : cap_ms;
+    return left_ms < cap_ms ? (int)left_ms : cap_ms;
 }
 
 /* A refresh is due: the map is missing or stale, none runs, and the last
@@ -79,8 +80,10 @@ static void refresh_end(mc_client *c, bool counted)
     if (f->complete && r->stale_gen == f->gen) {
         r->stale = false;
     }
-    struct client_call *w = r->waiters;
-    r->waiters = NULL;
+    /* The whole list at once; not queued any more, so that a wait that
+     * runs out now leaves the call to this (park_cancel). */
+    struct client_call *w = r->waiters.head;
+    r->waiters.head = r->waiters.tail = NULL;
     for (struct client_call *k = w; k != NULL; k = k->next) {
         k->queued = false;
     }
@@ -88,7 +91,7 @@ static void refresh_end(mc_client *c, bool counted)
     pthread_mutex_unlock(&r->mu);
     while (w != NULL) {
         struct client_call *next = w->next; /* w's own once finished */
-        w->next = NULL;
+        w->next = w->prev = NULL;
         nng_aio_finish(w->io, 0);
         w = next;
     }
@@ -110,6 +113,22 @@ static bool next_ask(mc_client *c, const bool *asked, bool learned,
 {
     return client_route_next_ask(c, asked, false, ep) ||
            (!learned && client_route_next_ask(c, asked, true, ep));
+}
+
+/* How long the STATUS to ep (marked asked) may wait for a connection:
+ * while someone else is left to ask, a socket without a connection (a
+ * node that may be dead) gets at most half of what is left, so that one
+ * dead node never eats the whole refresh and the calls parked behind it. */
+static int connect_wait(mc_client *c, size_t ep)
+{
+    struct client_refresh *f = &c->refresh;
+    int64_t left = f->until_ms - base_mono_ms();
+    size_t other;
+    if (!client_endpoint_connected(&c->eps[ep]) &&
+        next_ask(c, f->asked, f->learned, &other)) {
+        left /= 2;
+    }
+    return wait_cap(left, MC_CLIENT_STATUS_CONNECT_MS);
 }
 
 /* Ask the next node, or end. */
@@ -135,12 +154,9 @@ static void refresh_next(mc_client *c)
         f->state = REFRESH_SEND;
         nng_aio *aio = f->aio;
         nng_aio_set_msg(aio, msg);
-        nng_aio_set_timeout(aio,
-                            wait_cap(f->until_ms, MC_CLIENT_STATUS_CONNECT_MS));
+        nng_aio_set_timeout(aio, connect_wait(c, ep));
         nng_ctx_send(f->ctx[ep], aio);
-        if (atomic_load(&c->closing)) {
-            nng_aio_abort(aio, NNG_ECLOSED);
-        }
+        client_abort_if_closing(c, aio);
         return;
     }
     refresh_end(c, true);
@@ -175,12 +191,10 @@ static void refresh_cb(void *arg)
     if (f->state == REFRESH_SEND && rv == 0) {
         f->state = REFRESH_RECV;
         nng_aio *aio = f->aio;
-        nng_aio_set_timeout(aio,
-                            wait_cap(f->until_ms, MC_CLIENT_STATUS_REPLY_MS));
+        nng_aio_set_timeout(aio, wait_cap(f->until_ms - base_mono_ms(),
+                                          MC_CLIENT_STATUS_REPLY_MS));
         nng_ctx_recv(f->ctx[f->ep], aio);
-        if (atomic_load(&c->closing)) {
-            nng_aio_abort(aio, NNG_ECLOSED);
-        }
+        client_abort_if_closing(c, aio);
         return;
     }
     if (f->state == REFRESH_SEND) {
@@ -188,7 +202,11 @@ static void refresh_cb(void *arg)
         nng_aio_set_msg(f->aio, NULL);
     }
     if (rv != 0) {
-        if (!atomic_load(&c->closing)) {
+        /* A STATUS queued behind other requests on a live connection
+         * (client_endpoint_connected) says nothing against the node. */
+        bool queued = f->state == REFRESH_SEND && rv == NNG_ETIMEDOUT &&
+                      client_endpoint_connected(&c->eps[f->ep]);
+        if (!atomic_load(&c->closing) && !queued) {
             client_route_failed(c, f->ep);
         }
     } else {
@@ -218,6 +236,9 @@ static void refresh_run(mc_client *c)
 
 void client_route_refresh(mc_client *c, int64_t deadline_ms)
 {
+    CLIENT_ASSERT_NOT_IN_CALLBACK(
+        "no synchronous libmemcoord call in the callback of an asynchronous "
+        "call: it blocks one of the nng threads that the calls need");
     struct client_route *r = &c->route;
     int64_t now = base_mono_ms();
     int64_t budget = (deadline_ms - now) / 2;
@@ -255,13 +276,7 @@ static void park_cancel(nng_aio *aio, void *arg, int rv)
     pthread_mutex_lock(&r->mu);
     bool was_queued = k->queued;
     if (was_queued) {
-        struct client_call **p = &r->waiters;
-        while (*p != k) {
-            p = &(*p)->next;
-        }
-        *p = k->next;
-        k->next = NULL;
-        k->queued = false;
+        call_list_remove(&r->waiters, k);
     }
     pthread_mutex_unlock(&r->mu);
     if (was_queued) {
@@ -288,9 +303,7 @@ bool client_refresh_park(mc_client *c, struct client_call *k)
     nng_aio *aio = k->io;
     if (park) {
         k->state = CALL_MAP;
-        k->queued = true;
-        k->next = r->waiters;
-        r->waiters = k;
+        call_list_push(&r->waiters, k);
         /* Parked under the lock, so that the refresh cannot end between
          * the decision and the park. */
         bool begun = nng_aio_begin(aio); /* false only once stopped */
@@ -304,8 +317,8 @@ bool client_refresh_park(mc_client *c, struct client_call *k)
     if (begin) {
         refresh_run(c);
     }
-    if (park && atomic_load(&c->closing)) {
-        nng_aio_abort(aio, NNG_ECLOSED);
+    if (park) {
+        client_abort_if_closing(c, aio);
     }
     return park;
 }

@@ -42,7 +42,7 @@ mc_err client_route_init(struct client_route *r)
 
 void client_route_fini(struct client_route *r)
 {
-    ASSERT(r->waiters == NULL);
+    ASSERT(r->waiters.head == NULL);
     pthread_cond_destroy(&r->refreshed);
     pthread_mutex_destroy(&r->mu);
 }
@@ -234,6 +234,22 @@ bool client_route_pick(mc_client *c, const Mcpb__Request *req, size_t *ep,
     struct route_key k;
     client_route_key(req, &k);
     return client_route_pick_key(c, &k, ep, shard);
+}
+
+size_t client_route_forward_ep(mc_client *c, unsigned *next)
+{
+    int64_t now = base_mono_ms();
+    size_t n = c->n_eps;
+    size_t pick = *next % n;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (*next + k) % n;
+        if (!is_suspect(&c->eps[i], now)) {
+            pick = i;
+            break;
+        }
+    }
+    *next = (unsigned)((pick + 1) % n);
+    return pick;
 }
 
 /* ---- learning ---- */

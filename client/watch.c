@@ -187,8 +187,7 @@ static void slot_send(struct mc_watch *w, struct watch_slot *s)
     }
     if (!direct) {
         s->direct_fails = 0;
-        ep = w->next_ep;
-        w->next_ep = (w->next_ep + 1) % (unsigned)c->n_eps;
+        ep = client_route_forward_ep(c, &w->next_ep);
     }
     req.has_no_forward = direct;
     req.no_forward = direct;
@@ -225,7 +224,10 @@ static void slot_send(struct mc_watch *w, struct watch_slot *s)
     s->done = false;
     s->reply_wait_ms = MC_CLIENT_WATCH_POLL_MS + MC_CLIENT_LONGPOLL_MARGIN_MS;
     nng_aio_set_msg(s->aio, msg);
-    nng_aio_set_timeout(s->aio, MC_CLIENT_CONNECT_WAIT_MS);
+    /* As call.c's attempts: a connected socket's send waits its turn. */
+    nng_aio_set_timeout(s->aio, client_endpoint_connected(&c->eps[ep])
+                                    ? MC_CLIENT_REPLY_WAIT_MS
+                                    : MC_CLIENT_CONNECT_WAIT_MS);
     nng_ctx_send(s->ctx, s->aio);
 }
 
@@ -298,8 +300,13 @@ static enum take slot_take(struct mc_watch *w, struct watch_slot *s,
     mc_client *c = w->c;
     Mcpb__Response *r = NULL;
     if (s->rv != 0) {
-        client_route_failed(c, s->ep);
-        s->direct_fails += s->direct;
+        /* A poll queued behind other requests on a live connection says
+         * nothing against the node (client_endpoint_connected). */
+        if (s->sent || s->rv != NNG_ETIMEDOUT ||
+            !client_endpoint_connected(&c->eps[s->ep])) {
+            client_route_failed(c, s->ep);
+            s->direct_fails += s->direct;
+        }
         client_result_set(&s->last, MC_UNAVAILABLE, "shard %u: %s %s: %s",
                           s->shard, s->sent ? "no answer from" :
                                               "cannot reach",
@@ -466,6 +473,9 @@ mc_err mc_watch_next(mc_watch *w, int timeout_ms, mc_event **events,
                      size_t *n, mc_result *res)
 {
     ASSERT(w != NULL);
+    CLIENT_ASSERT_NOT_IN_CALLBACK(
+        "no mc_watch_next in the callback of an asynchronous call: it "
+        "blocks one of the nng threads that the calls need");
     client_result_clear(res);
     if (events == NULL || n == NULL) {
         return client_result_set(res, MC_INVALID_ARGUMENT,

@@ -93,6 +93,14 @@ bool mc_tier_parse(const char *name, mc_tier *out);
 
 typedef struct mc_client mc_client;
 
+/* Calls in flight on one client at once, synchronous and asynchronous
+ * together: as many as the most requests one node serves at once (its
+ * front end's contexts, at most 4096); calls beyond that would only wait
+ * in queues, where each holds memory (about 2 KiB and its request) and
+ * its deadline runs out. A start beyond the limit fails at once (see the
+ * asynchronous calls). */
+#define MC_CLIENT_CALLS_MAX 4096u
+
 /* What the server said about one call. */
 typedef struct mc_result {
     mc_err code;
@@ -137,12 +145,24 @@ typedef struct mc_options {
  * nng failure); res->message says which. */
 mc_err mc_client_open(const char *endpoints, const mc_options *opts,
                       mc_client **out, mc_result *res);
-/* Close c and free it. Synchronous calls must have returned (and watches
- * been closed). Asynchronous calls still in flight are ended: each one's
- * callback runs, with UNAVAILABLE "client closed" (TIMEOUT when a write
- * was sent and may have applied), before mc_client_close returns; calls
- * that those callbacks try to start are refused (UNAVAILABLE). Not from a
- * callback of c's calls: it waits for them. Safe on NULL. */
+/* Close c and free it. Safe on NULL. Asynchronous calls still in flight
+ * are ended: each one's callback runs, with UNAVAILABLE "client closed"
+ * (TIMEOUT when a write was sent and may have applied), before
+ * mc_client_close returns; calls that those callbacks try to start are
+ * refused (UNAVAILABLE).
+ *
+ * Threads. While mc_client_close runs, other threads (and the callbacks of
+ * c's calls) may start asynchronous calls on c: such a start is either
+ * refused (UNAVAILABLE "client closed"; its callback never runs) or starts
+ * and is ended with the others; close waits for every start in progress to
+ * return. Not allowed at the same time: synchronous calls on c (mc_put,
+ * mc_get, mc_list, mc_txn, mc_wait, mc_status_get, ...: they must have
+ * returned), watches of c (close them first), and a second
+ * mc_client_close of c. Nothing may use c once mc_client_close returned,
+ * since c is freed: the caller must know that its other threads are done
+ * with c (joined, say), not merely that their calls would be refused. Not
+ * from a callback of an asynchronous call: close waits for the callbacks,
+ * that one included (the library asserts, and aborts). */
 void mc_client_close(mc_client *c);
 
 typedef struct mc_put_opts {
@@ -196,15 +216,24 @@ void mc_record_free(mc_record *r);
  * Threads: cb runs on one of the library's threads (nng's), never on the
  * thread that started the call; callbacks of different calls may run at
  * the same time on different threads. cb must not block: no synchronous
- * calls of libmemcoord and no mc_client_close in it, and no long work. It
- * may start further asynchronous calls (the usual way to keep a number of
- * requests in flight). Any number of calls may be in flight on one client;
- * writes beyond the client's 1024 request ids wait for one, within their
- * deadline.
+ * calls of libmemcoord and no mc_client_close in it (they would deadlock:
+ * the library asserts, and aborts), and no long work. It may start further
+ * asynchronous calls (the usual way to keep a number of requests in
+ * flight). Writes beyond the client's 1024 request ids wait for one,
+ * within their deadline.
+ *
+ * At most MC_CLIENT_CALLS_MAX calls may be in flight on one client; a call
+ * counts from its start until its callback begins (a callback may start
+ * the next call in its place). A start beyond the limit fails at once with
+ * UNAVAILABLE "too many calls in flight (4096)", rather than wait: a start
+ * never blocks, so that a callback may start calls, and a caller that
+ * keeps N calls in flight learns from each callback when to start the
+ * next. A synchronous call beyond the limit fails the same way.
  *
  * Errors at the start (res, which may be NULL, has the message):
  * INVALID_ARGUMENT, TOO_LARGE (as for the synchronous call), INTERNAL (out
- * of memory), UNAVAILABLE (the client is closing). */
+ * of memory), UNAVAILABLE (the client is closing, or MC_CLIENT_CALLS_MAX
+ * calls are in flight). */
 
 /* The end of an asynchronous put or delete: code and res as mc_put or
  * mc_delete would return them. */

@@ -9,18 +9,42 @@ size_t proto_frame_size(size_t body_len)
     return (PROTO_FRAME_HEADER_BYTES + body_len + 7u) & ~(size_t)7u;
 }
 
-void proto_frame_pack(const ProtobufCMessage *msg, enum proto_type type,
-                      uint8_t *dst, size_t dst_len)
+/* The header of a frame of body_len bytes in dst[0..dst_len), and its
+ * padding zeroed. */
+static void frame_header(enum proto_type type, size_t body_len, uint8_t *dst,
+                         size_t dst_len)
 {
-    size_t body_len = protobuf_c_message_get_packed_size(msg);
     ASSERT(body_len <= UINT32_MAX);
     ASSERT(dst_len == proto_frame_size(body_len));
     bytes_put_u32le(dst, (uint32_t)body_len);
     bytes_put_u32le(dst + 4, PROTO_MAGIC << 16 | (uint32_t)type);
-    size_t packed = protobuf_c_message_pack(msg, dst + PROTO_FRAME_HEADER_BYTES);
-    ASSERT(packed == body_len);
     memset(dst + PROTO_FRAME_HEADER_BYTES + body_len, 0,
            dst_len - PROTO_FRAME_HEADER_BYTES - body_len);
+}
+
+void proto_frame_pack(const ProtobufCMessage *msg, enum proto_type type,
+                      uint8_t *dst, size_t dst_len)
+{
+    size_t body_len = protobuf_c_message_get_packed_size(msg);
+    frame_header(type, body_len, dst, dst_len);
+    size_t packed = protobuf_c_message_pack(msg, dst + PROTO_FRAME_HEADER_BYTES);
+    ASSERT(packed == body_len);
+}
+
+void proto_frame_pack_merged(const uint8_t *body, size_t body_len,
+                             const ProtobufCMessage *tail,
+                             enum proto_type type, uint8_t *dst,
+                             size_t dst_len)
+{
+    ASSERT(body != NULL || body_len == 0);
+    size_t tail_len = protobuf_c_message_get_packed_size(tail);
+    frame_header(type, body_len + tail_len, dst, dst_len);
+    uint8_t *p = dst + PROTO_FRAME_HEADER_BYTES;
+    if (body_len > 0) {
+        memcpy(p, body, body_len);
+    }
+    size_t packed = protobuf_c_message_pack(tail, p + body_len);
+    ASSERT(packed == tail_len);
 }
 
 mc_err proto_frame_encode(const ProtobufCMessage *msg, enum proto_type type,

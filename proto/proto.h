@@ -47,6 +47,19 @@ mc_err proto_frame_encode(const ProtobufCMessage *msg, enum proto_type type,
 void proto_frame_pack(const ProtobufCMessage *msg, enum proto_type type,
                       uint8_t *dst, size_t dst_len);
 
+/* Pack into dst a frame of type whose body is body[0..body_len), the
+ * packed form of a message, followed by tail packed. Protobuf merges the
+ * concatenated forms of two messages of one type (a field set in both
+ * takes tail's value), so the frame decodes as body's message with tail's
+ * fields set: a sender that packed a large message once can vary a few of
+ * its fields per send without packing it again. dst has exactly
+ * proto_frame_size(body_len + protobuf_c_message_get_packed_size(tail))
+ * bytes. */
+void proto_frame_pack_merged(const uint8_t *body, size_t body_len,
+                             const ProtobufCMessage *tail,
+                             enum proto_type type, uint8_t *dst,
+                             size_t dst_len);
+
 /* Check the frame in buf[0..len) and find its body.
  * Errors: INVALID_ARGUMENT with a sentence in err (bad magic, wrong type,
  * length past the end, trailing bytes, non-zero padding).

@@ -10,9 +10,27 @@
  * request ids, callbacks that start the next call, callbacks on the
  * library's threads only; and mc_client_close with calls in flight ends
  * each of them once, before it returns. */
+/* The engine's test points (internal.h) call the hook a test sets, to
+ * force an interleaving of threads; each test runs in a process of its
+ * own. */
+#include <signal.h>
+
+typedef void (*point_fn)(const char *point, void *arg);
+static _Atomic(point_fn) point_hook;
+static void test_point(const char *point, void *arg);
+#define CLIENT_TEST_POINT(point, arg) test_point(#point, (void *)(arg))
+
 #include "tests/unit/client/fake_node.h"
 
 #define NS "default"
+
+static void test_point(const char *point, void *arg)
+{
+    point_fn hook = atomic_load(&point_hook);
+    if (hook != NULL) {
+        hook(point, arg);
+    }
+}
 
 /* ---- handlers ---- */
 
@@ -123,6 +141,16 @@ static enum fake_action hint_elsewhere(struct fake *f,
     return FAKE_ANSWER;
 }
 
+/* Writes to "held" are never answered; the others are. */
+static enum fake_action drop_held(struct fake *f, const Mcpb__Request *req,
+                                  unsigned nth, Mcpb__Response *resp)
+{
+    if (req->key.len == 4 && memcmp(req->key.data, "held", 4) == 0) {
+        return FAKE_DROP;
+    }
+    return ok_versions(f, req, nth, resp);
+}
+
 /* ---- waiting for callbacks ---- */
 
 /* What the callbacks of a test saw. */
@@ -203,20 +231,25 @@ static void sleep_ms(int ms)
 }
 
 /* Calls and refreshes of c not ended yet, once they settle (a call ends
- * just after its callback returns): waits up to 2 s for 0. */
-static unsigned busy_settled(mc_client *c)
+ * just after its callback returns): waits up to 2 s for want. */
+static unsigned busy_settled_to(mc_client *c, unsigned want)
 {
     unsigned busy = 0;
     for (int i = 0; i < 200; i++) {
         pthread_mutex_lock(&c->mu);
         busy = c->busy;
         pthread_mutex_unlock(&c->mu);
-        if (busy == 0) {
+        if (busy == want) {
             break;
         }
         sleep_ms(10);
     }
     return busy;
+}
+
+static unsigned busy_settled(mc_client *c)
+{
+    return busy_settled_to(c, 0);
 }
 
 /* ---- the same results as the synchronous calls ---- */
@@ -412,6 +445,58 @@ Test(mc_put_async, refuses_bad_arguments_at_the_start)
     fake_stop(f);
 }
 
+/* Each allocation of a start fails in turn: the start fails INTERNAL and
+ * its callback never runs, or it starts and ends as usual; either way it
+ * leaves no lane taken and no call busy (a write's lane is taken only
+ * after everything that can fail). Before each start a write the node
+ * never answers takes the pooled call object and lane, so that the start
+ * must make new ones. */
+Test(mc_put_async, a_start_out_of_memory_leaves_nothing_taken)
+{
+    struct fake *f = fake_start(drop_held, NULL);
+    mc_client *c = client_on(f->url, 5000);
+    /* The shard map first: no refresh runs during the sweep. */
+    cr_assert_eq(mc_put(c, NS, "k", "v", 1, NULL, NULL), MC_OK);
+    struct ends e, held;
+    ends_init(&e);
+    ends_init(&held);
+    unsigned started = 0, failed = 0;
+    for (unsigned k = 1; k <= 12; k++) {
+        cr_assert_eq(mc_put_async(c, NS, "held", "v", 1, NULL, NULL, on_done,
+                                  &held),
+                     MC_OK);
+        mc_result res;
+        base_alloc_fail_after(k);
+        mc_err rv = mc_put_async(c, NS, "k", "v", 1, NULL, &res, on_done, &e);
+        base_alloc_fail_after(0);
+        if (rv == MC_OK) {
+            ends_wait(&e, ++started);
+            cr_assert_eq(e.code, MC_OK, "%s", e.res.message);
+        } else {
+            cr_assert_eq(rv, MC_INTERNAL, "allocation %u: %s", k,
+                         res.message);
+            failed++;
+        }
+        unsigned busy = busy_settled_to(c, k);
+        pthread_mutex_lock(&c->mu);
+        size_t n_free = 0;
+        for (struct client_lane *l = c->free_lanes; l != NULL; l = l->next) {
+            n_free++;
+        }
+        size_t n_lanes = c->n_lanes;
+        pthread_mutex_unlock(&c->mu);
+        cr_assert_eq(busy, k, "%u calls busy after %u held", busy, k);
+        cr_assert_eq(n_free + k, n_lanes, "a lane was left taken");
+    }
+    cr_assert_gt(failed, 0, "no allocation of a start failed");
+    cr_assert_eq(e.n, started);
+    mc_client_close(c);
+    cr_assert_eq(held.by_code[MC_TIMEOUT], 12);
+    ends_fini(&e);
+    ends_fini(&held);
+    fake_stop(f);
+}
+
 /* ---- retries ---- */
 
 Test(mc_put_async, retries_with_the_same_request_id)
@@ -554,6 +639,59 @@ Test(mc_get_async, a_send_that_times_out_after_a_pause_was_not_sent)
     mc_client_close(c);
 }
 
+/* ---- the deadline ---- */
+
+/* The step of a write that was given a lane runs only once its deadline
+ * passed: as when lane_give wins the race against the lane wait's timer
+ * at the deadline. */
+static void lane_given_late(const char *point, void *arg)
+{
+    if (strcmp(point, "lane_given") == 0) {
+        struct client_call *k = arg;
+        while (base_mono_ms() <= k->deadline_ms) {
+            sleep_ms(1);
+        }
+    }
+}
+
+/* Every lane is held by a write the node never answers (300 ms); one more
+ * write (400 ms) waits for a lane, gets one as the first holder times out,
+ * and its step runs past its deadline: it must give up without sending,
+ * UNAVAILABLE, not send late and end "may have applied". */
+Test(mc_put_async, a_write_whose_lane_comes_too_late_is_not_sent)
+{
+    struct fake *f = fake_start(drop_held, NULL);
+    mc_client *c = client_on(f->url, 300);
+    struct ends held, late;
+    ends_init(&held);
+    ends_init(&late);
+    for (unsigned i = 0; i < MC_CLIENT_LANES_MAX; i++) {
+        cr_assert_eq(mc_put_async(c, NS, "held", "v", 1, NULL, NULL, on_done,
+                                  &held),
+                     MC_OK);
+    }
+    atomic_store(&point_hook, lane_given_late);
+    c->timeout_ms = 400;
+    cr_assert_eq(mc_put_async(c, NS, "late", "v", 1, NULL, NULL, on_done,
+                              &late),
+                 MC_OK);
+    ends_wait(&late, 1);
+    cr_assert_eq(late.code, MC_UNAVAILABLE, "%s: %s", mc_errname(late.code),
+                 late.res.message);
+    cr_assert(strstr(late.res.message, "request ids") != NULL, "%s",
+              late.res.message);
+    ends_wait(&held, MC_CLIENT_LANES_MAX);
+    cr_assert_eq(held.by_code[MC_TIMEOUT], MC_CLIENT_LANES_MAX);
+    mc_client_close(c);
+    for (unsigned i = 0; i < seen_count(f); i++) {
+        cr_assert_str_eq(f->seen[i].key, "held", "a write went out after its "
+                         "deadline");
+    }
+    ends_fini(&held);
+    ends_fini(&late);
+    fake_stop(f);
+}
+
 /* ---- routing ---- */
 
 Test(mc_put_async, follows_a_not_leader_hint_with_the_same_id)
@@ -660,6 +798,55 @@ static enum fake_action slow_first(struct fake *f, const Mcpb__Request *req,
     return ok_versions(f, req, nth, resp);
 }
 
+/* A node that takes 10 ms per request, one at a time. */
+static enum fake_action slow_10ms(struct fake *f, const Mcpb__Request *req,
+                                  unsigned nth, Mcpb__Response *resp)
+{
+    sleep_ms(10);
+    return ok_versions(f, req, nth, resp);
+}
+
+/* 90 calls at once on a healthy node that serves one request at a time:
+ * most of them wait well over MC_CLIENT_CONNECT_WAIT_MS for the node to
+ * read their request, but its connection is up: they wait their turn.
+ * None of them marks the node suspect or the map stale (which would send
+ * later calls through forwarding and refresh the map), and each request
+ * goes once, straight to the node. Two endpoints, so that an attempt may
+ * not take the whole call: both are the one node. */
+Test(mc_delete_async, a_queue_on_a_live_connection_is_not_a_dead_node)
+{
+    struct fake *f = fake_start(slow_10ms, NULL);
+    char eps[160];
+    snprintf(eps, sizeof eps, "%s,%s", f->url, f->url);
+    mc_client *c = client_on(eps, 5000);
+    /* The map first: one STATUS. */
+    cr_assert_eq(mc_put(c, NS, "warm", "v", 1, NULL, NULL), MC_OK);
+    cr_assert_eq(atomic_load(&f->n_status), 1);
+    enum { N = 90 };
+    _Static_assert(N * 10 > 2 * MC_CLIENT_CONNECT_WAIT_MS,
+                   "the last calls wait longer than the connect wait");
+    struct ends e;
+    ends_init(&e);
+    for (unsigned i = 0; i < N; i++) {
+        cr_assert_eq(mc_delete_async(c, NS, "k", MC_VERSION_ANY, NULL,
+                                     on_done, &e),
+                     MC_OK);
+    }
+    ends_wait(&e, N);
+    cr_assert_eq(e.by_code[MC_OK], N, "%s", e.res.message);
+    cr_assert_eq(seen_count(f), N + 1, "a request went more than once");
+    for (unsigned i = 0; i < N + 1; i++) {
+        cr_assert(f->seen[i].no_forward, "request %u was forwarded", i);
+    }
+    cr_assert_eq(atomic_load(&f->n_status), 1, "the map was refreshed");
+    for (size_t i = 0; i < c->n_eps; i++) {
+        cr_assert_eq(atomic_load(&c->eps[i].failed_ms), 0);
+    }
+    ends_fini(&e);
+    mc_client_close(c);
+    fake_stop(f);
+}
+
 /* More writes than request ids: those beyond MC_CLIENT_LANES_MAX wait for
  * a lane, each id keeps one write in flight, and all of them end. */
 Test(mc_put_async, more_writes_than_lanes_wait_for_one)
@@ -738,6 +925,150 @@ Test(mc_put_async, a_callback_starts_the_next_call)
     fake_stop(f);
 }
 
+/* ---- the limit on calls in flight, and the pool ---- */
+
+/* Gets of "answer" are answered, the rest never. */
+static enum fake_action answer_only_answer(struct fake *f,
+                                           const Mcpb__Request *req,
+                                           unsigned nth, Mcpb__Response *resp)
+{
+    if (req->key.len == 6 && memcmp(req->key.data, "answer", 6) == 0) {
+        return record_of_key(f, req, nth, resp);
+    }
+    return FAKE_DROP;
+}
+
+/* The callback of the get that is answered: at the limit, it may start a
+ * call in its own place. */
+struct at_limit {
+    mc_client *c;
+    struct ends *e;
+    atomic_int started; /* what the start in the callback returned, +1 */
+};
+
+static void start_in_place(void *arg, mc_err code, mc_record *rec,
+                           const mc_result *res)
+{
+    struct at_limit *l = arg;
+    mc_err rv = mc_get_async(l->c, NS, "never", NULL, NULL, on_get, l->e);
+    atomic_store(&l->started, (int)rv + 1);
+    mc_record_free(rec);
+}
+
+Test(mc_get_async, a_start_beyond_the_calls_limit_fails_at_once)
+{
+    struct fake *f = fake_start(answer_only_answer, NULL);
+    mc_client *c = client_on(f->url, 20000);
+    mc_record *rec;
+    cr_assert_eq(mc_get(c, NS, "answer", NULL, &rec, NULL), MC_OK);
+    mc_record_free(rec);
+    struct ends e;
+    ends_init(&e);
+    for (unsigned i = 0; i < MC_CLIENT_CALLS_MAX - 1; i++) {
+        cr_assert_eq(mc_get_async(c, NS, "never", NULL, NULL, on_get, &e),
+                     MC_OK, "call %u", i);
+    }
+    /* The last one within the limit is answered, and its callback starts
+     * another: the count had room for it again. */
+    struct at_limit l = {.c = c, .e = &e};
+    atomic_init(&l.started, 0);
+    cr_assert_eq(mc_get_async(c, NS, "answer", NULL, NULL, start_in_place,
+                              &l),
+                 MC_OK);
+    while (atomic_load(&l.started) == 0) {
+        sleep_ms(1);
+    }
+    cr_assert_eq(atomic_load(&l.started), MC_OK + 1,
+                 "a callback could not start a call in its own place");
+    /* Now the limit is reached: refused at once, asynchronous or not. */
+    mc_result res;
+    int64_t t0 = base_mono_ms();
+    cr_assert_eq(mc_get_async(c, NS, "k", NULL, &res, must_not_run_get, NULL),
+                 MC_UNAVAILABLE);
+    cr_assert(strstr(res.message, "too many calls in flight (4096)") != NULL,
+              "%s", res.message);
+    cr_assert_eq(mc_put_async(c, NS, "k", "v", 1, NULL, &res, must_not_run,
+                              NULL),
+                 MC_UNAVAILABLE);
+    cr_assert_eq(mc_get(c, NS, "k", NULL, &rec, &res), MC_UNAVAILABLE);
+    cr_assert(strstr(res.message, "too many calls in flight") != NULL, "%s",
+              res.message);
+    cr_assert_lt(base_mono_ms() - t0, 100, "a refused start waited");
+    cr_assert_leq(c->n_calls, MC_CLIENT_CALLS_MAX + 1);
+    mc_client_close(c);
+    cr_assert_eq(e.n, MC_CLIENT_CALLS_MAX);
+    cr_assert_eq(e.by_code[MC_UNAVAILABLE], MC_CLIENT_CALLS_MAX);
+    ends_fini(&e);
+    fake_stop(f);
+}
+
+/* After a burst of calls, later starts free the idle call objects beyond
+ * MC_CLIENT_CALLS_IDLE_MAX, a few at a time; the calls still work. Some of
+ * those starts run in callbacks, beside objects whose own callbacks are
+ * still returning. */
+static void get_then_get(void *arg, mc_err code, mc_record *rec,
+                         const mc_result *res)
+{
+    struct chain *ch = arg;
+    mc_record_free(rec);
+    if (code == MC_OK) {
+        code = mc_get_async(ch->c, NS, "again", NULL, NULL, on_get, ch->e);
+    }
+    if (code != MC_OK) {
+        ends_add(ch->e, code, NULL, res);
+    }
+}
+
+/* The first answer takes 300 ms, so that every get started meanwhile is
+ * still in flight; then each has a record. */
+static enum fake_action slow_first_record(struct fake *f,
+                                          const Mcpb__Request *req,
+                                          unsigned nth, Mcpb__Response *resp)
+{
+    if (nth == 0) {
+        sleep_ms(300);
+    }
+    return record_of_key(f, req, nth, resp);
+}
+
+Test(mc_get_async, the_pool_shrinks_after_a_burst)
+{
+    struct fake *f = fake_start(slow_first_record, NULL);
+    mc_client *c = client_on(f->url, 8000);
+    enum { N = 1000 };
+    struct ends e;
+    ends_init(&e);
+    struct chain ch = {.c = c, .e = &e};
+    for (unsigned i = 0; i < N; i++) {
+        cr_assert_eq(mc_get_async(c, NS, "k", NULL, NULL, get_then_get, &ch),
+                     MC_OK);
+    }
+    ends_wait(&e, N);
+    cr_assert_eq(e.n, N);
+    cr_assert_eq(busy_settled(c), 0);
+    pthread_mutex_lock(&c->mu);
+    size_t after_burst = c->n_calls;
+    pthread_mutex_unlock(&c->mu);
+    cr_assert_gt(after_burst, N / 2, "the burst was not in flight at once");
+    /* Each start frees up to MC_CLIENT_CALLS_REAP_MAX. */
+    unsigned starts = (unsigned)(after_burst / MC_CLIENT_CALLS_REAP_MAX) + 1;
+    for (unsigned i = 0; i < starts; i++) {
+        mc_record *rec;
+        cr_assert_eq(mc_get(c, NS, "k", NULL, &rec, NULL), MC_OK);
+        mc_record_free(rec);
+    }
+    pthread_mutex_lock(&c->mu);
+    cr_assert_leq(c->n_calls, MC_CLIENT_CALLS_IDLE_MAX + 1);
+    cr_assert_eq(c->n_free_calls, c->n_calls);
+    for (size_t i = 0; i < c->n_calls; i++) {
+        cr_assert_eq(c->calls[i]->slot, i);
+    }
+    pthread_mutex_unlock(&c->mu);
+    ends_fini(&e);
+    mc_client_close(c);
+    fake_stop(f);
+}
+
 /* Synchronous calls on other threads beside asynchronous ones. */
 struct sync_writer {
     mc_client *c;
@@ -782,6 +1113,138 @@ Test(mc_put_async, mixes_with_synchronous_calls)
     ends_fini(&e);
     mc_client_close(c);
     fake_stop(f);
+}
+
+/* ---- the lists of parked calls ---- */
+
+/* The calls of l from head to tail, checked against the prev links. */
+static unsigned list_order(const struct call_list *l, struct client_call *base,
+                           unsigned *out)
+{
+    unsigned n = 0;
+    const struct client_call *prev = NULL;
+    for (const struct client_call *k = l->head; k != NULL; k = k->next) {
+        cr_assert_eq(k->prev, prev);
+        cr_assert(k->queued);
+        out[n++] = (unsigned)(k - base);
+        prev = k;
+    }
+    cr_assert_eq(l->tail, prev);
+    return n;
+}
+
+Test(call_list, removes_from_anywhere_and_keeps_the_order)
+{
+    static struct client_call k[5];
+    struct call_list l = {NULL, NULL};
+    for (unsigned i = 0; i < 5; i++) {
+        call_list_push(&l, &k[i]);
+    }
+    unsigned order[5];
+    cr_assert_eq(list_order(&l, k, order), 5);
+    call_list_remove(&l, &k[2]); /* the middle */
+    call_list_remove(&l, &k[0]); /* the head */
+    call_list_remove(&l, &k[4]); /* the tail */
+    cr_assert_not(k[2].queued);
+    cr_assert_null(k[2].next);
+    cr_assert_null(k[2].prev);
+    cr_assert_eq(list_order(&l, k, order), 2);
+    cr_assert_eq(order[0], 1);
+    cr_assert_eq(order[1], 3);
+    call_list_push(&l, &k[2]); /* back, at the end */
+    cr_assert_eq(call_list_pop(&l), &k[1]);
+    cr_assert_eq(call_list_pop(&l), &k[3]);
+    cr_assert_eq(call_list_pop(&l), &k[2]);
+    cr_assert_null(call_list_pop(&l));
+    cr_assert_null(l.head);
+    cr_assert_null(l.tail);
+}
+
+/* Thousands of writes wait for a lane and their waits run out together:
+ * each leaves the queue at once (a doubly linked list), and every one of
+ * them ends UNAVAILABLE, having sent nothing. The writes that hold the
+ * lanes have a longer deadline (the test sets the client's timeout between
+ * the two batches), so no lane comes free meanwhile. */
+Test(mc_put_async, thousands_of_lane_waits_run_out_together)
+{
+    struct fake *f = fake_start(drop_every, NULL);
+    mc_client *c = client_on(f->url, 10000);
+    enum { WAITING = 2000 };
+    struct ends held, waited;
+    ends_init(&held);
+    ends_init(&waited);
+    for (unsigned i = 0; i < MC_CLIENT_LANES_MAX; i++) {
+        cr_assert_eq(mc_put_async(c, NS, "held", "v", 1, NULL, NULL, on_done,
+                                  &held),
+                     MC_OK);
+    }
+    c->timeout_ms = 300;
+    int64_t t0 = base_mono_ms();
+    for (unsigned i = 0; i < WAITING; i++) {
+        cr_assert_eq(mc_put_async(c, NS, "waits", "v", 1, NULL, NULL,
+                                  on_done, &waited),
+                     MC_OK);
+    }
+    ends_wait(&waited, WAITING);
+    cr_assert_lt(base_mono_ms() - t0, 2000);
+    cr_assert_eq(waited.by_code[MC_UNAVAILABLE], WAITING, "%s",
+                 waited.res.message);
+    cr_assert(strstr(waited.res.message, "request ids") != NULL, "%s",
+              waited.res.message);
+    cr_assert_null(c->lane_queue.head);
+    cr_assert_eq(held.n, 0);
+    mc_client_close(c);
+    cr_assert_eq(held.by_code[MC_TIMEOUT], MC_CLIENT_LANES_MAX,
+                 "a write that was sent may have applied");
+    for (unsigned i = 0; i < seen_count(f); i++) {
+        cr_assert_str_eq(f->seen[i].key, "held");
+    }
+    ends_fini(&held);
+    ends_fini(&waited);
+    fake_stop(f);
+}
+
+/* ---- what a callback must not do ---- */
+
+/* A callback that makes a synchronous call on its client, or closes it. */
+struct misbehave {
+    mc_client *c;
+    bool close;
+};
+
+static void misbehaving_cb(void *arg, mc_err code, const mc_result *res)
+{
+    struct misbehave *m = arg;
+    if (m->close) {
+        mc_client_close(m->c);
+    } else {
+        mc_put(m->c, NS, "sync", "v", 1, NULL, NULL);
+    }
+}
+
+static void misbehave(bool close)
+{
+    struct fake *f = fake_start(ok_versions, NULL);
+    struct misbehave m = {client_on(f->url, 2000), close};
+    cr_assert_eq(mc_put_async(m.c, NS, "k", "v", 1, NULL, NULL,
+                              misbehaving_cb, &m),
+                 MC_OK);
+    /* The assertion aborts the process on the callback's thread. */
+    sleep_ms(3000);
+    cr_assert_fail("the callback's %s went unnoticed",
+                   close ? "mc_client_close" : "synchronous call");
+}
+
+Test(mc_put_async, a_synchronous_call_in_a_callback_asserts,
+     .signal = SIGABRT, .timeout = 10)
+{
+    misbehave(false);
+}
+
+Test(mc_put_async, mc_client_close_in_a_callback_asserts, .signal = SIGABRT,
+     .timeout = 10)
+{
+    misbehave(true);
 }
 
 /* ---- close with calls in flight ---- */
@@ -846,6 +1309,69 @@ Test(mc_client_close, ends_every_call_in_flight_before_it_returns)
               e.res.message);
     cr_assert_eq(atomic_load(&cl.refused), PUTS,
                  "a call started while closing was not refused");
+    ends_fini(&e);
+    fake_stop(f);
+}
+
+/* A close on another thread while this one is inside an asynchronous
+ * start, between its first operation's start and its check of the closing
+ * flag: the closer runs while the starter is held at the test point. */
+static struct {
+    pthread_t starter, closer;
+    mc_client *c;
+    atomic_bool fired, close_began, close_returned, returned_early;
+} mid;
+
+static void *closer_main(void *arg)
+{
+    atomic_store(&mid.close_began, true);
+    mc_client_close(mid.c);
+    atomic_store(&mid.close_returned, true);
+    return NULL;
+}
+
+static void close_mid_start(const char *point, void *arg)
+{
+    if (strcmp(point, "op_begun") != 0 ||
+        !pthread_equal(pthread_self(), mid.starter) ||
+        atomic_exchange(&mid.fired, true)) {
+        return;
+    }
+    cr_assert_eq(pthread_create(&mid.closer, NULL, closer_main, NULL), 0);
+    while (!atomic_load(&mid.close_began)) {
+        sleep_ms(1);
+    }
+    /* Ample time for a close that does not wait for this start to abort
+     * the call, see it end on nng's thread and free the client, which
+     * this start then reads. */
+    sleep_ms(300);
+    atomic_store(&mid.returned_early, atomic_load(&mid.close_returned));
+}
+
+Test(mc_client_close, waits_for_a_start_in_progress_on_another_thread)
+{
+    struct fake *f = fake_start(drop_held, NULL);
+    mid.c = client_on(f->url, 20000);
+    mid.starter = pthread_self();
+    /* The shard map first, so that the put goes straight to the node. */
+    cr_assert_eq(mc_put(mid.c, NS, "warm", "v", 1, NULL, NULL), MC_OK);
+    struct ends e;
+    ends_init(&e);
+    atomic_store(&point_hook, close_mid_start);
+    mc_result res;
+    int64_t t0 = base_mono_ms();
+    mc_err rv = mc_put_async(mid.c, NS, "held", "v", 1, NULL, &res, on_done,
+                             &e);
+    cr_assert_lt(base_mono_ms() - t0, 2000);
+    bool early = atomic_load(&mid.returned_early);
+    cr_assert(atomic_load(&mid.fired), "the start passed no test point");
+    cr_assert_not(early, "mc_client_close returned while another thread "
+                  "was inside a start on the client");
+    pthread_join(mid.closer, NULL);
+    cr_assert_eq(rv, MC_OK, "%s", res.message);
+    cr_assert_eq(e.n, 1, "the call did not end exactly once");
+    cr_assert(strstr(e.res.message, "client closed") != NULL, "%s",
+              e.res.message);
     ends_fini(&e);
     fake_stop(f);
 }

@@ -485,3 +485,68 @@ Test(client_route_pick, many_threads_share_one_map)
     fake_stop(a);
     fake_stop(b);
 }
+
+/* ---- a dead endpoint ---- */
+
+struct async_ends {
+    atomic_uint n, ok;
+};
+
+static void count_end(void *arg, mc_err code, const mc_result *res)
+{
+    struct async_ends *e = arg;
+    atomic_fetch_add(&e->ok, code == MC_OK);
+    atomic_fetch_add(&e->n, 1);
+}
+
+/* A fresh client on "dead, live" with a 300 ms timeout, the dead endpoint
+ * preferred (the first one the refresh asks and a forward goes through).
+ * The refresh must not spend its whole budget (half the call) waiting for
+ * the dead node: it asks the live one too, learns the map, and the first
+ * put goes straight to the leader. A request without a shard (STATUS)
+ * goes through the caller's endpoints: the dead one, suspect now, is
+ * skipped. And calls that a fresh client starts at once all succeed. */
+Test(client_call, a_dead_first_endpoint_costs_a_fresh_client_little)
+{
+    struct fake *live = fake_start(answer_ok, NULL);
+    char eps[160];
+    snprintf(eps, sizeof eps, "inproc://dead-%d,%s", (int)getpid(),
+             live->url);
+    for (int i = 0; i < 5; i++) {
+        mc_client *c = client_on(eps, 300);
+        atomic_store(&c->preferred_ep, 0);
+        mc_result res;
+        int64_t t0 = base_mono_ms();
+        cr_assert_eq(mc_put(c, NS, "k", "v", 1, NULL, &res), MC_OK,
+                     "client %d: %s", i, res.message);
+        cr_assert_lt(base_mono_ms() - t0, 300);
+        unsigned n = seen_count(live);
+        cr_assert(live->seen[n - 1].no_forward, "client %d: the put went "
+                  "around the map: the refresh did not learn it", i);
+        atomic_store(&c->preferred_ep, 0);
+        mc_status *st;
+        cr_assert_eq(mc_status_get(c, &st, &res), MC_OK, "client %d: %s", i,
+                     res.message);
+        mc_status_free(st);
+        mc_client_close(c);
+    }
+    mc_client *c = client_on(eps, 300);
+    atomic_store(&c->preferred_ep, 0);
+    struct async_ends e;
+    atomic_init(&e.n, 0);
+    atomic_init(&e.ok, 0);
+    enum { N = 20 };
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(mc_put_async(c, NS, "k", "v", 1, NULL, NULL, count_end,
+                                  &e),
+                     MC_OK);
+    }
+    for (int i = 0; i < 200 && atomic_load(&e.n) < N; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(atomic_load(&e.ok), N, "%u of %u", atomic_load(&e.ok),
+                 atomic_load(&e.n));
+    mc_client_close(c);
+    fake_stop(live);
+}

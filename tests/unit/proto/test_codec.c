@@ -106,6 +106,74 @@ Test(proto_frame_encode, request_round_trip)
     mc_free(buf);
 }
 
+/* A request packed once without its id and no_forward, and a tail with
+ * them: the frame decodes as the one request with every field, the tail's
+ * fields after the body's (out of tag order) included. */
+Test(proto_frame_pack_merged, decodes_as_body_with_the_tail_fields_set)
+{
+    Mcpb__Request req = MCPB__REQUEST__INIT;
+    req.op = MCPB__OP__OP_PUT;
+    req.has_ns = req.has_key = req.has_value = true;
+    req.ns.data = (uint8_t *)"default";
+    req.ns.len = 7;
+    req.key.data = (uint8_t *)"swarm/x";
+    req.key.len = 7;
+    req.value.data = (uint8_t *)"v\0alue";
+    req.value.len = 6;
+    req.has_ttl_ms = true;
+    req.ttl_ms = 30000;
+    size_t body_len = protobuf_c_message_get_packed_size(&req.base);
+    uint8_t *body = mc_malloc(body_len);
+    cr_assert_eq(protobuf_c_message_pack(&req.base, body), body_len);
+
+    Mcpb__Request tail = MCPB__REQUEST__INIT;
+    tail.op = MCPB__OP__OP_PUT; /* required: packed always, the same */
+    tail.has_client_id = tail.has_seq = tail.has_no_forward = true;
+    tail.client_id = 0x1122334455667788ull;
+    tail.seq = 42;
+    tail.no_forward = true;
+    size_t len = proto_frame_size(
+        body_len + protobuf_c_message_get_packed_size(&tail.base));
+    uint8_t *buf = mc_malloc(len);
+    memset(buf, 0xff, len); /* the padding must come out zeroed */
+    proto_frame_pack_merged(body, body_len, &tail.base, PROTO_REQUEST, buf,
+                            len);
+
+    Mcpb__Request *r;
+    char err[128];
+    cr_assert_eq(proto_request_decode(buf, len, &r, err, sizeof err), MC_OK,
+                 "%s", err);
+    cr_assert_eq(r->op, MCPB__OP__OP_PUT);
+    cr_assert(r->has_client_id);
+    cr_assert_eq(r->client_id, 0x1122334455667788ull);
+    cr_assert_eq(r->seq, 42);
+    cr_assert(r->has_no_forward);
+    cr_assert(r->no_forward);
+    cr_assert_arr_eq(r->ns.data, "default", 7);
+    cr_assert_arr_eq(r->key.data, "swarm/x", 7);
+    cr_assert_eq(r->value.len, 6);
+    cr_assert_arr_eq(r->value.data, "v\0alue", 6);
+    cr_assert_eq(r->ttl_ms, 30000);
+    mcpb__request__free_unpacked(r, NULL);
+
+    /* An empty tail but for op: the body alone. */
+    tail = (Mcpb__Request)MCPB__REQUEST__INIT;
+    tail.op = MCPB__OP__OP_PUT;
+    size_t len2 = proto_frame_size(
+        body_len + protobuf_c_message_get_packed_size(&tail.base));
+    cr_assert_leq(len2, len);
+    proto_frame_pack_merged(body, body_len, &tail.base, PROTO_REQUEST, buf,
+                            len2);
+    cr_assert_eq(proto_request_decode(buf, len2, &r, err, sizeof err), MC_OK,
+                 "%s", err);
+    cr_assert_not(r->has_client_id);
+    cr_assert_not(r->has_no_forward);
+    cr_assert_eq(r->ttl_ms, 30000);
+    mcpb__request__free_unpacked(r, NULL);
+    mc_free(buf);
+    mc_free(body);
+}
+
 Test(proto_frame_encode, response_round_trip_with_records_and_status)
 {
     Mcpb__Record rec[2] = {MCPB__RECORD__INIT, MCPB__RECORD__INIT};
