@@ -1163,6 +1163,18 @@ static uint64_t snap_data_off(int fd)
     return SNAP_HEAD_BYTES + pad8(bytes_get_u32le(head + 32));
 }
 
+/* Free a snapshot read by snap_read (raft never got it). NULL is fine. */
+static void snap_free(struct raft_snapshot *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    raft_configuration_close(&s->configuration);
+    raft_free(s->bufs[0].base);
+    raft_free(s->bufs);
+    raft_free(s);
+}
+
 /* Read the group's snapshot at index: whole, or with a placeholder for
  * its data. */
 static int snap_read(const struct cons_wal *w, uint32_t shard, uint64_t index,
@@ -1312,13 +1324,8 @@ int wal_load(struct cons_wal *w, uint32_t shard, uint64_t have_index,
                               strerror(errno));
                     raft_free(es);
                     raft_free(batch);
-                    if (*snapshot != NULL) {
-                        raft_configuration_close(&(*snapshot)->configuration);
-                        raft_free((*snapshot)->bufs[0].base);
-                        raft_free((*snapshot)->bufs);
-                        raft_free(*snapshot);
-                        *snapshot = NULL;
-                    }
+                    snap_free(*snapshot);
+                    *snapshot = NULL;
                     return RAFT_IOERR;
                 }
             }
@@ -1342,22 +1349,12 @@ int wal_load(struct cons_wal *w, uint32_t shard, uint64_t have_index,
 
 nomem:
     base_errf(errmsg, errmsg_len, "out of memory");
-    if (*snapshot != NULL) {
-        raft_configuration_close(&(*snapshot)->configuration);
-        raft_free((*snapshot)->bufs[0].base);
-        raft_free((*snapshot)->bufs);
-        raft_free(*snapshot);
-        *snapshot = NULL;
-    }
+    snap_free(*snapshot);
+    *snapshot = NULL;
     return RAFT_NOMEM;
 corrupt:
-    if (*snapshot != NULL) {
-        raft_configuration_close(&(*snapshot)->configuration);
-        raft_free((*snapshot)->bufs[0].base);
-        raft_free((*snapshot)->bufs);
-        raft_free(*snapshot);
-        *snapshot = NULL;
-    }
+    snap_free(*snapshot);
+    *snapshot = NULL;
     return RAFT_CORRUPT;
 }
 
@@ -1545,11 +1542,8 @@ static void get_done(uv_work_t *req, int status)
         LOG_ERROR("%s", k->errmsg);
     }
     struct raft_snapshot *got = rv == 0 ? k->got : NULL;
-    if (status != 0 && k->got != NULL) {
-        raft_configuration_close(&k->got->configuration);
-        raft_free(k->got->bufs[0].base);
-        raft_free(k->got->bufs);
-        raft_free(k->got);
+    if (status != 0) {
+        snap_free(k->got);
     }
     struct raft_io_snapshot_get *greq = k->get_req;
     raft_io_snapshot_get_cb cb = k->get_cb;

@@ -272,6 +272,22 @@ Test(durability, store_behind_the_log_catches_up_and_serves,
     mc_client_close(c);
 }
 
+/* Start the node again, find n keys under prefix, stop it cleanly. */
+static void restart_expect_keys(const char *prefix, size_t n)
+{
+    cr_assert_eq(harness_node_restart(&node), 0);
+    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
+    mc_client *c = open_client(5000);
+    mc_page *page;
+    mc_list_opts lo = {.limit = MC_LIST_PAGE_MAX, .keys_only = true};
+    mc_result res;
+    cr_assert_eq(mc_list(c, "durability", prefix, &lo, &page, &res), MC_OK);
+    cr_assert_eq(page->n, n, "%zu keys under %s", page->n, prefix);
+    mc_page_free(page);
+    mc_client_close(c);
+    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+}
+
 /* The loop threads open their shards side by side at start. One that
  * cannot open its shard (here: its LMDB file cannot be opened) must stop
  * the node with an error naming it, exit 1 and not hang; mended, the next
@@ -303,17 +319,7 @@ Test(durability, a_shard_that_cannot_open_stops_the_start,
     cr_assert_eq(rmdir(file), 0);
     cr_assert_eq(rename(moved, file), 0);
 
-    cr_assert_eq(harness_node_restart(&node), 0);
-    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
-    c = open_client(5000);
-    mc_page *page;
-    mc_list_opts lo = {.limit = MC_LIST_PAGE_MAX, .keys_only = true};
-    mc_result res;
-    cr_assert_eq(mc_list(c, "durability", "open/", &lo, &page, &res), MC_OK);
-    cr_assert_eq(page->n, 50);
-    mc_page_free(page);
-    mc_client_close(c);
-    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+    restart_expect_keys("open/", 50);
 }
 
 /* The raft port of the second loop's lane is taken by another process:
@@ -347,15 +353,5 @@ Test(durability, a_busy_raft_lane_port_stops_the_start,
     cr_assert_eq(system(cmd), 0, "the log does not name port %d", port);
     close(fd);
 
-    cr_assert_eq(harness_node_restart(&node), 0);
-    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
-    c = open_client(5000);
-    mc_page *page;
-    mc_list_opts lo = {.limit = MC_LIST_PAGE_MAX, .keys_only = true};
-    mc_result res;
-    cr_assert_eq(mc_list(c, "durability", "lane/", &lo, &page, &res), MC_OK);
-    cr_assert_eq(page->n, 20);
-    mc_page_free(page);
-    mc_client_close(c);
-    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+    restart_expect_keys("lane/", 20);
 }
