@@ -75,6 +75,7 @@ struct mux_out {
     uv_timer_t timer; /* the connect timeout */
     struct mux_peer *peer; /* NULL once the peer let go of it */
     unsigned open_handles;
+    char sink[16]; /* reads: a peer never sends on our connection */
 };
 
 struct mux_write {
@@ -194,6 +195,28 @@ static void peer_write(struct mux_peer *p)
     }
 }
 
+static void out_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct mux_out *c = h->data;
+    (void)hint;
+    *buf = uv_buf_init(c->sink, sizeof c->sink);
+}
+
+/* The connection is read only to notice at once that the peer closed it
+ * (it died or restarted): else the first messages written after that
+ * would be lost, as the first write to a dead connection succeeds. */
+static void out_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct mux_out *c = s->data;
+    (void)buf;
+    if (nread == 0 || c->peer == NULL) {
+        return;
+    }
+    peer_down(c->peer, nread == UV_EOF ? "closed by the peer"
+                       : nread < 0     ? uv_strerror((int)nread)
+                                       : "the peer sent on our connection");
+}
+
 static void connect_cb(uv_connect_t *req, int status)
 {
     struct mux_out *c = req->data;
@@ -207,6 +230,11 @@ static void connect_cb(uv_connect_t *req, int status)
         return;
     }
     socket_tune(&c->tcp);
+    int rv = uv_read_start((uv_stream_t *)&c->tcp, out_alloc, out_read);
+    if (rv != 0) {
+        peer_down(p, uv_strerror(rv));
+        return;
+    }
     p->state = PEER_UP;
     LOG_DEBUG("raft lane %u: connected to node %llu", p->m->lane,
               (unsigned long long)p->id);
