@@ -1501,29 +1501,44 @@ static void put_done(uv_work_t *req, int status)
     work_done(w, shard);
 }
 
+static struct snap_work *snap_work_new(struct cons_wal *w, uint32_t shard)
+{
+    struct snap_work *k = mc_calloc(1, sizeof *k);
+    if (k != NULL) {
+        k->work.data = k;
+        k->w = w;
+        k->shard = shard;
+    }
+    return k;
+}
+
+/* Run k on the threadpool; its group counts it until done runs. */
+static int snap_work_queue(struct snap_work *k, uv_work_cb work,
+                           uv_after_work_cb done)
+{
+    if (uv_queue_work(k->w->loop, &k->work, work, done) != 0) {
+        mc_free(k);
+        return RAFT_IOERR;
+    }
+    k->w->works[k->shard]++;
+    return 0;
+}
+
 int wal_snapshot_put(struct cons_wal *w, uint32_t shard, unsigned trailing,
                      struct raft_io_snapshot_put *req,
                      const struct raft_snapshot *snapshot,
                      raft_io_snapshot_put_cb cb)
 {
-    struct snap_work *k = mc_calloc(1, sizeof *k);
+    struct snap_work *k = snap_work_new(w, shard);
     if (k == NULL) {
         return RAFT_NOMEM;
     }
-    k->work.data = k;
-    k->w = w;
-    k->shard = shard;
     k->put_req = req;
     k->put_cb = cb;
     k->snap = snapshot;
     k->trailing = trailing;
     k->prev_index = w->snap_index[shard];
-    if (uv_queue_work(w->loop, &k->work, put_work, put_done) != 0) {
-        mc_free(k);
-        return RAFT_IOERR;
-    }
-    w->works[shard]++;
-    return 0;
+    return snap_work_queue(k, put_work, put_done);
 }
 
 static void get_work(uv_work_t *req)
@@ -1560,22 +1575,14 @@ int wal_snapshot_get(struct cons_wal *w, uint32_t shard,
     if (w->snap_index[shard] == 0) {
         return RAFT_NOTFOUND;
     }
-    struct snap_work *k = mc_calloc(1, sizeof *k);
+    struct snap_work *k = snap_work_new(w, shard);
     if (k == NULL) {
         return RAFT_NOMEM;
     }
-    k->work.data = k;
-    k->w = w;
-    k->shard = shard;
     k->get_req = req;
     k->get_cb = cb;
     k->index = w->snap_index[shard];
-    if (uv_queue_work(w->loop, &k->work, get_work, get_done) != 0) {
-        mc_free(k);
-        return RAFT_IOERR;
-    }
-    w->works[shard]++;
-    return 0;
+    return snap_work_queue(k, get_work, get_done);
 }
 
 void wal_group_close(struct cons_wal *w, uint32_t shard,
