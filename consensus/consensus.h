@@ -36,10 +36,15 @@ struct cons_fsm {
     struct shard *shard;  /* borrowed */
     cons_applied_cb applied; /* optional */
     void *applied_arg;
+    struct shard_snap *snap; /* the snapshot being written (async) */
 };
 
 /* Make f->fsm apply to shard s. Set f->raft before raft applies anything. */
 void cons_fsm_init(struct cons_fsm *f, struct shard *s);
+/* Have raft take f's snapshots in the background (FSM version 3): the
+ * loop only pins the state (shard_snapshot_begin), a worker of the io's
+ * async_work writes the buffer. The io must be of version 2 or more. */
+void cons_fsm_async_snapshots(struct cons_fsm *f);
 
 /* ---- the raft_io guard (raft 0.15 workarounds; io_guard.c) ----
  *
@@ -169,7 +174,9 @@ struct cons_lane_io {
     raft_io_tick_cb tick_cb;
     raft_io_recv_cb recv_cb;
     raft_io_close_cb close_cb;
-    unsigned closing; /* its timer and its log, while they close */
+    unsigned closing; /* its timer, its log and its works, while they
+                         close */
+    unsigned works;   /* async works not done yet */
     bool started;
     uint64_t rng;
 };

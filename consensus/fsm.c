@@ -49,6 +49,62 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
     return 0;
 }
 
+/* FSM version 3: raft calls begin on the loop, write through io's
+ * async_work on a worker (the loop applies on meanwhile), and finalize on
+ * the loop once the snapshot is stored, or failed, or was given up. */
+static int fsm_snapshot_begin(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+    struct cons_fsm *f = fsm->data;
+    ASSERT(f->snap == NULL); /* raft takes one at a time */
+    mc_err rv = shard_snapshot_begin(f->shard, &f->snap);
+    if (rv != MC_OK) {
+        f->snap = NULL;
+        return rv == MC_INTERNAL ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_snapshot_write(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+    struct cons_fsm *f = fsm->data;
+    struct raft_buffer *b = raft_malloc(sizeof *b);
+    if (b == NULL) {
+        return RAFT_NOMEM;
+    }
+    void *data;
+    size_t len;
+    mc_err rv = shard_snapshot_write(f->snap, raft_malloc, &data, &len);
+    if (rv != MC_OK) {
+        raft_free(b);
+        return rv == MC_INTERNAL ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    *b = (struct raft_buffer){.base = data, .len = len};
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm,
+                                 struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct cons_fsm *f = fsm->data;
+    if (*bufs != NULL) {
+        for (unsigned i = 0; i < *n_bufs; i++) {
+            raft_free((*bufs)[i].base);
+        }
+        raft_free(*bufs);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    shard_snapshot_end(f->snap);
+    f->snap = NULL;
+    return 0;
+}
+
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 {
     struct cons_fsm *f = fsm->data;
@@ -93,6 +149,14 @@ void cons_fsm_init(struct cons_fsm *f, struct shard *s)
         .shard = s,
     };
     f->fsm.data = f;
+}
+
+void cons_fsm_async_snapshots(struct cons_fsm *f)
+{
+    f->fsm.version = 3;
+    f->fsm.snapshot = fsm_snapshot_begin;
+    f->fsm.snapshot_async = fsm_snapshot_write;
+    f->fsm.snapshot_finalize = fsm_snapshot_finalize;
 }
 
 mc_err cons_err(int raft_rv)

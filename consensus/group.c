@@ -90,6 +90,9 @@ mc_err cons_group_init(struct cons_group *g, uv_loop_t *loop,
     struct raft_fsm *fsm = cfg->fsm;
     if (s != NULL) {
         cons_fsm_init(&g->fsm, s);
+        if (g->on_lane) {
+            cons_fsm_async_snapshots(&g->fsm);
+        }
         fsm = &g->fsm.fsm;
     }
     ASSERT(fsm != NULL);

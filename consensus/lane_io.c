@@ -4,7 +4,9 @@
  *
  * Close: the mux forgets the group (its send callbacks fire), the log
  * fails its waiting appends and lets its snapshot work finish, the timer
- * closes; raft hears of the close once all of that is done. */
+ * closes, the async works (snapshots being written) finish and are
+ * answered RAFT_CANCELED; raft hears of the close once all of that is
+ * done. */
 #include <string.h>
 #include <sys/random.h>
 
@@ -65,13 +67,63 @@ static void l_close(struct raft_io *io, raft_io_close_cb cb)
     struct cons_lane_io *l = lane_of(io);
     l->close_cb = cb;
     l->tick_cb = NULL;
-    l->closing = 2;
+    l->closing = 2 + l->works;
     if (l->started) {
         cons_mux_forget(l->mux, l);
         l->started = false;
     }
     uv_close((uv_handle_t *)&l->tick, timer_closed_cb);
     wal_group_close(l->wal, l->shard_id, wal_closed_cb, l);
+}
+
+struct lane_work {
+    uv_work_t work;
+    struct cons_lane_io *l;
+    struct raft_io_async_work *req;
+    raft_io_async_work_cb cb;
+    int status;
+};
+
+static void work_run(uv_work_t *w)
+{
+    struct lane_work *k = w->data;
+    k->status = k->req->work(k->req);
+}
+
+static void work_done(uv_work_t *w, int status)
+{
+    struct lane_work *k = w->data;
+    struct cons_lane_io *l = k->l;
+    struct raft_io_async_work *req = k->req;
+    raft_io_async_work_cb cb = k->cb;
+    bool closing = l->closing > 0;
+    int rv = status != 0 || closing ? RAFT_CANCELED : k->status;
+    mc_free(k);
+    ASSERT(l->works > 0);
+    l->works--;
+    cb(req, rv); /* closing: raft must not go on to store the snapshot */
+    if (closing) {
+        part_closed(l);
+    }
+}
+
+static int l_async_work(struct raft_io *io, struct raft_io_async_work *req,
+                        raft_io_async_work_cb cb)
+{
+    struct cons_lane_io *l = lane_of(io);
+    ASSERT(l->closing == 0);
+    struct lane_work *k = mc_calloc(1, sizeof *k);
+    if (k == NULL) {
+        return RAFT_NOMEM;
+    }
+    *k = (struct lane_work){.l = l, .req = req, .cb = cb};
+    k->work.data = k;
+    if (uv_queue_work(l->loop, &k->work, work_run, work_done) != 0) {
+        mc_free(k);
+        return RAFT_IOERR;
+    }
+    l->works++;
+    return 0;
 }
 
 static int l_load(struct raft_io *io, raft_term *term, raft_id *voted_for,
@@ -203,7 +255,7 @@ void cons_lane_io_init(struct cons_lane_io *l, uv_loop_t *loop,
     }
     uv_timer_init(loop, &l->tick);
     l->tick.data = l;
-    l->io.version = 1;
+    l->io.version = 2; /* async_work */
     l->io.impl = l;
     l->io.init = l_init;
     l->io.close = l_close;
@@ -220,4 +272,5 @@ void cons_lane_io_init(struct cons_lane_io *l, uv_loop_t *loop,
     l->io.snapshot_get = l_snapshot_get;
     l->io.time = l_time;
     l->io.random = l_random;
+    l->io.async_work = l_async_work;
 }

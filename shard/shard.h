@@ -180,10 +180,25 @@ mc_err shard_expired_scan(struct shard *s, int64_t now_ms, uint32_t max,
                           shard_expired_cb cb, void *arg);
 
 /* Serialize the whole state (records of all tiers, expiry index, dedupe
- * table, watch ring) and the applied index into one buffer from alloc (raft_malloc for
- * raft). Commits the open txn first. On MC_OK the caller owns *buf. */
+ * table, watch ring) and the applied index into one buffer from alloc
+ * (raft_malloc for raft). Commits the open txn first. On MC_OK the caller
+ * owns *buf. shard_snapshot_begin + _write + _end in one call. */
 mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
                       size_t *len);
+
+/* The same in three steps, so that the loop need not wait while a large
+ * shard is copied (hundreds of ms for tens of MB):
+ * - begin, on the shard's thread: commit the open txn and hold what is
+ *   committed in a read txn of the snapshot's own;
+ * - write, on any one thread, while the shard goes on taking writes: the
+ *   buffer of that state (the shard's own thread may not touch sn);
+ * - end, on the shard's thread, before the shard closes: let go of it.
+ * Errors: UNAVAILABLE (a broken store), INTERNAL (out of memory). */
+struct shard_snap;
+mc_err shard_snapshot_begin(struct shard *s, struct shard_snap **out);
+mc_err shard_snapshot_write(struct shard_snap *sn, void *(*alloc)(size_t),
+                            void **buf, size_t *len);
+void shard_snapshot_end(struct shard_snap *sn);
 
 /* Replace the state with a snapshot, unless the snapshot's applied index is
  * not newer than the store's (then nothing changes). The buffer is checked

@@ -62,10 +62,9 @@ struct cursors {
 
 /* cs must start zeroed; cursors_close closes what opened, also after a
  * failure here. */
-static mc_err cursors_open(struct shard *s, struct cursors *cs)
+static mc_err cursors_open(struct shard *s, MDB_txn *txn, struct cursors *cs)
 {
-    MDB_txn *txn;
-    mc_err rv = store_view(s, &txn);
+    mc_err rv = MC_OK;
     for (unsigned db = 0; rv == MC_OK && db < STORE_DATA_DBS; db++) {
         rv = store_cursor_open(s, txn, (enum store_db)db, &cs->c[db]);
     }
@@ -123,9 +122,13 @@ uint64_t shard_state_hash(struct shard *s)
 {
     ASSERT(s != NULL);
     struct cursors cs = {{NULL}};
+    MDB_txn *txn;
     mc_err rv = store_enter(s);
     if (rv == MC_OK) {
-        rv = cursors_open(s, &cs);
+        rv = store_view(s, &txn);
+    }
+    if (rv == MC_OK) {
+        rv = cursors_open(s, txn, &cs);
     }
     uint64_t h = BASE_FNV64_INIT;
     for (unsigned db = 0; rv == MC_OK && db < STORE_DATA_DBS; db++) {
@@ -175,22 +178,70 @@ static mc_err snapshot_alloc(struct shard *s, const struct cursors *cs,
     return *out == NULL ? MC_INTERNAL : MC_OK;
 }
 
-mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
-                      size_t *len)
+struct shard_snap {
+    struct shard *s; /* only what other threads may read: env, dbi, cfg */
+    MDB_txn *txn;    /* read only, of this snapshot alone */
+    uint64_t index;  /* the applied index it holds */
+};
+
+mc_err shard_snapshot_begin(struct shard *s, struct shard_snap **out)
 {
     ASSERT(s != NULL);
-    ASSERT(alloc != NULL);
-    ASSERT(buf != NULL);
-    ASSERT(len != NULL);
+    ASSERT(out != NULL);
     char err[sizeof s->result.message];
-    struct cursors cs = {{NULL}};
     mc_err rv = store_enter(s);
     if (rv == MC_OK) {
         rv = store_commit(s, err, sizeof err);
     }
-    if (rv == MC_OK) {
-        rv = cursors_open(s, &cs);
+    if (rv != MC_OK) {
+        return rv;
     }
+    struct shard_snap *sn = mc_calloc(1, sizeof *sn);
+    if (sn == NULL) {
+        return MC_INTERNAL;
+    }
+    /* MDB_NOTLS (store.c): a read txn may move between threads. */
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &sn->txn);
+    if (rc != 0) {
+        mc_free(sn);
+        return store_fail(s, "snapshot txn", rc);
+    }
+    sn->s = s;
+    sn->index = s->applied_index;
+    *out = sn;
+    return MC_OK;
+}
+
+void shard_snapshot_end(struct shard_snap *sn)
+{
+    if (sn != NULL) {
+        mdb_txn_abort(sn->txn);
+        mc_free(sn);
+    }
+}
+
+mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
+                      size_t *len)
+{
+    struct shard_snap *sn;
+    mc_err rv = shard_snapshot_begin(s, &sn);
+    if (rv == MC_OK) {
+        rv = shard_snapshot_write(sn, alloc, buf, len);
+        shard_snapshot_end(sn);
+    }
+    return rv;
+}
+
+mc_err shard_snapshot_write(struct shard_snap *sn, void *(*alloc)(size_t),
+                            void **buf, size_t *len)
+{
+    ASSERT(sn != NULL);
+    ASSERT(alloc != NULL);
+    ASSERT(buf != NULL);
+    ASSERT(len != NULL);
+    struct shard *s = sn->s;
+    struct cursors cs = {{NULL}};
+    mc_err rv = cursors_open(s, sn->txn, &cs);
     struct measure m[STORE_DATA_DBS] = {{0, 0}};
     uint8_t *out = NULL;
     size_t total = 0;
@@ -201,7 +252,7 @@ mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
         memcpy(out, snap_magic, sizeof snap_magic);
         bytes_put_u32le(out + 8, SNAP_FORMAT);
         bytes_put_u32le(out + 12, s->cfg.id);
-        bytes_put_u64le(out + 16, s->applied_index);
+        bytes_put_u64le(out + 16, sn->index);
         uint8_t *p = out + SNAP_HEADER_BYTES;
         write_sections(s, &cs, m, &p);
         bytes_put_u64le(p, base_fnv64(BASE_FNV64_INIT, out,

@@ -4,6 +4,8 @@
  * cleverly malformed buffers (with a valid checksum) are refused and leave
  * the store untouched; and a shard closed and reopened keeps its records
  * and applied index, so that raft's replay of old entries is skipped. */
+#include <pthread.h>
+
 #include "tests/unit/shard/shard_test.h"
 
 static struct tshard f; /* the source */
@@ -72,6 +74,46 @@ Test(shard_snapshot, restore_into_fresh_shard_gives_identical_state)
     fill(&f, "w");
     fill(&g, "w");
     cr_assert_eq(shard_state_hash(g.s), shard_state_hash(f.s));
+}
+
+struct snap_writer {
+    struct shard_snap *sn;
+    uint8_t *buf;
+    size_t len;
+    mc_err rv;
+};
+
+static void *snap_write_thread(void *arg)
+{
+    struct snap_writer *w = arg;
+    w->rv = shard_snapshot_write(w->sn, malloc, (void **)&w->buf, &w->len);
+    return NULL;
+}
+
+/* raft's background snapshot: begun here, written on another thread while
+ * this one commits more writes, it holds the state it began with. */
+Test(shard_snapshot, written_on_another_thread_holds_the_state_it_began_with)
+{
+    fill(&f, "v");
+    uint64_t hash_v = shard_state_hash(f.s);
+    uint64_t index_v = shard_applied_index(f.s);
+    struct snap_writer w = {0};
+    cr_assert_eq(shard_snapshot_begin(f.s, &w.sn), MC_OK);
+    fill(&f, "w");
+    char err[256];
+    cr_assert_eq(shard_commit(f.s, err, sizeof err), MC_OK, "%s", err);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, snap_write_thread, &w), 0);
+    fill(&f, "x"); /* and more while it writes */
+    cr_assert_eq(shard_commit(f.s, err, sizeof err), MC_OK, "%s", err);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    shard_snapshot_end(w.sn);
+    cr_assert_eq(w.rv, MC_OK);
+    cr_assert_neq(shard_state_hash(f.s), hash_v);
+    cr_assert_eq(shard_restore(g.s, w.buf, w.len), MC_OK);
+    free(w.buf);
+    cr_assert_eq(shard_state_hash(g.s), hash_v);
+    cr_assert_eq(shard_applied_index(g.s), index_v);
 }
 
 Test(shard_snapshot, includes_entries_not_yet_committed)
