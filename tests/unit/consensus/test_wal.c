@@ -84,18 +84,37 @@ static void append_n(struct cons_wal *w, uint32_t shard, uint64_t first,
     }
 }
 
-static void free_loaded(struct raft_snapshot *snap, struct raft_entry *es,
-                        size_t n)
+/* What wal_load gives. */
+struct loaded {
+    raft_term term;
+    raft_id vote;
+    struct raft_snapshot *snap;
+    raft_index start;
+    struct raft_entry *es;
+    size_t n;
+    char msg[256];
+};
+
+/* wal_load of shard into l, the store holding have; returns its code. */
+static int load(struct cons_wal *w, uint32_t shard, uint64_t have,
+                struct loaded *l)
 {
-    if (snap != NULL) {
-        raft_configuration_close(&snap->configuration);
-        raft_free(snap->bufs[0].base);
-        raft_free(snap->bufs);
-        raft_free(snap);
+    *l = (struct loaded){0};
+    return wal_load(w, shard, have, &l->term, &l->vote, &l->snap, &l->start,
+                    &l->es, &l->n, l->msg, sizeof l->msg);
+}
+
+static void loaded_free(struct loaded *l)
+{
+    if (l->snap != NULL) {
+        raft_configuration_close(&l->snap->configuration);
+        raft_free(l->snap->bufs[0].base);
+        raft_free(l->snap->bufs);
+        raft_free(l->snap);
     }
-    if (n > 0) {
-        raft_free(es[0].batch);
-        raft_free(es);
+    if (l->n > 0) {
+        raft_free(l->es[0].batch);
+        raft_free(l->es);
     }
 }
 
@@ -104,32 +123,24 @@ static void expect_log(struct cons_wal *w, uint32_t shard, uint64_t term,
                        uint64_t vote, uint64_t first, uint64_t last,
                        uint64_t entry_term)
 {
-    raft_term t;
-    raft_id v;
-    struct raft_snapshot *snap;
-    raft_index start;
-    struct raft_entry *es;
-    size_t n;
-    char msg[256] = "";
-    cr_assert_eq(wal_load(w, shard, 0, &t, &v, &snap, &start, &es, &n, msg,
-                          sizeof msg),
-                 0, "load: %s", msg);
-    cr_assert_eq(t, term);
-    cr_assert_eq(v, vote);
-    cr_assert_eq(n, last + 1 - first, "shard %u: %zu entries", shard, n);
-    if (n > 0) {
-        cr_assert_eq(start, first);
+    struct loaded l;
+    cr_assert_eq(load(w, shard, 0, &l), 0, "load: %s", l.msg);
+    cr_assert_eq(l.term, term);
+    cr_assert_eq(l.vote, vote);
+    cr_assert_eq(l.n, last + 1 - first, "shard %u: %zu entries", shard, l.n);
+    if (l.n > 0) {
+        cr_assert_eq(l.start, first);
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < l.n; i++) {
         char want[64];
         struct raft_entry e = entry_of(shard, first + i, entry_term, want);
-        cr_assert_eq(es[i].term, entry_term);
-        cr_assert_eq(es[i].buf.len, e.buf.len, "entry %zu", first + i);
-        cr_assert_eq(memcmp(es[i].buf.base, want, e.buf.len), 0,
+        cr_assert_eq(l.es[i].term, entry_term);
+        cr_assert_eq(l.es[i].buf.len, e.buf.len, "entry %zu", first + i);
+        cr_assert_eq(memcmp(l.es[i].buf.base, want, e.buf.len), 0,
                      "entry %llu of shard %u", (unsigned long long)first + i,
                      shard);
     }
-    free_loaded(snap, es, n);
+    loaded_free(&l);
 }
 
 Test(wal, entries_votes_and_truncations_survive_a_reopen)
@@ -174,21 +185,13 @@ Test(wal, bootstrap_once)
     cons_wal_close(w);
     w = wal_open();
     cr_assert_eq(wal_bootstrap(w, 0, &conf), RAFT_CANTBOOTSTRAP);
-    raft_term t;
-    raft_id v;
-    struct raft_snapshot *snap;
-    raft_index start;
-    struct raft_entry *es;
-    size_t n;
-    char msg[256];
-    cr_assert_eq(wal_load(w, 0, 0, &t, &v, &snap, &start, &es, &n, msg,
-                          sizeof msg),
-                 0);
-    cr_assert_eq(t, 1);
-    cr_assert_eq(n, 1);
-    cr_assert_eq(start, 1);
-    cr_assert_eq(es[0].type, RAFT_CHANGE);
-    free_loaded(snap, es, n);
+    struct loaded l;
+    cr_assert_eq(load(w, 0, 0, &l), 0);
+    cr_assert_eq(l.term, 1);
+    cr_assert_eq(l.n, 1);
+    cr_assert_eq(l.start, 1);
+    cr_assert_eq(l.es[0].type, RAFT_CHANGE);
+    loaded_free(&l);
     raft_configuration_close(&conf);
     cons_wal_close(w);
 }
@@ -370,39 +373,29 @@ Test(wal, snapshots_compact_and_a_restart_gets_a_placeholder)
     cons_wal_close(w);
 
     w = wal_open();
-    raft_term t;
-    raft_id v;
-    struct raft_snapshot *snap;
-    raft_index start;
-    struct raft_entry *es;
-    size_t n;
-    char msg[256] = "";
+    struct loaded l;
     /* The store is behind the snapshot: it comes whole. */
-    cr_assert_eq(wal_load(w, 4, 10, &t, &v, &snap, &start, &es, &n, msg,
-                          sizeof msg),
-                 0, "%s", msg);
-    cr_assert_not_null(snap);
-    cr_assert_eq(snap->index, 90);
-    cr_assert_eq(snap->term, 3);
-    cr_assert_eq(snap->configuration.n, 2);
-    cr_assert_eq(snap->configuration.servers[1].role, RAFT_STANDBY);
-    cr_assert_str_eq(snap->configuration.servers[1].address, "127.0.0.1:2");
-    cr_assert_eq(snap->bufs[0].len, strlen("state as of 90"));
-    cr_assert_eq(memcmp(snap->bufs[0].base, "state as of 90", 14), 0);
-    cr_assert_eq(wal_placeholder_index(&snap->bufs[0]), 0);
-    cr_assert_eq(start, 71);
-    cr_assert_eq(n, 30);
-    free_loaded(snap, es, n);
+    cr_assert_eq(load(w, 4, 10, &l), 0, "%s", l.msg);
+    cr_assert_not_null(l.snap);
+    cr_assert_eq(l.snap->index, 90);
+    cr_assert_eq(l.snap->term, 3);
+    cr_assert_eq(l.snap->configuration.n, 2);
+    cr_assert_eq(l.snap->configuration.servers[1].role, RAFT_STANDBY);
+    cr_assert_str_eq(l.snap->configuration.servers[1].address, "127.0.0.1:2");
+    cr_assert_eq(l.snap->bufs[0].len, strlen("state as of 90"));
+    cr_assert_eq(memcmp(l.snap->bufs[0].base, "state as of 90", 14), 0);
+    cr_assert_eq(wal_placeholder_index(&l.snap->bufs[0]), 0);
+    cr_assert_eq(l.start, 71);
+    cr_assert_eq(l.n, 30);
+    loaded_free(&l);
     /* The store holds it: a placeholder, no data read. */
-    cr_assert_eq(wal_load(w, 6, 500, &t, &v, &snap, &start, &es, &n, msg,
-                          sizeof msg),
-                 0, "%s", msg);
-    cr_assert_eq(snap->index, 500);
-    cr_assert_eq(wal_placeholder_index(&snap->bufs[0]), 500);
-    cr_assert_eq(start, 501);
-    cr_assert_eq(n, 2);
-    cr_assert_eq(es[0].term, 4);
-    free_loaded(snap, es, n);
+    cr_assert_eq(load(w, 6, 500, &l), 0, "%s", l.msg);
+    cr_assert_eq(l.snap->index, 500);
+    cr_assert_eq(wal_placeholder_index(&l.snap->bufs[0]), 500);
+    cr_assert_eq(l.start, 501);
+    cr_assert_eq(l.n, 2);
+    cr_assert_eq(l.es[0].term, 4);
+    loaded_free(&l);
     cons_wal_close(w);
 }
 
@@ -424,17 +417,9 @@ Test(wal, a_damaged_snapshot_file_is_refused)
     cr_assert_eq(pwrite(fd, &b, 1, end - 3), 1);
     close(fd);
     w = wal_open();
-    raft_term t;
-    raft_id v;
-    struct raft_snapshot *snap;
-    raft_index start;
-    struct raft_entry *es;
-    size_t n;
-    char msg[256] = "";
-    cr_assert_eq(wal_load(w, 4, 0, &t, &v, &snap, &start, &es, &n, msg,
-                          sizeof msg),
-                 RAFT_CORRUPT);
-    cr_assert_not_null(strstr(msg, "damaged"), "%s", msg);
+    struct loaded l;
+    cr_assert_eq(load(w, 4, 0, &l), RAFT_CORRUPT);
+    cr_assert_not_null(strstr(l.msg, "damaged"), "%s", l.msg);
     cons_wal_close(w);
 }
 
@@ -476,27 +461,17 @@ Test(wal, a_torn_write_before_a_segment_made_ahead)
     close(fd);
 
     w = wal_open();
-    raft_term t;
-    raft_id v;
-    struct raft_snapshot *snap;
-    raft_index start;
-    struct raft_entry *es;
-    size_t n;
-    char msg[256] = "";
-    cr_assert_eq(wal_load(w, 1, 0, &t, &v, &snap, &start, &es, &n, msg,
-                          sizeof msg),
-                 0, "%s", msg);
-    cr_assert_eq(n, next - 1, "the torn entry is gone, the others stay");
-    free_loaded(snap, es, n);
+    struct loaded l;
+    cr_assert_eq(load(w, 1, 0, &l), 0, "%s", l.msg);
+    cr_assert_eq(l.n, next - 1, "the torn entry is gone, the others stay");
+    loaded_free(&l);
     append_n(w, 1, next, 3, 1); /* into the empty newest segment */
     cons_wal_sync(w);
     cons_wal_close(w);
     w = wal_open(); /* the first segment is not the newest any more */
-    cr_assert_eq(wal_load(w, 1, 0, &t, &v, &snap, &start, &es, &n, msg,
-                          sizeof msg),
-                 0, "%s", msg);
-    cr_assert_eq(n, next + 2);
-    free_loaded(snap, es, n);
+    cr_assert_eq(load(w, 1, 0, &l), 0, "%s", l.msg);
+    cr_assert_eq(l.n, next + 2);
+    loaded_free(&l);
     cons_wal_close(w);
 }
 
