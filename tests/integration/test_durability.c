@@ -272,6 +272,17 @@ Test(durability, store_behind_the_log_catches_up_and_serves,
     mc_client_close(c);
 }
 
+/* Start the node, write n keys under prefix, stop it cleanly. */
+static void start_put_keys_stop(const char *prefix, unsigned n)
+{
+    cr_assert_eq(harness_node_start(&node, NULL), 0);
+    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
+    mc_client *c = open_client(5000);
+    put_keys(c, prefix, n);
+    mc_client_close(c);
+    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+}
+
 /* Start the node again, find n keys under prefix, stop it cleanly. */
 static void restart_expect_keys(const char *prefix, size_t n)
 {
@@ -295,12 +306,7 @@ static void restart_expect_keys(const char *prefix, size_t n)
 Test(durability, a_shard_that_cannot_open_stops_the_start,
      .fini = harness_fini, .timeout = 60)
 {
-    cr_assert_eq(harness_node_start(&node, NULL), 0);
-    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
-    mc_client *c = open_client(5000);
-    put_keys(c, "open", 50);
-    mc_client_close(c);
-    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+    start_put_keys_stop("open", 50);
 
     /* Shard 3's LMDB file cannot be opened: a folder stands where the
      * file was. */
@@ -328,12 +334,7 @@ Test(durability, a_shard_that_cannot_open_stops_the_start,
 Test(durability, a_busy_raft_lane_port_stops_the_start,
      .fini = harness_fini, .timeout = 60)
 {
-    cr_assert_eq(harness_node_start(&node, NULL), 0);
-    cr_assert_eq(harness_node_wait_ready(&node, HARNESS_READY_MS), 0);
-    mc_client *c = open_client(5000);
-    put_keys(c, "lane", 20);
-    mc_client_close(c);
-    cr_assert_eq(harness_node_stop(&node, SIGTERM), 0);
+    start_put_keys_stop("lane", 20);
 
     int port = node.raft_port + 1 + 1; /* loop 1's lane */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
