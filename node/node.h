@@ -269,7 +269,9 @@ struct node_loop {
     bool stop_begun;
     unsigned sweeps;
     uv_work_t sync_req;
-    bool sync_busy;
+    bool sync_busy; /* sync_req runs */
+    bool sync_owed; /* a sync is due */
+    bool sync_due;  /* sync_req syncs the shards (else it only trims) */
     /* Opening: the loop's thread opens its replicas before it runs the
      * loop (the loops open theirs side by side); node_serve waits. */
     pthread_cond_t opened_cond; /* with mu */
