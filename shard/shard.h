@@ -190,9 +190,11 @@ mc_err shard_snapshot(struct shard *s, void *(*alloc)(size_t), void **buf,
  * shard is copied (hundreds of ms for tens of MB):
  * - begin, on the shard's thread: commit the open txn and hold what is
  *   committed in a read txn of the snapshot's own;
- * - write, on any one thread, while the shard goes on taking writes: the
- *   buffer of that state (the shard's own thread may not touch sn);
- * - end, on the shard's thread, before the shard closes: let go of it.
+ * - write, once, on any one thread, while the shard goes on taking
+ *   writes: the buffer of that state (the shard's own thread may not touch
+ *   sn), and let go of the read txn, so that LMDB reuses the pages that
+ *   later commits free;
+ * - end, on the shard's thread, before the shard closes: free sn.
  * Errors: UNAVAILABLE (a broken store), INTERNAL (out of memory). */
 struct shard_snap;
 mc_err shard_snapshot_begin(struct shard *s, struct shard_snap **out);
