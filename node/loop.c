@@ -24,9 +24,10 @@
  * often: a sync writes back the pages a shard keeps rewriting (the watch
  * ring's head, the dedupe table) each time, and write-protects every page
  * it cleans, so that the loop's next write to each faults. Linux writes
- * such pages back after 30 s anyway (vm.dirty_expire_centisecs). A sync
- * every 5 s cost put at 64 in flight 12% of its throughput and 15% on its
- * p99 (README, Benchmarks). Loop 0 hands freed memory back more often. */
+ * such pages back after 30 s anyway (vm.dirty_expire_centisecs). Put at
+ * 64 in flight did 6.3-6.7k ops/s with p99 41-45 ms when every 5 s, and
+ * 7.2-7.6k with p99 34-36 ms now (README, Benchmarks). Loop 0 hands freed
+ * memory back more often. */
 #define SYNC_EVERY_SWEEPS 30u
 #define TRIM_EVERY_SWEEPS 5u
 
