@@ -220,6 +220,29 @@ static unsigned raft_ports_bound(const struct mc_node_proc *n)
     return 1 + (n->n_loops < n->n_shards ? n->n_loops : n->n_shards);
 }
 
+/* Whether some socket listens on TCP port (IPv4), from /proc/net/tcp. A
+ * probe by bind() would race with the node's own bind of the port: while
+ * the probe holds it, the node's listen fails with EADDRINUSE. */
+static bool port_listening(int port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (f == NULL) {
+        return false;
+    }
+    char line[256];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        unsigned local_port, state;
+        /* "  sl  local_address rem_address   st ...": 0A is LISTEN. */
+        if (sscanf(line, " %*u: %*x:%x %*x:%*x %x", &local_port, &state) == 2 &&
+            (int)local_port == port && state == 0x0A) {
+            found = true;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
 /* Wait until node n holds every raft port it was given, or has exited. */
 static void ports_wait_bound(const struct mc_node_proc *n)
 {
@@ -233,8 +256,8 @@ static void ports_wait_bound(const struct mc_node_proc *n)
         if (n->pid == 0 || kill(n->pid, 0) != 0) {
             return;
         }
-        if (port_probe(base + (int)i) < 0) {
-            i++; /* taken: by the node, since nobody else picks under lock */
+        if (port_listening(base + (int)i)) {
+            i++; /* by the node, since nobody else picks under lock */
         } else {
             harness_pause_ms(POLL_MS);
         }
