@@ -122,8 +122,10 @@ static void turn_cb(uv_check_t *h)
 static void sync_work(uv_work_t *req)
 {
     struct node_loop *l = req->data;
-    for (unsigned i = 0; l->sync_due && i < l->n_replicas; i++) {
-        shard_sync(l->replicas[i]->store);
+    if (l->sync_due) {
+        for (unsigned i = 0; i < l->n_replicas; i++) {
+            shard_sync(l->replicas[i]->store);
+        }
     }
     /* Snapshots build the whole state in one buffer and free it; glibc
      * keeps such memory in its arenas. Handing it back halved the

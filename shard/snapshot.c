@@ -238,6 +238,7 @@ mc_err shard_snapshot_write(struct shard_snap *sn, void *(*alloc)(size_t),
                             void **buf, size_t *len)
 {
     ASSERT(sn != NULL);
+    ASSERT(sn->txn != NULL); /* written once: the txn ends below */
     ASSERT(alloc != NULL);
     ASSERT(buf != NULL);
     ASSERT(len != NULL);
